@@ -1,0 +1,95 @@
+//! Progress events and cancellation for long work (download, delta, quantize, verify, eval).
+//!
+//! Libraries report what they do through a [`Progress`] sink and never print. The CLI turns
+//! events into progress bars on stderr (or JSON lines), the TUI into widgets, the server into
+//! an event stream. Cancellation travels the other way: a [`CancelToken`] that the library
+//! polls between chunks of work.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// One thing that happened during a long operation.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// A task (or sub-task) started; `total` is in `unit`s when known.
+    Start { task: String, total: Option<u64>, unit: Unit },
+    /// `delta` more units of `task` are done.
+    Advance { task: String, delta: u64 },
+    /// A human-readable note worth showing (a dropped buffer, a chosen algorithm, ...).
+    Note { message: String },
+    /// `task` is finished.
+    Finish { task: String },
+}
+
+/// What a task counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unit {
+    Bytes,
+    Items,
+}
+
+/// A sink for [`Event`]s. Implementations must be cheap: `event` is called from hot loops.
+pub trait Progress: Send + Sync {
+    fn event(&self, event: Event);
+}
+
+/// A sink that drops everything.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Silent;
+
+impl Progress for Silent {
+    fn event(&self, _event: Event) {}
+}
+
+/// A sink that keeps every event, for tests and for callers that replay them.
+#[derive(Debug, Default)]
+pub struct Recorder(std::sync::Mutex<Vec<Event>>);
+
+impl Recorder {
+    pub fn events(&self) -> Vec<Event> {
+        self.0.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+}
+
+impl Progress for Recorder {
+    fn event(&self, event: Event) {
+        if let Ok(mut v) = self.0.lock() {
+            v.push(event);
+        }
+    }
+}
+
+/// A shared flag that asks long work to stop at the next safe point.
+#[derive(Debug, Default, Clone)]
+pub struct CancelToken(Arc<AtomicBool>);
+
+impl CancelToken {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recorder_keeps_order_and_cancel_is_shared() {
+        let r = Recorder::default();
+        r.event(Event::Start { task: "t".into(), total: Some(3), unit: Unit::Items });
+        r.event(Event::Advance { task: "t".into(), delta: 3 });
+        r.event(Event::Finish { task: "t".into() });
+        assert_eq!(r.events().len(), 3);
+        let a = CancelToken::new();
+        let b = a.clone();
+        assert!(!b.is_cancelled());
+        a.cancel();
+        assert!(b.is_cancelled());
+    }
+}

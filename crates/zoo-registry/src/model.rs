@@ -1,0 +1,146 @@
+//! The registry's records: what sync stores and what queries return. Their serde form is the
+//! documented `--json` schema (docs/USAGE.md), so fields are only ever added, never renamed.
+//! Unknown facts are `null`, never omitted, so scripts can rely on every key being present.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FamilyRecord {
+    pub name: String,
+    pub title: String,
+    pub organization: Option<String>,
+    pub homepage: Option<String>,
+    pub description: Option<String>,
+    pub source_file: String,
+}
+
+/// A model of the zoo. `params` is in billions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelRecord {
+    pub name: String,
+    pub display_name: Option<String>,
+    pub family: String,
+    /// `full`, `delta`, `quantized` or `api`.
+    pub kind: String,
+    pub arch: Option<String>,
+    pub hf_architecture: Option<String>,
+    pub hf_repo: Option<String>,
+    pub revision: Option<String>,
+    /// The catalog model this one is fine-tuned from, applied to (delta) or quantized from.
+    pub base: Option<String>,
+    /// The backbone as published (free text).
+    pub backbone: Option<String>,
+    /// `fastchat`, `llmzoo` or `huatuo`; set exactly for deltas.
+    pub delta_algorithm: Option<String>,
+    pub params: Option<f64>,
+    pub dtype: Option<String>,
+    pub languages: Vec<String>,
+    pub license: Option<String>,
+    pub chat_template: Option<String>,
+    pub context_length: Option<i64>,
+    pub quantization: Option<Quantization>,
+    pub open_model: Option<bool>,
+    pub open_data: Option<bool>,
+    pub claimed_languages: Option<String>,
+    pub instruction_data: Option<String>,
+    pub conversation_data: Option<String>,
+    pub release_date: Option<String>,
+    pub description: Option<String>,
+    pub homepage: Option<String>,
+    pub paper: Option<String>,
+    pub source: Option<String>,
+    /// `catalog` (from `registry/`) or `local` (added by the user).
+    pub origin: String,
+    pub source_file: Option<String>,
+    pub source_line: Option<i64>,
+    /// Whether a copy is on this machine (HF cache or a registered local copy). `None` when
+    /// the caller did not ask.
+    pub local: Option<bool>,
+    /// Files of the release. `None` in listings, filled by `show`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub files: Option<Vec<FileRecord>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Quantization {
+    pub method: String,
+    pub bits: i64,
+    pub group_size: Option<i64>,
+    pub desc_act: Option<bool>,
+    pub damp_percent: Option<f64>,
+    pub format: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FileRecord {
+    pub path: String,
+    pub size: Option<i64>,
+    pub sha256: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DatasetRecord {
+    pub name: String,
+    pub title: String,
+    pub hf_repo: Option<String>,
+    pub kind: Option<String>,
+    pub languages: Vec<String>,
+    pub license: Option<String>,
+    pub description: Option<String>,
+    pub source: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BenchmarkRecord {
+    pub name: String,
+    pub title: String,
+    pub dataset: Option<String>,
+    pub metric: String,
+    pub description: Option<String>,
+    pub source: Option<String>,
+    pub columns: Vec<BenchmarkColumn>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BenchmarkColumn {
+    pub key: String,
+    pub label: String,
+    pub lang: Option<String>,
+    pub aggregate: bool,
+}
+
+/// One set of numbers of one model on one benchmark: published (from the catalog) or
+/// measured (recorded by zoo or imported, with provenance).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResultRecord {
+    pub model: String,
+    pub benchmark: String,
+    /// For pairwise results (ratio vs X, win/tie/lose vs X).
+    pub opponent: Option<String>,
+    /// `published` or `measured`.
+    pub origin: String,
+    /// Citation for published numbers; free text for measured ones.
+    pub source: Option<String>,
+    /// Column key → value.
+    pub scores: BTreeMap<String, f64>,
+    /// How a measured number was made.
+    pub provenance: Option<Provenance>,
+    /// When a measured result was recorded (RFC 3339, UTC).
+    pub recorded_at: Option<String>,
+}
+
+/// How a measured number was made: enough to reproduce it or to explain a difference.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Provenance {
+    /// sha256 of the weights that were evaluated (of the manifest for multi-file models).
+    pub model_hash: Option<String>,
+    pub prompt_format: Option<String>,
+    /// e.g. `generate+regex`, `loglikelihood`, `judge:gpt-4`, `human`.
+    pub mode: Option<String>,
+    pub seed: Option<i64>,
+    pub zoo_version: Option<String>,
+    pub notes: Option<String>,
+}

@@ -1,0 +1,202 @@
+//! `check` on broken catalogs: each case must be reported with its code, file and line.
+//! Data-driven in the rust-analyzer style: `(case name, files, expected code, file, line)`.
+
+use zoo_registry::Catalog;
+use zoo_registry::catalog::SourceFile;
+use zoo_registry::check::check;
+
+/// A minimal valid catalog; cases append to or replace parts of it.
+const BASE: &str = r#"[family]
+name = "fam"
+title = "Fam"
+
+[[model]]
+name = "base-7b"
+kind = "full"
+languages = ["en"]
+
+[[model]]
+name = "tuned-7b"
+kind = "delta"
+base = "base-7b"
+delta_algorithm = "fastchat"
+languages = ["en", "zh"]
+"#;
+
+const BENCH: &str = r#"[[benchmark]]
+name = "bench"
+title = "Bench"
+metric = "accuracy (%)"
+columns = [{ key = "a", label = "A" }, { key = "avg", label = "Avg", aggregate = true }]
+
+[[result]]
+model = "tuned-7b"
+benchmark = "bench"
+source = "paper"
+scores = { a = 1.0, avg = 1.0 }
+"#;
+
+fn catalog(files: &[(&str, &str)]) -> Catalog {
+    Catalog::from_sources(
+        "test".into(),
+        files.iter().map(|(p, t)| SourceFile { path: (*p).into(), text: (*t).into() }).collect(),
+    )
+}
+
+/// Assert that checking `files` reports `code` at `file:line`.
+#[track_caller]
+fn expect(files: &[(&str, &str)], code: &str, file: &str, line: usize) {
+    let problems = check(&catalog(files));
+    assert!(
+        problems.iter().any(|p| p.code == code && p.file == file && p.line == line),
+        "expected [{code}] at {file}:{line}, got:\n{}",
+        problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n")
+    );
+}
+
+#[test]
+fn the_minimal_catalog_is_clean() {
+    let problems = check(&catalog(&[("fam.toml", BASE), ("bench.toml", BENCH)]));
+    assert!(problems.is_empty(), "{problems:?}");
+}
+
+#[test]
+fn toml_syntax_error() {
+    let text = format!("{BASE}\n[[model]]\nname = \"x\nkind = \"full\"\n");
+    expect(&[("fam.toml", &text)], "syntax", "fam.toml", 18);
+}
+
+#[test]
+fn unknown_field_is_a_typo() {
+    let text = BASE.replace("kind = \"full\"", "kind = \"full\"\nparamz = 7");
+    expect(&[("fam.toml", &text)], "unknown-field", "fam.toml", 8);
+}
+
+#[test]
+fn missing_required_field() {
+    let text = BASE.replace("name = \"base-7b\"\n", "");
+    let problems = check(&catalog(&[("fam.toml", &text)]));
+    let p = problems.iter().find(|p| p.code == "missing-field").expect("missing-field reported");
+    assert_eq!(p.file, "fam.toml");
+    assert!((5..=7).contains(&p.line), "line {} should point into the model table", p.line);
+    assert!(p.message.contains("name"), "{}", p.message);
+}
+
+#[test]
+fn duplicate_model_names_across_files() {
+    let other = "[[model]]\nname = \"base-7b\"\nfamily = \"fam\"\nkind = \"full\"\nlanguages = []\n";
+    expect(&[("fam.toml", BASE), ("other.toml", other)], "duplicate-name", "other.toml", 2);
+    let problems = check(&catalog(&[("fam.toml", BASE), ("other.toml", other)]));
+    assert!(problems.iter().any(|p| p.message.contains("fam.toml:6")), "names the first definition: {problems:?}");
+}
+
+#[test]
+fn unknown_base() {
+    let text = BASE.replace("base = \"base-7b\"", "base = \"llama-7b\"");
+    expect(&[("fam.toml", &text)], "unknown-base", "fam.toml", 13);
+}
+
+#[test]
+fn bad_sha256() {
+    let text = format!("{BASE}\n[[model.files]]\npath = \"model.safetensors\"\nsha256 = \"ABC123\"\n");
+    expect(&[("fam.toml", &text)], "bad-hash", "fam.toml", 19);
+}
+
+#[test]
+fn delta_without_algorithm_and_algorithm_on_full_model() {
+    let text = BASE.replace("delta_algorithm = \"fastchat\"\n", "");
+    expect(&[("fam.toml", &text)], "delta-algorithm", "fam.toml", 11);
+    let text = BASE.replace("kind = \"full\"", "kind = \"full\"\ndelta_algorithm = \"llmzoo\"");
+    expect(&[("fam.toml", &text)], "delta-algorithm", "fam.toml", 8);
+    let text = BASE.replace("\"fastchat\"", "\"vicuna\"");
+    expect(&[("fam.toml", &text)], "delta-algorithm", "fam.toml", 14);
+}
+
+#[test]
+fn invalid_kind() {
+    let text = BASE.replace("kind = \"full\"", "kind = \"ful\"");
+    expect(&[("fam.toml", &text)], "bad-kind", "fam.toml", 7);
+}
+
+#[test]
+fn results_for_unknown_model_benchmark_and_column() {
+    let bench = BENCH.replace("model = \"tuned-7b\"", "model = \"nobody\"");
+    expect(&[("fam.toml", BASE), ("bench.toml", &bench)], "unknown-model", "bench.toml", 8);
+    let bench = BENCH.replace("benchmark = \"bench\"", "benchmark = \"nope\"");
+    expect(&[("fam.toml", BASE), ("bench.toml", &bench)], "unknown-benchmark", "bench.toml", 9);
+    let bench = BENCH.replace("a = 1.0,", "b = 1.0,");
+    expect(&[("fam.toml", BASE), ("bench.toml", &bench)], "unknown-column", "bench.toml", 11);
+}
+
+#[test]
+fn duplicate_result() {
+    let bench = format!(
+        "{BENCH}\n[[result]]\nmodel = \"tuned-7b\"\nbenchmark = \"bench\"\nsource = \"again\"\nscores = {{ a = 2.0 }}\n"
+    );
+    expect(&[("fam.toml", BASE), ("bench.toml", &bench)], "duplicate-result", "bench.toml", 14);
+}
+
+#[test]
+fn quantized_model_without_quantization() {
+    let text = format!("{BASE}\n[[model]]\nname = \"q\"\nkind = \"quantized\"\nbase = \"base-7b\"\nlanguages = []\n");
+    expect(&[("fam.toml", &text)], "quantization", "fam.toml", 18);
+}
+
+#[test]
+fn bad_hf_repo_date_language_and_template() {
+    let text = BASE.replace("kind = \"full\"", "kind = \"full\"\nhf_repo = \"no-org\"");
+    expect(&[("fam.toml", &text)], "bad-hf-repo", "fam.toml", 8);
+    let text = BASE.replace("kind = \"full\"", "kind = \"full\"\nrelease_date = \"April 2023\"");
+    expect(&[("fam.toml", &text)], "bad-value", "fam.toml", 8);
+    let text = BASE.replace("[\"en\", \"zh\"]", "[\"en\", \"chinese\"]");
+    expect(&[("fam.toml", &text)], "bad-value", "fam.toml", 15);
+    let text = BASE.replace("kind = \"full\"", "kind = \"full\"\nchat_template = \"made-up\"");
+    expect(&[("fam.toml", &text)], "bad-value", "fam.toml", 8);
+}
+
+#[test]
+fn unknown_family_and_base_cycle() {
+    let other = "[[model]]\nname = \"orphan\"\nfamily = \"nofam\"\nkind = \"full\"\nlanguages = []\n";
+    expect(&[("fam.toml", BASE), ("other.toml", other)], "unknown-family", "other.toml", 3);
+    let text = BASE.replace("kind = \"full\"", "kind = \"full\"\nbase = \"tuned-7b\"");
+    expect(&[("fam.toml", &text)], "base-cycle", "fam.toml", 8);
+}
+
+#[test]
+fn file_path_escaping_the_repo() {
+    let text = format!("{BASE}\n[[model.files]]\npath = \"../../etc/passwd\"\n");
+    expect(&[("fam.toml", &text)], "bad-value", "fam.toml", 18);
+}
+
+#[test]
+fn the_shipped_catalog_is_clean_and_complete() {
+    let cat = Catalog::embedded();
+    let problems = check(&cat);
+    assert!(problems.is_empty(), "{}", problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n"));
+    assert!(cat.models.len() >= 30, "only {} models", cat.models.len());
+    let rec = cat.records();
+    let chimera: Vec<_> = rec.models.iter().filter(|m| m.family == "chimera").collect();
+    assert_eq!(chimera.len(), 4);
+    for m in chimera {
+        assert_eq!(m.kind, "delta", "{}", m.name);
+        assert!(m.base.as_deref().is_some_and(|b| b.starts_with("llama-")), "{}", m.name);
+        assert_eq!(m.delta_algorithm.as_deref(), Some("llmzoo"), "{}", m.name);
+    }
+    let int4 = rec.models.iter().find(|m| m.name == "phoenix-inst-chat-7b-int4").expect("int4 release");
+    let q = int4.quantization.as_ref().expect("quantization facts");
+    assert_eq!((q.method.as_str(), q.bits, q.group_size, q.desc_act), ("gptq", 4, Some(128), Some(true)));
+    assert_eq!(int4.base.as_deref(), Some("phoenix-inst-chat-7b"));
+    let huatuo13 = rec.models.iter().find(|m| m.name == "huatuogpt-13b-delta").expect("huatuo delta");
+    assert_eq!(huatuo13.delta_algorithm.as_deref(), Some("huatuo"));
+    // Every Apollo Table 3 row's Avg is the mean of its 9 columns (two published exceptions).
+    let xmed: Vec<_> = rec.results.iter().filter(|r| r.benchmark == "xmedbench").collect();
+    assert_eq!(xmed.len(), 26, "the whole Apollo Table 3");
+    for r in xmed {
+        let cols: Vec<f64> = r.scores.iter().filter(|(k, _)| k.as_str() != "avg").map(|(_, v)| *v).collect();
+        assert_eq!(cols.len(), 9, "{}", r.model);
+        let mean = cols.iter().sum::<f64>() / 9.0;
+        let avg = r.scores["avg"];
+        let tolerance = if ["mmedlm2-7b", "yi-34b"].contains(&r.model.as_str()) { 0.2 } else { 0.011 };
+        assert!((mean - avg).abs() <= tolerance, "{}: mean {mean:.3} vs avg {avg}", r.model);
+    }
+}

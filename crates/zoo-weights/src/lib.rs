@@ -1,0 +1,1 @@
+//! Checkpoint formats and weight transforms. Filled in by the weights issue.

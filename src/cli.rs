@@ -1,0 +1,230 @@
+//! The command line: one clap definition that feeds parsing, `--help` and the usage docs.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "zoo",
+    version,
+    about = "Manage, verify, transform, run, serve and evaluate the LLM Zoo models",
+    long_about = "zoo knows the open LLM Zoo models (Phoenix, Chimera, HuatuoGPT, Apollo) and their peers: \
+                  a catalog with every fact, a registry database of local copies and results, and tools \
+                  to pull, verify, transform, run and evaluate them.\n\n\
+                  Exit codes: 0 ok, 1 nothing found or a check failed, 2 error.",
+    after_help = "Environment: ZOO_DB, ZOO_CATALOG, ZOO_COLOR, NO_COLOR, XDG_DATA_HOME, HF_HOME, HF_HUB_CACHE, HF_HUB_OFFLINE"
+)]
+pub struct Cli {
+    /// Registry database file [default: $XDG_DATA_HOME/zoo/registry.db]
+    #[arg(long, global = true, env = "ZOO_DB", value_name = "PATH")]
+    pub db: Option<PathBuf>,
+
+    /// Catalog folder to use instead of the catalog built into zoo
+    #[arg(long, global = true, env = "ZOO_CATALOG", value_name = "DIR")]
+    pub catalog: Option<PathBuf>,
+
+    /// When to color output (NO_COLOR=1 means never)
+    #[arg(long, global = true, env = "ZOO_COLOR", value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List models of the zoo (a table; --json for scripts)
+    #[command(visible_alias = "ls")]
+    List(ListArgs),
+    /// Show every fact about one model: files, results, local status
+    Show(ShowArgs),
+    /// Published and measured results, side by side
+    Results(ResultsArgs),
+    /// The registry: query it, lint the catalog, sync it, record results
+    #[command(subcommand)]
+    Registry(RegistryCommand),
+    /// Resolved paths and settings, and where each came from
+    Env(JsonArg),
+}
+
+#[derive(Debug, Args)]
+pub struct JsonArg {
+    /// Print JSON instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Filters and ordering shared by `list` and `registry query`.
+#[derive(Debug, Args)]
+pub struct FilterArgs {
+    /// Only this family (phoenix, chimera, huatuogpt, apollo, base, peers, ...)
+    #[arg(long, short = 'f')]
+    pub family: Option<String>,
+    /// Only this architecture (bloom, llama, baichuan, qwen2, gemma, ...)
+    #[arg(long, short = 'a')]
+    pub arch: Option<String>,
+    /// Only models that target this language (ISO 639-1: en, zh, ar, ...)
+    #[arg(long, short = 'l')]
+    pub lang: Option<String>,
+    /// Only this kind
+    #[arg(long, short = 'k', value_enum)]
+    pub kind: Option<Kind>,
+    /// Only models built on this model (fine-tunes, deltas, quantizations of it)
+    #[arg(long)]
+    pub base: Option<String>,
+    /// Only models whose name or description contains this text
+    #[arg(long, short = 's')]
+    pub search: Option<String>,
+    /// Only models with a copy on this machine (Hugging Face cache or registered)
+    #[arg(long)]
+    pub local: bool,
+    /// Sort order
+    #[arg(long, value_enum, default_value_t = Sort::Name)]
+    pub sort: Sort,
+    /// Reverse the sort order
+    #[arg(long, short = 'r')]
+    pub reverse: bool,
+    /// At most this many models
+    #[arg(long, short = 'n')]
+    pub limit: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Kind {
+    Full,
+    Delta,
+    Quantized,
+    Api,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Full => "full",
+            Kind::Delta => "delta",
+            Kind::Quantized => "quantized",
+            Kind::Api => "api",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Sort {
+    Name,
+    Family,
+    Params,
+    Release,
+    Context,
+    Kind,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// Print a JSON array of model objects (schema: docs/USAGE.md)
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// Model name (or its Hugging Face repo id)
+    pub name: String,
+    /// Print one JSON object
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ResultsArgs {
+    /// Only results of this model (as the model or as the opponent)
+    pub name: Option<String>,
+    /// Only this benchmark (xmedbench, llmzoo-ratio-zh, ...)
+    #[arg(long, short = 'b')]
+    pub benchmark: Option<String>,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// Same as --format json
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+    Csv,
+    Markdown,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RegistryCommand {
+    /// Query models with filters, sort and limit, in a chosen format
+    Query(QueryArgs),
+    /// Lint a catalog; every problem with file and line; exit 1 on any
+    Check(CheckArgs),
+    /// Load the catalog into the database (done automatically when it changed)
+    Sync(SyncArgs),
+    /// Record measured results (JSON; see docs/USAGE.md) with their provenance
+    #[command(name = "import-results")]
+    ImportResults(ImportArgs),
+    /// List the benchmarks and their columns
+    Benchmarks(JsonArg),
+    /// List the datasets
+    Datasets(JsonArg),
+    /// List the families
+    Families(JsonArg),
+}
+
+#[derive(Debug, Args)]
+pub struct QueryArgs {
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// Same as --format json
+    #[arg(long)]
+    pub json: bool,
+    /// Columns for table, csv and markdown output (comma-separated model object keys)
+    #[arg(long, value_delimiter = ',')]
+    pub columns: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Catalog folder to lint [default: --catalog, else the built-in catalog]
+    pub dir: Option<PathBuf>,
+    /// Print the problems as a JSON array
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    /// Diff and rewrite even when the database already holds this catalog
+    #[arg(long)]
+    pub force: bool,
+    /// Print the sync report as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// JSON file with one result object or an array of them; `-` reads stdin
+    pub file: PathBuf,
+    /// Print the recorded run ids as JSON
+    #[arg(long)]
+    pub json: bool,
+}

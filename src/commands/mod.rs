@@ -1,0 +1,145 @@
+//! One module per command; [`Ctx`] holds what every command shares (resolved paths, style)
+//! and opens the registry on demand, syncing the catalog into it when it changed.
+
+mod env;
+mod list;
+mod registry;
+mod results;
+mod show;
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::ArgMatches;
+use zoo_registry::{Catalog, Registry};
+
+use crate::cli::{Cli, Command, RegistryCommand};
+use crate::output::Style;
+use crate::paths::{self, Resolved};
+
+pub struct Ctx {
+    pub db: Resolved<PathBuf>,
+    pub catalog: Resolved<Option<PathBuf>>,
+    pub style: Style,
+}
+
+impl Ctx {
+    pub fn load_catalog(&self) -> anyhow::Result<Catalog> {
+        match &self.catalog.value {
+            None => Ok(Catalog::embedded()),
+            Some(dir) => Ok(Catalog::from_dir(dir)?),
+        }
+    }
+
+    /// Open the registry and make sure it holds the current catalog.
+    pub async fn registry(&self) -> anyhow::Result<Registry> {
+        let reg = Registry::open(&self.db.value).await?;
+        let cat = self.load_catalog()?;
+        if let Some(r) = reg
+            .ensure_synced(&cat)
+            .await
+            .with_context(|| format!("syncing catalog {} into the registry", cat.origin))?
+        {
+            eprintln!(
+                "{} registry synced from the {} catalog: {} models, {} published results ({} changes)",
+                self.style.dim("zoo:"),
+                if self.catalog.value.is_none() { "built-in" } else { "given" },
+                r.models,
+                r.results,
+                r.changed()
+            );
+        }
+        Ok(reg)
+    }
+
+    /// HF repo ids present in the local Hugging Face cache.
+    pub fn cached_repos(&self) -> Vec<String> {
+        match paths::hf_cache().value {
+            Some(root) => zoo_hub::HfCache::new(root).model_repos(),
+            None => Vec::new(),
+        }
+    }
+}
+
+pub async fn run(cli: Cli, matches: &ArgMatches, style: Style) -> anyhow::Result<u8> {
+    let ctx = Ctx {
+        db: paths::database(cli.db.as_deref(), matches.value_source("db"))?,
+        catalog: paths::catalog(cli.catalog.as_deref(), matches.value_source("catalog")),
+        style,
+    };
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let code = match cli.command {
+        Command::List(a) => list::list(&ctx, &mut out, a).await?,
+        Command::Show(a) => show::show(&ctx, &mut out, a).await?,
+        Command::Results(a) => results::results(&ctx, &mut out, a).await?,
+        Command::Env(a) => env::env(&ctx, &mut out, a).await?,
+        Command::Registry(rc) => match rc {
+            RegistryCommand::Query(a) => list::query(&ctx, &mut out, a).await?,
+            RegistryCommand::Check(a) => registry::check(&ctx, &mut out, a)?,
+            RegistryCommand::Sync(a) => registry::sync(&ctx, &mut out, a).await?,
+            RegistryCommand::ImportResults(a) => registry::import_results(&ctx, &mut out, a).await?,
+            RegistryCommand::Benchmarks(a) => registry::benchmarks(&ctx, &mut out, a).await?,
+            RegistryCommand::Datasets(a) => registry::datasets(&ctx, &mut out, a).await?,
+            RegistryCommand::Families(a) => registry::families(&ctx, &mut out, a).await?,
+        },
+    };
+    out.flush()?;
+    Ok(code)
+}
+
+/// One hint line for errors a user can fix.
+pub fn hint_for(e: &anyhow::Error) -> Option<String> {
+    use zoo_registry::Error as R;
+    let r = e.chain().find_map(|c| c.downcast_ref::<R>())?;
+    Some(match r {
+        R::Unwritable { .. } | R::Open { .. } => "pass --db PATH (or set ZOO_DB) to a writable location".into(),
+        R::NotADatabase { .. } => {
+            "point --db (or ZOO_DB) at a zoo registry, or move this file away to start a new one".into()
+        }
+        R::NewerSchema { .. } => "upgrade zoo, or use a separate database with --db PATH".into(),
+        R::CatalogProblems { .. } => "run `zoo registry check` to see every problem with its file and line".into(),
+        R::EmptyCatalog { .. } | R::Io { .. } => {
+            "--catalog (or ZOO_CATALOG) must name a folder of *.toml catalog files".into()
+        }
+        R::UnknownModel { .. } => "see `zoo list` for the model names".into(),
+        R::UnknownBenchmark { .. } | R::UnknownColumn { .. } => {
+            "see `zoo registry benchmarks` for names and columns".into()
+        }
+        _ => return None,
+    })
+}
+
+/// Up to three known names close to `wanted`, best first.
+pub fn did_you_mean(wanted: &str, names: &[String]) -> Vec<String> {
+    let w = wanted.to_lowercase();
+    let mut scored: Vec<(f64, &String)> = names
+        .iter()
+        .map(|n| {
+            let l = n.to_lowercase();
+            let mut s = strsim::jaro_winkler(&w, &l);
+            if l.contains(&w) || w.contains(&l) {
+                s = s.max(0.9);
+            }
+            (s, n)
+        })
+        .filter(|(s, _)| *s >= 0.85)
+        .collect();
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(b.1)));
+    scored.into_iter().take(3).map(|(_, n)| n.clone()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::did_you_mean;
+
+    #[test]
+    fn suggestions_for_typos() {
+        let names: Vec<String> =
+            ["phoenix-inst-chat-7b", "phoenix-chat-7b", "chimera-chat-7b", "apollo-7b"].map(String::from).into();
+        assert_eq!(did_you_mean("phenix-inst-chat-7b", &names)[0], "phoenix-inst-chat-7b");
+        assert_eq!(did_you_mean("apolo-7b", &names)[0], "apollo-7b");
+        assert!(did_you_mean("zzzz", &names).is_empty());
+    }
+}

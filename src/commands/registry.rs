@@ -1,0 +1,220 @@
+//! `zoo registry check|sync|import-results|benchmarks|datasets|families`.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+
+use anyhow::Context as _;
+use serde::Deserialize;
+use zoo_registry::model::{Provenance, ResultRecord};
+use zoo_registry::{Catalog, check as lint};
+
+use super::Ctx;
+use crate::cli::{CheckArgs, ImportArgs, JsonArg, SyncArgs};
+use crate::output::{Table, write_json};
+use crate::{EXIT_NOT_FOUND, EXIT_OK};
+
+pub fn check(ctx: &Ctx, out: &mut dyn Write, a: CheckArgs) -> anyhow::Result<u8> {
+    let cat = match &a.dir {
+        Some(d) => Catalog::from_dir(d)?,
+        None => ctx.load_catalog()?,
+    };
+    let problems = lint(&cat);
+    if a.json {
+        write_json(out, &problems)?;
+    } else {
+        for p in &problems {
+            writeln!(out, "{}:{}: {} {}", p.file, p.line, p.message, ctx.style.dim(&format!("[{}]", p.code)))?;
+        }
+    }
+    let what = format!("{} files, {} models, {} results", cat.files.len(), cat.models.len(), cat.results.len());
+    if problems.is_empty() {
+        eprintln!("catalog {}: ok ({what})", cat.origin);
+        Ok(EXIT_OK)
+    } else {
+        eprintln!("catalog {}: {} problem(s) ({what})", cat.origin, problems.len());
+        Ok(EXIT_NOT_FOUND)
+    }
+}
+
+pub async fn sync(ctx: &Ctx, out: &mut dyn Write, a: SyncArgs) -> anyhow::Result<u8> {
+    let reg = zoo_registry::Registry::open(&ctx.db.value).await?;
+    let cat = ctx.load_catalog()?;
+    let report = reg.sync(&cat, a.force).await?;
+    reg.close().await;
+    if a.json {
+        write_json(out, &report)?;
+    } else if !report.ran {
+        writeln!(out, "registry {} already holds this catalog; nothing to do", ctx.db.value.display())?;
+    } else {
+        writeln!(
+            out,
+            "synced {} into {}: {} added, {} updated, {} removed, {} unchanged ({} models, {} published results)",
+            report.catalog,
+            ctx.db.value.display(),
+            report.added,
+            report.updated,
+            report.removed,
+            report.unchanged,
+            report.models,
+            report.results
+        )?;
+    }
+    Ok(EXIT_OK)
+}
+
+/// One measured result as users write it in JSON.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ImportedResult {
+    model: String,
+    benchmark: String,
+    #[serde(default)]
+    opponent: Option<String>,
+    #[serde(default)]
+    source: Option<String>,
+    scores: BTreeMap<String, f64>,
+    #[serde(default)]
+    provenance: Option<Provenance>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(ImportedResult),
+    Many(Vec<ImportedResult>),
+}
+
+pub async fn import_results(ctx: &Ctx, out: &mut dyn Write, a: ImportArgs) -> anyhow::Result<u8> {
+    let text = if a.file.as_os_str() == "-" {
+        let mut s = String::new();
+        std::io::stdin().read_to_string(&mut s).context("reading results from stdin")?;
+        s
+    } else {
+        std::fs::read_to_string(&a.file).with_context(|| format!("reading {}", a.file.display()))?
+    };
+    let items = match serde_json::from_str::<OneOrMany>(&text) {
+        Ok(OneOrMany::One(r)) => vec![r],
+        Ok(OneOrMany::Many(v)) => v,
+        Err(_) => {
+            // Re-parse as the array form for a precise message.
+            let e = serde_json::from_str::<Vec<ImportedResult>>(&text)
+                .err()
+                .or_else(|| serde_json::from_str::<ImportedResult>(&text).err());
+            anyhow::bail!(
+                "{} is not a result object or array of them: {}",
+                a.file.display(),
+                e.map(|e| e.to_string()).unwrap_or_default()
+            );
+        }
+    };
+    let reg = ctx.registry().await?;
+    let now = now_rfc3339();
+    let mut ids = Vec::new();
+    for it in items {
+        let mut prov = it.provenance.unwrap_or_default();
+        prov.zoo_version.get_or_insert_with(|| env!("CARGO_PKG_VERSION").to_string());
+        let rec = ResultRecord {
+            model: it.model,
+            benchmark: it.benchmark,
+            opponent: it.opponent,
+            origin: "measured".into(),
+            source: it.source,
+            scores: it.scores,
+            provenance: Some(prov),
+            recorded_at: Some(now.clone()),
+        };
+        ids.push(reg.record_result(&rec).await.with_context(|| format!("recording {}/{}", rec.model, rec.benchmark))?);
+    }
+    reg.close().await;
+    if a.json {
+        write_json(out, &ids)?;
+    } else {
+        writeln!(out, "recorded {} measured result(s)", ids.len())?;
+    }
+    Ok(EXIT_OK)
+}
+
+pub async fn benchmarks(ctx: &Ctx, out: &mut dyn Write, a: JsonArg) -> anyhow::Result<u8> {
+    let reg = ctx.registry().await?;
+    let v = reg.benchmarks().await?;
+    reg.close().await;
+    if a.json {
+        write_json(out, &v)?;
+    } else {
+        let mut t = Table::new(["NAME", "TITLE", "METRIC", "COLUMNS"]);
+        for b in &v {
+            t.push(vec![
+                b.name.clone(),
+                b.title.clone(),
+                b.metric.clone(),
+                b.columns.iter().map(|c| c.key.as_str()).collect::<Vec<_>>().join(","),
+            ]);
+        }
+        t.write_text(out, ctx.style)?;
+    }
+    Ok(if v.is_empty() { EXIT_NOT_FOUND } else { EXIT_OK })
+}
+
+pub async fn datasets(ctx: &Ctx, out: &mut dyn Write, a: JsonArg) -> anyhow::Result<u8> {
+    let reg = ctx.registry().await?;
+    let v = reg.datasets().await?;
+    reg.close().await;
+    if a.json {
+        write_json(out, &v)?;
+    } else {
+        let mut t = Table::new(["NAME", "KIND", "LANGUAGES", "HF REPO"]);
+        for d in &v {
+            t.push(vec![
+                d.name.clone(),
+                d.kind.clone().unwrap_or_else(|| "-".into()),
+                if d.languages.is_empty() { "-".into() } else { d.languages.join(",") },
+                d.hf_repo.clone().unwrap_or_else(|| "-".into()),
+            ]);
+        }
+        t.write_text(out, ctx.style)?;
+    }
+    Ok(if v.is_empty() { EXIT_NOT_FOUND } else { EXIT_OK })
+}
+
+pub async fn families(ctx: &Ctx, out: &mut dyn Write, a: JsonArg) -> anyhow::Result<u8> {
+    let reg = ctx.registry().await?;
+    let v = reg.families().await?;
+    reg.close().await;
+    if a.json {
+        write_json(out, &v)?;
+    } else {
+        let mut t = Table::new(["NAME", "TITLE", "ORGANIZATION"]);
+        for f in &v {
+            t.push(vec![f.name.clone(), f.title.clone(), f.organization.clone().unwrap_or_else(|| "-".into())]);
+        }
+        t.write_text(out, ctx.style)?;
+    }
+    Ok(if v.is_empty() { EXIT_NOT_FOUND } else { EXIT_OK })
+}
+
+/// The current time as RFC 3339 UTC, without a date library.
+fn now_rfc3339() -> String {
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    // Howard Hinnant's civil-from-days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rfc3339_shape() {
+        let s = super::now_rfc3339();
+        assert_eq!(s.len(), 20, "{s}");
+        assert!(s.starts_with("20") && s.ends_with('Z'));
+    }
+}
