@@ -91,12 +91,11 @@ pub async fn query(ctx: &Ctx, out: &mut dyn Write, a: QueryArgs) -> anyhow::Resu
             a.columns.clone()
         };
         let objects: Vec<serde_json::Value> = models.iter().map(serde_json::to_value).collect::<Result<_, _>>()?;
-        if let Some(first) = objects.first() {
-            if let Some(bad) = cols.iter().find(|c| first.get(c.as_str()).is_none()) {
-                let keys: Vec<&str> =
-                    first.as_object().map(|o| o.keys().map(String::as_str).collect()).unwrap_or_default();
-                anyhow::bail!("unknown column {bad:?}; model objects have: {}", keys.join(", "));
-            }
+        if let Some(first) = objects.first()
+            && let Some(bad) = cols.iter().find(|c| first.get(c.as_str()).is_none())
+        {
+            let keys: Vec<&str> = first.as_object().map(|o| o.keys().map(String::as_str).collect()).unwrap_or_default();
+            anyhow::bail!("unknown column {bad:?}; model objects have: {}", keys.join(", "));
         }
         let mut t = Table::new(cols.iter().map(|c| c.to_uppercase()));
         if format != Format::Table {

@@ -35,11 +35,14 @@ impl Ctx {
     /// Open the registry and make sure it holds the current catalog.
     pub async fn registry(&self) -> anyhow::Result<Registry> {
         let reg = Registry::open(&self.db.value).await?;
-        let cat = self.load_catalog()?;
+        let (origin, files) = match &self.catalog.value {
+            None => ("embedded".to_string(), Catalog::embedded_sources()),
+            Some(dir) => (dir.display().to_string(), Catalog::read_dir(dir)?),
+        };
         if let Some(r) = reg
-            .ensure_synced(&cat)
+            .ensure_synced(&origin, files)
             .await
-            .with_context(|| format!("syncing catalog {} into the registry", cat.origin))?
+            .with_context(|| format!("syncing catalog {origin} into the registry"))?
         {
             eprintln!(
                 "{} registry synced from the {} catalog: {} models, {} published results ({} changes)",

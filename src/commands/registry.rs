@@ -80,7 +80,7 @@ struct ImportedResult {
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
 enum OneOrMany {
-    One(ImportedResult),
+    One(Box<ImportedResult>),
     Many(Vec<ImportedResult>),
 }
 
@@ -93,7 +93,7 @@ pub async fn import_results(ctx: &Ctx, out: &mut dyn Write, a: ImportArgs) -> an
         std::fs::read_to_string(&a.file).with_context(|| format!("reading {}", a.file.display()))?
     };
     let items = match serde_json::from_str::<OneOrMany>(&text) {
-        Ok(OneOrMany::One(r)) => vec![r],
+        Ok(OneOrMany::One(r)) => vec![*r],
         Ok(OneOrMany::Many(v)) => v,
         Err(_) => {
             // Re-parse as the array form for a precise message.

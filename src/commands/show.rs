@@ -143,14 +143,14 @@ pub async fn show(ctx: &Ctx, out: &mut dyn Write, a: ShowArgs) -> anyhow::Result
     for (k, v) in &facts {
         writeln!(out, "  {}  {v}", st.dim(&format!("{k:<w$}")))?;
     }
-    if let Some(files) = &m.files {
-        if !files.is_empty() {
-            writeln!(out, "\n{}", st.bold("Files"))?;
-            for f in files {
-                let size = f.size.map(|s| s.to_string()).unwrap_or_else(|| "size unknown".into());
-                let hash = f.sha256.clone().unwrap_or_else(|| "sha256 unknown".into());
-                writeln!(out, "  {}  {size}  {hash}", f.path)?;
-            }
+    if let Some(files) = &m.files
+        && !files.is_empty()
+    {
+        writeln!(out, "\n{}", st.bold("Files"))?;
+        for f in files {
+            let size = f.size.map(|s| s.to_string()).unwrap_or_else(|| "size unknown".into());
+            let hash = f.sha256.clone().unwrap_or_else(|| "sha256 unknown".into());
+            writeln!(out, "  {}  {size}  {hash}", f.path)?;
         }
     }
     if !results.is_empty() {

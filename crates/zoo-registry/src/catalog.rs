@@ -27,11 +27,17 @@ pub struct SourceFile {
     pub text: String,
 }
 
-impl SourceFile {
+/// Byte offsets where lines start, for offset → line lookups in O(log n).
+#[derive(Debug, Clone, Default)]
+struct LineIndex(Vec<usize>);
+
+impl LineIndex {
+    fn new(text: &str) -> Self {
+        LineIndex(std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i + 1)).collect())
+    }
     /// 1-based line of a byte offset.
-    pub fn line_of(&self, offset: usize) -> usize {
-        let end = offset.min(self.text.len());
-        self.text.as_bytes()[..end].iter().filter(|b| **b == b'\n').count() + 1
+    fn line_of(&self, offset: usize) -> usize {
+        self.0.partition_point(|&start| start <= offset).max(1)
     }
 }
 
@@ -194,53 +200,41 @@ pub struct Catalog {
     /// Families implied by files: the file index → family name declared in it.
     pub file_family: BTreeMap<usize, String>,
     pub parse_problems: Vec<Problem>,
+    lines: Vec<LineIndex>,
 }
 
 impl Catalog {
     /// The catalog compiled into this binary.
     pub fn embedded() -> Catalog {
-        let files = EMBEDDED
-            .iter()
-            .map(|(p, t)| SourceFile { path: format!("registry/{p}"), text: (*t).to_string() })
-            .collect();
-        Catalog::from_sources("embedded".into(), files)
+        Catalog::from_sources("embedded".into(), Catalog::embedded_sources())
     }
 
     /// Every `*.toml` below `dir`, in path order.
     pub fn from_dir(dir: &Path) -> Result<Catalog, Error> {
-        let mut paths = Vec::new();
-        collect_toml(dir, &mut paths).map_err(|e| Error::Io { path: dir.to_path_buf(), source: e })?;
-        if paths.is_empty() {
-            return Err(Error::EmptyCatalog { path: dir.to_path_buf() });
-        }
-        paths.sort();
-        let mut files = Vec::new();
-        for p in paths {
-            let text = std::fs::read_to_string(&p).map_err(|e| Error::Io { path: p.clone(), source: e })?;
-            files.push(SourceFile { path: p.display().to_string(), text });
-        }
-        Ok(Catalog::from_sources(dir.display().to_string(), files))
+        Ok(Catalog::from_sources(dir.display().to_string(), Catalog::read_dir(dir)?))
     }
 
     /// Parse already-read files.
     pub fn from_sources(origin: String, files: Vec<SourceFile>) -> Catalog {
         let mut cat = Catalog { origin, ..Default::default() };
+        cat.lines = files.iter().map(|f| LineIndex::new(&f.text)).collect();
         for (i, f) in files.iter().enumerate() {
+            let lines = &cat.lines[i];
             match toml::from_str::<FileEntries>(&f.text) {
                 Ok(e) => {
                     if let Some(fam) = e.family {
-                        let line = f.line_of(fam.span().start);
+                        let line = lines.line_of(fam.span().start);
                         let fam = fam.into_inner();
                         cat.file_family.insert(i, fam.name.get_ref().clone());
                         cat.families.push(Located { file: i, line, entry: fam });
                     }
-                    push_all(&mut cat.models, e.model, i, f);
-                    push_all(&mut cat.datasets, e.dataset, i, f);
-                    push_all(&mut cat.benchmarks, e.benchmark, i, f);
-                    push_all(&mut cat.results, e.result, i, f);
+                    push_all(&mut cat.models, e.model, i, lines);
+                    push_all(&mut cat.datasets, e.dataset, i, lines);
+                    push_all(&mut cat.benchmarks, e.benchmark, i, lines);
+                    push_all(&mut cat.results, e.result, i, lines);
                 }
                 Err(err) => {
-                    let line = err.span().map(|s| f.line_of(s.start)).unwrap_or(1);
+                    let line = err.span().map(|s| lines.line_of(s.start)).unwrap_or(1);
                     let msg = err.message().trim().to_string();
                     cat.parse_problems.push(Problem::new(
                         crate::check::ProblemKind::Syntax,
@@ -256,14 +250,43 @@ impl Catalog {
 
     /// Location of a span in file `file`.
     pub fn loc(&self, file: usize, offset: usize) -> Loc {
-        let f = &self.files[file];
-        Loc { file: f.path.clone(), line: f.line_of(offset) }
+        let path = self.files.get(file).map(|f| f.path.clone()).unwrap_or_default();
+        Loc { file: path, line: self.lines.get(file).map(|l| l.line_of(offset)).unwrap_or(1) }
     }
 
     /// sha256 over every file's path and text: the catalog's identity for auto-sync.
     pub fn content_hash(&self) -> String {
+        content_hash(&self.files)
+    }
+
+    /// The built-in catalog's files, unparsed.
+    pub fn embedded_sources() -> Vec<SourceFile> {
+        EMBEDDED.iter().map(|(p, t)| SourceFile { path: format!("registry/{p}"), text: (*t).to_string() }).collect()
+    }
+
+    /// Every `*.toml` below `dir`, in path order, unparsed.
+    pub fn read_dir(dir: &Path) -> Result<Vec<SourceFile>, Error> {
+        let mut paths = Vec::new();
+        collect_toml(dir, &mut paths).map_err(|e| Error::Io { path: dir.to_path_buf(), source: e })?;
+        if paths.is_empty() {
+            return Err(Error::EmptyCatalog { path: dir.to_path_buf() });
+        }
+        paths.sort();
+        paths
+            .into_iter()
+            .map(|p| {
+                let text = std::fs::read_to_string(&p).map_err(|e| Error::Io { path: p.clone(), source: e })?;
+                Ok(SourceFile { path: p.display().to_string(), text })
+            })
+            .collect()
+    }
+}
+
+/// sha256 over every file's path and text, without parsing: cheap enough for every start.
+pub fn content_hash(files: &[SourceFile]) -> String {
+    {
         let mut h = Sha256::new();
-        for f in &self.files {
+        for f in files {
             h.update((f.path.len() as u64).to_le_bytes());
             h.update(f.path.as_bytes());
             h.update((f.text.len() as u64).to_le_bytes());
@@ -271,7 +294,9 @@ impl Catalog {
         }
         hex(&h.finalize())
     }
+}
 
+impl Catalog {
     /// The family of a model entry: its own `family`, else its file's `[family]`.
     pub fn family_of(&self, m: &Located<ModelEntry>) -> Option<String> {
         m.entry.family.as_ref().map(|f| f.get_ref().clone()).or_else(|| self.file_family.get(&m.file).cloned())
@@ -431,9 +456,9 @@ pub struct Records {
     pub results: Vec<ResultRecord>,
 }
 
-fn push_all<T>(out: &mut Vec<Located<T>>, items: Vec<Spanned<T>>, file: usize, f: &SourceFile) {
+fn push_all<T>(out: &mut Vec<Located<T>>, items: Vec<Spanned<T>>, file: usize, lines: &LineIndex) {
     for it in items {
-        let line = f.line_of(it.span().start);
+        let line = lines.line_of(it.span().start);
         out.push(Located { file, line, entry: it.into_inner() });
     }
 }

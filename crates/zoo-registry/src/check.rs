@@ -259,14 +259,14 @@ pub fn check(cat: &Catalog) -> Vec<Problem> {
             _ => {}
         }
 
-        if let Some(repo) = &e.hf_repo {
-            if !is_hf_repo(repo.get_ref()) {
-                p(
-                    ProblemKind::BadHfRepo,
-                    at(repo.span().start),
-                    format!("model {name:?}: hf_repo {:?} is not \"org/name\"", repo.get_ref()),
-                );
-            }
+        if let Some(repo) = &e.hf_repo
+            && !is_hf_repo(repo.get_ref())
+        {
+            p(
+                ProblemKind::BadHfRepo,
+                at(repo.span().start),
+                format!("model {name:?}: hf_repo {:?} is not \"org/name\"", repo.get_ref()),
+            );
         }
         if let Some(params) = &e.params {
             let v = *params.get_ref();
@@ -278,45 +278,37 @@ pub fn check(cat: &Catalog) -> Vec<Problem> {
                 );
             }
         }
-        if let Some(ctx) = &e.context_length {
-            if *ctx.get_ref() <= 0 {
-                p(
-                    ProblemKind::BadValue,
-                    at(ctx.span().start),
-                    format!("model {name:?}: context_length must be positive"),
-                );
-            }
+        if let Some(ctx) = &e.context_length
+            && *ctx.get_ref() <= 0
+        {
+            p(ProblemKind::BadValue, at(ctx.span().start), format!("model {name:?}: context_length must be positive"));
         }
-        if let Some(dt) = &e.dtype {
-            if !DTYPES.contains(&dt.get_ref().as_str()) {
-                p(
-                    ProblemKind::BadValue,
-                    at(dt.span().start),
-                    format!("model {name:?}: dtype {:?} is not one of {}", dt.get_ref(), DTYPES.join(", ")),
-                );
-            }
+        if let Some(dt) = &e.dtype
+            && !DTYPES.contains(&dt.get_ref().as_str())
+        {
+            p(
+                ProblemKind::BadValue,
+                at(dt.span().start),
+                format!("model {name:?}: dtype {:?} is not one of {}", dt.get_ref(), DTYPES.join(", ")),
+            );
         }
-        if let Some(t) = &e.chat_template {
-            if !KNOWN_TEMPLATES.contains(&t.get_ref().as_str()) {
-                p(
-                    ProblemKind::BadValue,
-                    at(t.span().start),
-                    format!(
-                        "model {name:?}: chat_template {:?} is not one of {}",
-                        t.get_ref(),
-                        KNOWN_TEMPLATES.join(", ")
-                    ),
-                );
-            }
+        if let Some(t) = &e.chat_template
+            && !KNOWN_TEMPLATES.contains(&t.get_ref().as_str())
+        {
+            p(
+                ProblemKind::BadValue,
+                at(t.span().start),
+                format!("model {name:?}: chat_template {:?} is not one of {}", t.get_ref(), KNOWN_TEMPLATES.join(", ")),
+            );
         }
-        if let Some(d) = &e.release_date {
-            if !is_date(d.get_ref()) {
-                p(
-                    ProblemKind::BadValue,
-                    at(d.span().start),
-                    format!("model {name:?}: release_date {:?} is not YYYY-MM-DD or YYYY-MM", d.get_ref()),
-                );
-            }
+        if let Some(d) = &e.release_date
+            && !is_date(d.get_ref())
+        {
+            p(
+                ProblemKind::BadValue,
+                at(d.span().start),
+                format!("model {name:?}: release_date {:?} is not YYYY-MM-DD or YYYY-MM", d.get_ref()),
+            );
         }
         let mut seen_langs = BTreeSet::new();
         for l in e.languages.get_ref() {
@@ -353,26 +345,22 @@ pub fn check(cat: &Catalog) -> Vec<Problem> {
                     format!("model {name:?}: file {path:?} is listed twice"),
                 );
             }
-            if let Some(h) = &fe.sha256 {
-                if !is_sha256(h.get_ref()) {
-                    p(
-                        ProblemKind::BadHash,
-                        at(h.span().start),
-                        format!(
-                            "model {name:?}: sha256 of {path:?} must be 64 lowercase hex digits, not {:?}",
-                            h.get_ref()
-                        ),
-                    );
-                }
+            if let Some(h) = &fe.sha256
+                && !is_sha256(h.get_ref())
+            {
+                p(
+                    ProblemKind::BadHash,
+                    at(h.span().start),
+                    format!(
+                        "model {name:?}: sha256 of {path:?} must be 64 lowercase hex digits, not {:?}",
+                        h.get_ref()
+                    ),
+                );
             }
-            if let Some(s) = &fe.size {
-                if *s.get_ref() < 0 {
-                    p(
-                        ProblemKind::BadValue,
-                        at(s.span().start),
-                        format!("model {name:?}: size of {path:?} is negative"),
-                    );
-                }
+            if let Some(s) = &fe.size
+                && *s.get_ref() < 0
+            {
+                p(ProblemKind::BadValue, at(s.span().start), format!("model {name:?}: size of {path:?} is negative"));
             }
         }
     }
@@ -422,14 +410,14 @@ pub fn check(cat: &Catalog) -> Vec<Problem> {
         if !is_slug(name) {
             p(ProblemKind::BadName, loc, format!("dataset name {name:?} must be lowercase [a-z0-9._-]"));
         }
-        if let Some(repo) = &d.entry.hf_repo {
-            if !is_hf_repo(repo.get_ref()) {
-                p(
-                    ProblemKind::BadHfRepo,
-                    cat.loc(d.file, repo.span().start),
-                    format!("dataset {name:?}: hf_repo {:?} is not \"org/name\"", repo.get_ref()),
-                );
-            }
+        if let Some(repo) = &d.entry.hf_repo
+            && !is_hf_repo(repo.get_ref())
+        {
+            p(
+                ProblemKind::BadHfRepo,
+                cat.loc(d.file, repo.span().start),
+                format!("dataset {name:?}: hf_repo {:?} is not \"org/name\"", repo.get_ref()),
+            );
         }
         for l in &d.entry.languages {
             if !is_lang(l.get_ref()) {
@@ -451,14 +439,14 @@ pub fn check(cat: &Catalog) -> Vec<Problem> {
         if !is_slug(name) {
             p(ProblemKind::BadName, loc.clone(), format!("benchmark name {name:?} must be lowercase [a-z0-9._-]"));
         }
-        if let Some(ds) = &e.dataset {
-            if !datasets.contains_key(ds.get_ref()) {
-                p(
-                    ProblemKind::UnknownDataset,
-                    cat.loc(b.file, ds.span().start),
-                    format!("benchmark {name:?}: unknown dataset {:?}", ds.get_ref()),
-                );
-            }
+        if let Some(ds) = &e.dataset
+            && !datasets.contains_key(ds.get_ref())
+        {
+            p(
+                ProblemKind::UnknownDataset,
+                cat.loc(b.file, ds.span().start),
+                format!("benchmark {name:?}: unknown dataset {:?}", ds.get_ref()),
+            );
         }
         let mut keys = Vec::new();
         for c in e.columns.get_ref() {
@@ -496,14 +484,14 @@ pub fn check(cat: &Catalog) -> Vec<Problem> {
         if !known_model(model) {
             p(ProblemKind::UnknownModel, loc.clone(), format!("result for unknown model {model:?}"));
         }
-        if let Some(o) = &e.opponent {
-            if !known_model(o.get_ref()) {
-                p(
-                    ProblemKind::UnknownModel,
-                    cat.loc(r.file, o.span().start),
-                    format!("result opponent {:?} is not a model of the catalog", o.get_ref()),
-                );
-            }
+        if let Some(o) = &e.opponent
+            && !known_model(o.get_ref())
+        {
+            p(
+                ProblemKind::UnknownModel,
+                cat.loc(r.file, o.span().start),
+                format!("result opponent {:?} is not a model of the catalog", o.get_ref()),
+            );
         }
         match benchmarks.get(bench) {
             None => p(

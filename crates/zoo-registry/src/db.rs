@@ -96,10 +96,10 @@ impl Registry {
     async fn migrate(&self) -> Result<(), Error> {
         let known = known_schema_version();
         let applied = self.applied_versions().await?;
-        if let Some(&newest) = applied.iter().max() {
-            if newest > known {
-                return Err(Error::NewerSchema { path: self.path.clone(), found: newest, known });
-            }
+        if let Some(&newest) = applied.iter().max()
+            && newest > known
+        {
+            return Err(Error::NewerSchema { path: self.path.clone(), found: newest, known });
         }
         let pending = MIGRATOR.iter().any(|m| !applied.contains(&m.version));
         if !pending {

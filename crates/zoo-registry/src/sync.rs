@@ -12,7 +12,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use sqlx::Row;
 
-use crate::catalog::{Catalog, hex};
+use crate::catalog::{Catalog, SourceFile, content_hash, hex};
 use crate::check::check;
 use crate::db::Registry;
 use crate::model::{ModelRecord, ResultRecord};
@@ -78,13 +78,14 @@ impl Registry {
         Ok(report)
     }
 
-    /// Sync only when the catalog differs from what the database holds. Returns the report
-    /// when a sync ran.
-    pub async fn ensure_synced(&self, cat: &Catalog) -> Result<Option<SyncReport>, Error> {
-        if self.meta("catalog_hash").await?.as_deref() == Some(cat.content_hash().as_str()) {
+    /// Sync only when the catalog differs from what the database holds. The check costs one
+    /// hash of the files; they are parsed only when a sync is needed. Returns the report when
+    /// a sync ran.
+    pub async fn ensure_synced(&self, origin: &str, files: Vec<SourceFile>) -> Result<Option<SyncReport>, Error> {
+        if self.meta("catalog_hash").await?.as_deref() == Some(content_hash(&files).as_str()) {
             return Ok(None);
         }
-        let r = self.sync(cat, false).await?;
+        let r = self.sync(&Catalog::from_sources(origin.to_string(), files), false).await?;
         Ok(r.ran.then_some(r))
     }
 

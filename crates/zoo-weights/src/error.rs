@@ -48,9 +48,7 @@ pub enum WeightsError {
     #[error("{path}: tensor `{tensor}`: unknown dtype `{dtype}`")]
     UnknownDtype { path: PathBuf, tensor: String, dtype: String },
 
-    #[error(
-        "{path}: tensor `{tensor}`: data offsets [{begin}, {end}) out of range (data section is {data_len} bytes)"
-    )]
+    #[error("{path}: tensor `{tensor}`: data offsets [{begin}, {end}) out of range (data section is {data_len} bytes)")]
     OffsetsOutOfRange { path: PathBuf, tensor: String, begin: u64, end: u64, data_len: u64 },
 
     #[error(
@@ -61,17 +59,8 @@ pub enum WeightsError {
     #[error("{path}: data section is {data_len} bytes but tensors end at {covered}")]
     TrailingData { path: PathBuf, data_len: u64, covered: u64 },
 
-    #[error(
-        "{path}: tensor `{tensor}`: shape {shape:?} of {dtype} needs {expected} bytes, the file gives {actual}"
-    )]
-    ByteCountMismatch {
-        path: PathBuf,
-        tensor: String,
-        dtype: String,
-        shape: Vec<u64>,
-        expected: u64,
-        actual: u64,
-    },
+    #[error("{path}: tensor `{tensor}`: shape {shape:?} of {dtype} needs {expected} bytes, the file gives {actual}")]
+    ByteCountMismatch { path: PathBuf, tensor: String, dtype: String, shape: Vec<u64>, expected: u64, actual: u64 },
 
     #[error("{path}: bad shard index: {reason}")]
     BadIndex { path: PathBuf, reason: String },

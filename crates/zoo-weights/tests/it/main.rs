@@ -1,0 +1,6 @@
+//! Black-box tests of zoo-weights: reference fixtures, torch-made delta cases, hostile inputs.
+
+mod cases;
+mod fixtures;
+mod hostile;
+mod util;
