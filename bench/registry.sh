@@ -18,13 +18,13 @@ s=$(date +%s%N)
 echo "sync of the 10,000-model catalog into a new database: $(( ($(date +%s%N) - s) / 1000000 )) ms (once)"
 echo "models in big.db: $("$ZOO" --db "$WORK/big.db" --catalog "$WORK/catalog10k" list --json | python3 -c 'import json,sys;print(len(json.load(sys.stdin)))')"
 echo
-python3 bench/timeit.py "$N" "zoo list --json (bundled, $("$ZOO" --db "$WORK/bundled.db" list --json | python3 -c 'import json,sys;print(len(json.load(sys.stdin)))') models)" -- \
+python3 bench/time_cmd.py "$N" "zoo list --json (bundled, $("$ZOO" --db "$WORK/bundled.db" list --json | python3 -c 'import json,sys;print(len(json.load(sys.stdin)))') models)" -- \
   "$ZOO" --db "$WORK/bundled.db" list --json
-python3 bench/timeit.py "$N" "zoo list (table, bundled)" -- "$ZOO" --db "$WORK/bundled.db" list
-python3 bench/timeit.py "$N" "query 10k: --family --lang --sort params" -- \
+python3 bench/time_cmd.py "$N" "zoo list (table, bundled)" -- "$ZOO" --db "$WORK/bundled.db" list
+python3 bench/time_cmd.py "$N" "query 10k: --family --lang --sort params" -- \
   "$ZOO" --db "$WORK/big.db" --catalog "$WORK/catalog10k" registry query --family fam7 --lang zh --sort params -r --limit 20 --json
-python3 bench/timeit.py "$N" "query 10k: --lang --kind (all matches, json)" -- \
+python3 bench/time_cmd.py "$N" "query 10k: --lang --kind (all matches, json)" -- \
   "$ZOO" --db "$WORK/big.db" --catalog "$WORK/catalog10k" registry query --lang zh --kind delta --json
-python3 bench/timeit.py "$N" "zoo --version (process floor)" -- "$ZOO" --version
+python3 bench/time_cmd.py "$N" "zoo --version (process floor)" -- "$ZOO" --version
 echo
 echo "targets: list --json < 30 ms; filtered 10k query < 50 ms"

@@ -53,6 +53,111 @@ pub enum Command {
     Registry(RegistryCommand),
     /// Resolved paths and settings, and where each came from
     Env(JsonArg),
+    /// Apply or make LLaMA delta weights (Chimera, HuatuoGPT-13B, FastChat-style releases)
+    #[command(subcommand)]
+    Delta(DeltaCommand),
+    /// List the tensors of a checkpoint (safetensors, PyTorch .bin, GGUF; file or folder)
+    Inspect(InspectArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeltaCommand {
+    /// target = base + delta, written as sharded safetensors with a sha256 manifest
+    Apply(DeltaApplyArgs),
+    /// delta = target − base, for releasing a fine-tune of a licensed base
+    Make(DeltaMakeArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DeltaAlgorithm {
+    /// From the registry when the delta is a known release, otherwise from the tensors
+    Auto,
+    /// FastChat v1.1 / LLaVA: add; a bigger delta vocabulary keeps its extra rows
+    Fastchat,
+    /// LLM Zoo tools/apply_delta.py (FastChat v0): zero-pad the base vocabulary, then add
+    Llmzoo,
+    /// HuatuoGPT apply_delta.py: embeddings and lm_head taken from the delta as they are
+    Huatuo,
+}
+
+/// Output options shared by `delta apply` and `delta make`.
+#[derive(Debug, Args)]
+pub struct WriteArgs {
+    /// Output folder (must not exist unless --overwrite)
+    #[arg(long, short = 'o', value_name = "DIR")]
+    pub out: PathBuf,
+    /// Largest safetensors shard (e.g. 5GB, 500MB, 2GiB, or bytes)
+    #[arg(long, default_value = "5GB", value_parser = parse_size)]
+    pub max_shard_size: u64,
+    /// Replace an existing output folder (the new one is complete before the old one goes)
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Progress on stderr
+    #[arg(long, value_enum, default_value_t = crate::progress::ProgressMode::Auto)]
+    pub progress: crate::progress::ProgressMode,
+    /// Print a JSON report (files with sizes and sha256) on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DeltaApplyArgs {
+    /// The base model (a folder or checkpoint file), e.g. the original LLaMA
+    #[arg(long, value_name = "PATH")]
+    pub base: PathBuf,
+    /// The delta release (folder or checkpoint file)
+    #[arg(long, value_name = "PATH")]
+    pub delta: PathBuf,
+    #[arg(long, value_enum, default_value_t = DeltaAlgorithm::Auto)]
+    pub algorithm: DeltaAlgorithm,
+    #[command(flatten)]
+    pub write: WriteArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DeltaMakeArgs {
+    /// The base model the delta will be applied to
+    #[arg(long, value_name = "PATH")]
+    pub base: PathBuf,
+    /// The fine-tuned model
+    #[arg(long, value_name = "PATH")]
+    pub target: PathBuf,
+    #[command(flatten)]
+    pub write: WriteArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// A checkpoint file or folder
+    pub path: PathBuf,
+    /// Print one JSON object (tensors, and GGUF metadata)
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `5GB` = 5·10⁹ bytes, `2GiB` = 2·2³⁰ bytes, plain numbers are bytes.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let v: f64 = num.parse().map_err(|_| format!("{s:?} is not a size like 5GB, 500MB or 2GiB"))?;
+    let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "kb" | "k" => 1e3,
+        "mb" | "m" => 1e6,
+        "gb" | "g" => 1e9,
+        "tb" | "t" => 1e12,
+        "kib" => 1024.0,
+        "mib" => 1024.0 * 1024.0,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        "tib" => 1024.0f64.powi(4),
+        u => return Err(format!("unknown size unit {u:?} (use B, KB, MB, GB, KiB, MiB, GiB)")),
+    };
+    let bytes = v * mult;
+    if !(1.0..1.8e19).contains(&bytes) {
+        return Err(format!("{s:?} is not a usable shard size"));
+    }
+    Ok(bytes as u64)
 }
 
 #[derive(Debug, Args)]

@@ -6,6 +6,7 @@ mod cli;
 mod commands;
 mod output;
 mod paths;
+mod progress;
 
 use std::process::ExitCode;
 
@@ -43,6 +44,10 @@ fn report(e: &anyhow::Error, style: output::Style) -> ExitCode {
     eprintln!("{} {e:#}", style.red("error:"));
     if let Some(h) = commands::hint_for(e) {
         eprintln!("{} {h}", style.dim("hint:"));
+    }
+    // A checkpoint that was refused (broken, hostile, mismatched) is a failed check: exit 1.
+    if e.chain().any(|c| c.downcast_ref::<zoo_weights::WeightsError>().is_some()) {
+        return ExitCode::from(EXIT_NOT_FOUND);
     }
     ExitCode::from(EXIT_ERROR)
 }

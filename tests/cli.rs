@@ -431,3 +431,17 @@ fn a_closed_pipe_is_not_an_error() {
     assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(o.stderr.is_empty(), "{}", String::from_utf8_lossy(&o.stderr));
 }
+
+#[test]
+fn snapshots_of_cli_text_and_json() {
+    let env = Env::new();
+    let o = env.cmd().args(["list", "--family", "chimera"]).env("NO_COLOR", "1").output().unwrap();
+    code(&o, 0);
+    insta::assert_snapshot!("list_chimera", stdout(&o));
+    let o = env.run(&["show", "chimera-inst-chat-13b", "--json"]);
+    code(&o, 0);
+    insta::assert_json_snapshot!("show_chimera_inst_chat_13b", json(&o));
+    let o = env.run(&["registry", "check", "--json", concat!(env!("CARGO_MANIFEST_DIR"), "/registry")]);
+    code(&o, 0);
+    insta::assert_snapshot!("check_clean", stdout(&o));
+}

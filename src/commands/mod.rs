@@ -1,7 +1,9 @@
 //! One module per command; [`Ctx`] holds what every command shares (resolved paths, style)
 //! and opens the registry on demand, syncing the catalog into it when it changed.
 
+mod delta;
 mod env;
+mod inspect;
 mod list;
 mod registry;
 mod results;
@@ -78,6 +80,8 @@ pub async fn run(cli: Cli, matches: &ArgMatches, style: Style) -> anyhow::Result
         Command::Show(a) => show::show(&ctx, &mut out, a).await?,
         Command::Results(a) => results::results(&ctx, &mut out, a).await?,
         Command::Env(a) => env::env(&ctx, &mut out, a).await?,
+        Command::Delta(d) => delta::delta(&ctx, &mut out, d).await?,
+        Command::Inspect(a) => inspect::inspect(&ctx, &mut out, a)?,
         Command::Registry(rc) => match rc {
             RegistryCommand::Query(a) => list::query(&ctx, &mut out, a).await?,
             RegistryCommand::Check(a) => registry::check(&ctx, &mut out, a)?,

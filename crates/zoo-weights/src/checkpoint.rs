@@ -410,7 +410,7 @@ impl Checkpoint {
             });
         };
         let dst = buf.get_mut(..n).unwrap_or_default();
-        file.read_exact_at(dst, tensor.offset + offset).map_err(io_err(&tensor.file, "read"))?;
+        file.read_exact_at(dst, tensor.offset.saturating_add(offset)).map_err(io_err(&tensor.file, "read"))?;
         Ok(n)
     }
 

@@ -122,7 +122,7 @@ pub struct Plan {
 impl Plan {
     /// Bytes of tensor data the plan writes.
     pub fn output_bytes(&self) -> u64 {
-        self.items.iter().filter_map(|i| i.dtype.byte_size(&i.shape)).sum()
+        self.items.iter().filter_map(|i| i.dtype.byte_size(&i.shape)).fold(0, u64::saturating_add)
     }
 }
 
@@ -151,18 +151,17 @@ fn huatuo_takes_delta(name: &str) -> bool {
 
 fn mismatch(
     name: &str,
-    (ln, l): (&'static str, &TensorInfo),
-    (rn, r): (&'static str, &TensorInfo),
+    base: &TensorInfo,
+    (other_name, other): (&'static str, &TensorInfo),
     reason: &'static str,
 ) -> WeightsError {
     WeightsError::DeltaMismatch {
         tensor: name.into(),
-        left_name: ln,
-        left_dtype: l.dtype.to_string(),
-        left_shape: l.shape.clone(),
-        right_name: rn,
-        right_dtype: r.dtype.to_string(),
-        right_shape: r.shape.clone(),
+        base_dtype: base.dtype,
+        base_shape: base.shape.clone(),
+        other: other_name,
+        other_dtype: other.dtype,
+        other_shape: other.shape.clone(),
         reason,
     }
 }
@@ -171,19 +170,18 @@ fn mismatch(
 /// `primary` is the delta (apply) or the target (make); `other` is the base.
 fn match_pair(
     name: &str,
-    names: (&'static str, &'static str),
+    primary_name: &'static str,
     primary: &TensorInfo,
     other: &TensorInfo,
     pad_zero: bool,
 ) -> Result<Action> {
-    let (pn, on) = names;
     if primary.dtype != other.dtype {
-        return Err(mismatch(name, (on, other), (pn, primary), "dtypes differ"));
+        return Err(mismatch(name, other, (primary_name, primary), "dtypes differ"));
     }
     if !kernels::supports(primary.dtype) {
         return Err(WeightsError::UnsupportedDtype {
             tensor: name.into(),
-            dtype: primary.dtype.to_string(),
+            dtype: primary.dtype,
             op: "delta arithmetic",
         });
     }
@@ -200,8 +198,8 @@ fn match_pair(
     }
     Err(mismatch(
         name,
-        (on, other),
-        (pn, primary),
+        other,
+        (primary_name, primary),
         "no rule explains these shapes (only embed_tokens/lm_head may gain rows)",
     ))
 }
@@ -266,6 +264,10 @@ pub fn detect_algorithm(base: &Checkpoint, delta: &Checkpoint) -> Result<Detecti
 }
 
 /// Plans `target = delta (+) base` under `algorithm`, checking every tensor.
+///
+/// `rotary_emb.inv_freq` present on both sides follows the algorithm's own rule: HuatuoGPT
+/// copies the delta's, FastChat and LLM Zoo add (their `make_delta` stored zeros there, so the
+/// sum is the base's buffer again).
 pub fn plan_apply(base: &Checkpoint, delta: &Checkpoint, algorithm: Algorithm) -> Result<Plan> {
     let (algorithm, reason) = match algorithm {
         Algorithm::Auto => {
@@ -274,7 +276,6 @@ pub fn plan_apply(base: &Checkpoint, delta: &Checkpoint, algorithm: Algorithm) -
         }
         a => (a, String::new()),
     };
-    let names = ("delta", "base");
     let mut items = Vec::with_capacity(delta.tensors().len());
     let mut dropped = Vec::new();
     for d in delta.tensors() {
@@ -291,7 +292,7 @@ pub fn plan_apply(base: &Checkpoint, delta: &Checkpoint, algorithm: Algorithm) -
                 });
             }
             Some(_) if algorithm == Algorithm::Huatuo && huatuo_takes_delta(&d.name) => Action::Copy,
-            Some(b) => match_pair(&d.name, names, d, b, algorithm == Algorithm::Llmzoo)?,
+            Some(b) => match_pair(&d.name, "delta", d, b, algorithm == Algorithm::Llmzoo)?,
         };
         items.push(PlanItem { name: d.name.clone(), dtype: d.dtype, shape: d.shape.clone(), action });
     }
@@ -313,7 +314,6 @@ pub fn plan_apply(base: &Checkpoint, delta: &Checkpoint, algorithm: Algorithm) -
 
 /// Plans `delta = target − base` (the inverse of FastChat's rule), checking every tensor.
 pub fn plan_make(base: &Checkpoint, target: &Checkpoint) -> Result<Plan> {
-    let names = ("target", "base");
     let mut items = Vec::with_capacity(target.tensors().len());
     let mut dropped = Vec::new();
     for t in target.tensors() {
@@ -329,7 +329,7 @@ pub fn plan_make(base: &Checkpoint, target: &Checkpoint) -> Result<Plan> {
                     missing: "base",
                 });
             }
-            Some(b) => match_pair(&t.name, names, t, b, false)?,
+            Some(b) => match_pair(&t.name, "target", t, b, false)?,
         };
         items.push(PlanItem { name: t.name.clone(), dtype: t.dtype, shape: t.shape.clone(), action });
     }
@@ -446,7 +446,7 @@ fn execute(
             Action::Combine => (p.byte_len, false),
             Action::Copy => (0, false),
             Action::CombineTopRows { rows, pad_zero } => {
-                let row_elems: u64 = item.shape.iter().skip(1).product();
+                let row_elems = item.shape.iter().skip(1).fold(1u64, |a, &d| a.saturating_mul(d));
                 let esize = item.dtype.size().unwrap_or(1);
                 (rows.saturating_mul(row_elems).saturating_mul(esize).min(p.byte_len), pad_zero)
             }

@@ -200,7 +200,7 @@ impl GgmlType {
     /// Bytes taken by one row of `ne0` elements; `None` if `ne0` is not a whole number of blocks.
     pub fn byte_size(self, ne0: u64) -> Option<u64> {
         let block = self.block_size();
-        if block == 0 || ne0 % block != 0 {
+        if block == 0 || !ne0.is_multiple_of(block) {
             return None;
         }
         (ne0 / block).checked_mul(self.type_size())

@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use crate::dtype::Dtype;
+
 /// Everything that can go wrong while reading, writing or transforming checkpoints.
 ///
 /// Paths are the files (or folders) the problem was found in; tensor names, shapes, offsets
@@ -60,7 +62,7 @@ pub enum WeightsError {
     TrailingData { path: PathBuf, data_len: u64, covered: u64 },
 
     #[error("{path}: tensor `{tensor}`: shape {shape:?} of {dtype} needs {expected} bytes, the file gives {actual}")]
-    ByteCountMismatch { path: PathBuf, tensor: String, dtype: String, shape: Vec<u64>, expected: u64, actual: u64 },
+    ByteCountMismatch { path: PathBuf, tensor: String, dtype: Dtype, shape: Vec<u64>, expected: u64, actual: u64 },
 
     #[error("{path}: bad shard index: {reason}")]
     BadIndex { path: PathBuf, reason: String },
@@ -137,21 +139,21 @@ pub enum WeightsError {
     DeltaMissingTensor { tensor: String, present: &'static str, missing: &'static str },
 
     #[error(
-        "tensor `{tensor}`: {left_name} is {left_dtype} {left_shape:?}, {right_name} is {right_dtype} {right_shape:?}; {reason}"
+        "tensor `{tensor}`: base is {base_dtype} {base_shape:?}, {other} is {other_dtype} {other_shape:?}; {reason}"
     )]
     DeltaMismatch {
         tensor: String,
-        left_name: &'static str,
-        left_dtype: String,
-        left_shape: Vec<u64>,
-        right_name: &'static str,
-        right_dtype: String,
-        right_shape: Vec<u64>,
+        base_dtype: Dtype,
+        base_shape: Vec<u64>,
+        /// `delta` (apply) or `target` (make).
+        other: &'static str,
+        other_dtype: Dtype,
+        other_shape: Vec<u64>,
         reason: &'static str,
     },
 
     #[error("tensor `{tensor}`: dtype {dtype} is not supported for {op}")]
-    UnsupportedDtype { tensor: String, dtype: String, op: &'static str },
+    UnsupportedDtype { tensor: String, dtype: Dtype, op: &'static str },
 }
 
 /// Shorthand used throughout the crate.

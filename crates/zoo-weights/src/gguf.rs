@@ -253,7 +253,7 @@ pub fn read(path: &Path, file: &File, file_len: u64) -> Result<Gguf> {
         let offset = r.u64()?;
         infos.push((name, dims, ggml_type, offset));
     }
-    let data_start = r.pos.div_ceil(alignment).checked_mul(alignment).unwrap_or(u64::MAX);
+    let data_start = r.pos.div_ceil(alignment).saturating_mul(alignment);
     let data_len = file_len.saturating_sub(data_start);
     let mut tensors = Vec::with_capacity(infos.len());
     for (name, dims, ggml_type, offset) in infos {
@@ -359,7 +359,7 @@ pub fn encode(metadata: &[(&str, MetaValue)], tensors: &[(&str, &[u64], GgmlType
         offset += (bytes.len() as u64).div_ceil(DEFAULT_ALIGNMENT) * DEFAULT_ALIGNMENT;
     }
     for (_, _, _, bytes) in tensors {
-        while out.len() as u64 % DEFAULT_ALIGNMENT != 0 {
+        while !(out.len() as u64).is_multiple_of(DEFAULT_ALIGNMENT) {
             out.push(0);
         }
         out.extend_from_slice(bytes);

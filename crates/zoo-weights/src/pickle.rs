@@ -105,8 +105,6 @@ pub enum Value {
     Global(Global),
     Storage(Rc<StorageRef>),
     Tensor(Rc<TensorRef>),
-    /// The result of BUILD or REDUCE on something we keep only as an opaque object.
-    Opaque,
 }
 
 impl Value {
@@ -260,7 +258,7 @@ impl Machine<'_> {
     }
 
     fn set_items(&mut self, pairs: Vec<Value>) -> Result<()> {
-        if pairs.len() % 2 != 0 {
+        if !pairs.len().is_multiple_of(2) {
             return Err(self.err("SETITEMS with an odd number of items"));
         }
         let path = self.path;

@@ -42,7 +42,7 @@ pub fn read_header(path: &Path, file: &File, file_len: u64) -> Result<Header> {
     file.read_exact_at(&mut len_bytes, 0).map_err(io_err(path, "read"))?;
     let header_len = u64::from_le_bytes(len_bytes);
     let room = file_len - 8;
-    if header_len > room || header_len > MAX_HEADER_LEN || header_len < 2 {
+    if header_len > room || !(2..=MAX_HEADER_LEN).contains(&header_len) {
         return Err(WeightsError::SafetensorsHeaderLength {
             path: path.into(),
             header_len,
@@ -116,7 +116,7 @@ pub fn parse_header(path: &Path, json: &[u8], data_start: u64, data_len: u64) ->
             return Err(WeightsError::ByteCountMismatch {
                 path: path.into(),
                 tensor: name,
-                dtype: dtype.to_string(),
+                dtype,
                 shape,
                 expected: expected.unwrap_or(u64::MAX),
                 actual,
@@ -198,7 +198,7 @@ pub fn encode_header(tensors: &[TensorSpec], metadata: &[(&str, &str)]) -> Resul
         let Some(name) = t.dtype.safetensors_name() else {
             return Err(WeightsError::UnsupportedDtype {
                 tensor: t.name.clone(),
-                dtype: t.dtype.to_string(),
+                dtype: t.dtype,
                 op: "safetensors output",
             });
         };

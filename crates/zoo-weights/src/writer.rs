@@ -195,7 +195,7 @@ impl SafetensorsWriter {
             let Some(len) = s.byte_len() else {
                 return Err(WeightsError::UnsupportedDtype {
                     tensor: s.name.clone(),
-                    dtype: s.dtype.to_string(),
+                    dtype: s.dtype,
                     op: "safetensors output",
                 });
             };
@@ -243,7 +243,7 @@ impl SafetensorsWriter {
 
     /// Total bytes of tensor data expected.
     pub fn tensor_bytes(&self) -> u64 {
-        self.lens.iter().sum()
+        self.lens.iter().fold(0, |a, &l| a.saturating_add(l))
     }
 
     fn open_shard(&mut self, shard: usize) -> Result<()> {
@@ -332,7 +332,7 @@ impl SafetensorsWriter {
         if let Some((_, f)) = self.open.take() {
             self.records.push(f.close(&self.tmp)?);
         }
-        let tensor_bytes: u64 = self.lens.iter().sum();
+        let tensor_bytes = self.tensor_bytes();
         if self.shard_names.len() > 1 {
             let mut map = serde_json::Map::new();
             let mut order: Vec<usize> = (0..self.specs.len()).collect();

@@ -328,6 +328,78 @@ pub(crate) mod tests {
         out
     }
 
+    /// A one-entry archive in full zip64 form: saturated 32-bit fields, the real values in
+    /// the entry's zip64 extra field, and a zip64 end record plus locator.
+    fn build_zip64(name: &str, data: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend_from_slice(&LOCAL_SIG.to_le_bytes());
+        out.extend_from_slice(&[45, 0, 0, 0, 0, 0]);
+        out.extend_from_slice(&[0; 16]);
+        out.extend_from_slice(&(name.len() as u16).to_le_bytes());
+        out.extend_from_slice(&0u16.to_le_bytes());
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(data);
+        let cd_off = out.len() as u64;
+        let mut extra = Vec::new();
+        extra.extend_from_slice(&1u16.to_le_bytes());
+        extra.extend_from_slice(&24u16.to_le_bytes());
+        extra.extend_from_slice(&(data.len() as u64).to_le_bytes());
+        extra.extend_from_slice(&(data.len() as u64).to_le_bytes());
+        extra.extend_from_slice(&0u64.to_le_bytes());
+        out.extend_from_slice(&CENTRAL_SIG.to_le_bytes());
+        out.extend_from_slice(&[45, 0, 45, 0, 0, 0, 0, 0]);
+        out.extend_from_slice(&[0; 8]);
+        out.extend_from_slice(&u32::MAX.to_le_bytes());
+        out.extend_from_slice(&u32::MAX.to_le_bytes());
+        out.extend_from_slice(&(name.len() as u16).to_le_bytes());
+        out.extend_from_slice(&(extra.len() as u16).to_le_bytes());
+        out.extend_from_slice(&[0; 10]);
+        out.extend_from_slice(&u32::MAX.to_le_bytes());
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(&extra);
+        let cd_size = out.len() as u64 - cd_off;
+        let eocd64 = out.len() as u64;
+        out.extend_from_slice(&EOCD64_SIG.to_le_bytes());
+        out.extend_from_slice(&44u64.to_le_bytes());
+        out.extend_from_slice(&[45, 0, 45, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        out.extend_from_slice(&1u64.to_le_bytes());
+        out.extend_from_slice(&1u64.to_le_bytes());
+        out.extend_from_slice(&cd_size.to_le_bytes());
+        out.extend_from_slice(&cd_off.to_le_bytes());
+        out.extend_from_slice(&EOCD64_LOCATOR_SIG.to_le_bytes());
+        out.extend_from_slice(&0u32.to_le_bytes());
+        out.extend_from_slice(&eocd64.to_le_bytes());
+        out.extend_from_slice(&1u32.to_le_bytes());
+        out.extend_from_slice(&EOCD_SIG.to_le_bytes());
+        out.extend_from_slice(&[0; 4]);
+        out.extend_from_slice(&[0xFF; 4]);
+        out.extend_from_slice(&[0xFF; 8]);
+        out.extend_from_slice(&[0; 2]);
+        out
+    }
+
+    #[test]
+    fn reads_zip64_records_and_refuses_absurd_ones() {
+        let bytes = build_zip64("a/data/0", b"zip64!");
+        let (_t, f, a) = open_bytes(&bytes);
+        let a = a.unwrap();
+        let e = a.entry("a/data/0").unwrap().clone();
+        assert_eq!(a.read_entry(&f, &e, 100).unwrap(), b"zip64!");
+        // A zip64 entry count far beyond what the directory can hold.
+        let mut bad = bytes.clone();
+        let eocd64 = bytes.len() - 22 - 20 - 56;
+        bad[eocd64 + 32..eocd64 + 40].copy_from_slice(&(1u64 << 40).to_le_bytes());
+        let (_t, _f, a) = open_bytes(&bad);
+        assert!(matches!(a, Err(WeightsError::Zip { .. })), "{a:?}");
+        // A zip64 entry size running past the archive.
+        let mut bad = bytes.clone();
+        let extra = bytes.len() - 22 - 20 - 56 - 28;
+        bad[extra + 4..extra + 12].copy_from_slice(&(1u64 << 50).to_le_bytes());
+        bad[extra + 12..extra + 20].copy_from_slice(&(1u64 << 50).to_le_bytes());
+        let (_t, _f, a) = open_bytes(&bad);
+        assert!(matches!(a, Err(WeightsError::Zip { .. })), "{a:?}");
+    }
+
     fn open_bytes(bytes: &[u8]) -> (tempfile::NamedTempFile, File, Result<Archive>) {
         let tmp = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(tmp.path(), bytes).unwrap();

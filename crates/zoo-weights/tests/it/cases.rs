@@ -15,8 +15,9 @@ fn apply_case(case: &str, algorithm: Algorithm, out: &Path) -> (delta::DeltaRepo
     let rec = Recorder::default();
     // Small chunks so that every tensor spans several of them.
     let opts = DeltaOptions { chunk_size: 4096, ..DeltaOptions::default() };
-    let report = delta::apply(&root.join("base"), &root.join("delta"), algorithm, out, &opts, &rec, &CancelToken::new())
-        .unwrap_or_else(|e| panic!("{case} {algorithm:?}: {e}"));
+    let report =
+        delta::apply(&root.join("base"), &root.join("delta"), algorithm, out, &opts, &rec, &CancelToken::new())
+            .unwrap_or_else(|e| panic!("{case} {algorithm:?}: {e}"));
     (report, rec.events())
 }
 

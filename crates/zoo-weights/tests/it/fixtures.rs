@@ -115,8 +115,7 @@ fn make_then_apply_round_trips() {
     let opts = DeltaOptions { chunk_size: 4096, ..DeltaOptions::default() };
     delta::make(&root.join("base"), &root.join("expected"), &made, &opts, &Silent, &CancelToken::new()).unwrap();
     let again = dir.path().join("again");
-    delta::apply(&root.join("base"), &made, Algorithm::Fastchat, &again, &opts, &Silent, &CancelToken::new())
-        .unwrap();
+    delta::apply(&root.join("base"), &made, Algorithm::Fastchat, &again, &opts, &Silent, &CancelToken::new()).unwrap();
     assert_same_tensors(&again, &root.join("expected/model.safetensors"));
 }
 
@@ -127,8 +126,16 @@ fn small_chunks_and_small_shards_give_the_same_tensors() {
     let out = dir.path().join("t");
     let mut opts = DeltaOptions { chunk_size: 4096, threads: 3, ..DeltaOptions::default() };
     opts.write.max_shard_size = 50_000;
-    let report = delta::apply(&root.join("base"), &root.join("delta"), Algorithm::Fastchat, &out, &opts, &Silent, &CancelToken::new())
-        .unwrap();
+    let report = delta::apply(
+        &root.join("base"),
+        &root.join("delta"),
+        Algorithm::Fastchat,
+        &out,
+        &opts,
+        &Silent,
+        &CancelToken::new(),
+    )
+    .unwrap();
     assert!(report.write.shards > 2, "{}", report.write.shards);
     assert_eq!(Checkpoint::open(&out).unwrap().format(), Format::SafetensorsSharded);
     assert_same_tensors(&out, &root.join("expected/model.safetensors"));

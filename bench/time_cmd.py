@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Run a command N times (after one warm-up) and print min / median / max wall time in ms.
-Usage: timeit.py N LABEL -- CMD ARGS..."""
+Usage: time_cmd.py N LABEL -- CMD ARGS..."""
 import statistics
 import subprocess
 import sys

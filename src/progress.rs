@@ -1,0 +1,153 @@
+//! Drawing `zoo-progress` events on stderr: a redrawn bar on a terminal (bytes done / total,
+//! rate, ETA), JSON lines with `--progress json`, and only notes when stderr is not a terminal.
+
+use std::io::{IsTerminal, Write};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use zoo_progress::{Event, Progress, Unit};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProgressMode {
+    /// A bar when stderr is a terminal, otherwise notes only
+    Auto,
+    /// One JSON object per event on stderr
+    Json,
+    /// Notes only
+    Off,
+}
+
+struct Task {
+    name: String,
+    total: Option<u64>,
+    unit: Unit,
+    done: u64,
+    started: Instant,
+}
+
+pub struct StderrProgress {
+    mode: ProgressMode,
+    tty: bool,
+    state: Mutex<(Option<Task>, Instant)>,
+}
+
+impl StderrProgress {
+    pub fn new(mode: ProgressMode) -> Self {
+        let tty = std::io::stderr().is_terminal();
+        StderrProgress { mode, tty, state: Mutex::new((None, Instant::now() - Duration::from_secs(1))) }
+    }
+
+    fn draw(&self, t: &Task, last: bool) {
+        let elapsed = t.started.elapsed().as_secs_f64().max(1e-6);
+        let rate = t.done as f64 / elapsed;
+        let amount = |v: u64| match t.unit {
+            Unit::Bytes => human_bytes(v),
+            Unit::Items => v.to_string(),
+        };
+        let mut line = format!("{:<10}", t.name);
+        if let Some(total) = t.total.filter(|t| *t > 0) {
+            let frac = (t.done as f64 / total as f64).clamp(0.0, 1.0);
+            let filled = (frac * 24.0).round() as usize;
+            let eta = if rate > 0.0 { (total.saturating_sub(t.done)) as f64 / rate } else { 0.0 };
+            line.push_str(&format!(
+                " [{}{}] {:>3.0}%  {} / {}",
+                "#".repeat(filled),
+                "-".repeat(24 - filled),
+                frac * 100.0,
+                amount(t.done),
+                amount(total)
+            ));
+            line.push_str(&match t.unit {
+                Unit::Bytes => format!("  {}/s", human_bytes(rate as u64)),
+                Unit::Items => format!("  {rate:.1}/s"),
+            });
+            if !last {
+                line.push_str(&format!("  ETA {}", human_secs(eta)));
+            } else {
+                line.push_str(&format!("  in {}", human_secs(elapsed)));
+            }
+        } else {
+            line.push_str(&format!("  {}", amount(t.done)));
+        }
+        let mut err = std::io::stderr().lock();
+        let _ = write!(err, "\r\x1b[2K{line}");
+        if last {
+            let _ = writeln!(err);
+        }
+        let _ = err.flush();
+    }
+}
+
+impl Progress for StderrProgress {
+    fn event(&self, event: Event) {
+        if self.mode == ProgressMode::Json {
+            let v = match &event {
+                Event::Start { task, total, unit } => {
+                    serde_json::json!({"event": "start", "task": task, "total": total,
+                    "unit": if *unit == Unit::Bytes { "bytes" } else { "items" }})
+                }
+                Event::Advance { task, delta } => serde_json::json!({"event": "advance", "task": task, "delta": delta}),
+                Event::Note { message } => serde_json::json!({"event": "note", "message": message}),
+                Event::Finish { task } => serde_json::json!({"event": "finish", "task": task}),
+            };
+            eprintln!("{v}");
+            return;
+        }
+        let Ok(mut st) = self.state.lock() else { return };
+        let bar = self.mode == ProgressMode::Auto && self.tty;
+        match event {
+            Event::Note { message } => {
+                if bar && st.0.is_some() {
+                    eprint!("\r\x1b[2K");
+                }
+                eprintln!("note: {message}");
+            }
+            Event::Start { task, total, unit } => {
+                st.0 = Some(Task { name: task, total, unit, done: 0, started: Instant::now() });
+            }
+            Event::Advance { delta, .. } => {
+                let now = Instant::now();
+                let redraw = now.duration_since(st.1) >= Duration::from_millis(100);
+                if let Some(t) = st.0.as_mut() {
+                    t.done += delta;
+                    if bar && redraw {
+                        self.draw(t, false);
+                        st.1 = now;
+                    }
+                }
+            }
+            Event::Finish { .. } => {
+                if let Some(t) = st.0.take()
+                    && bar
+                {
+                    self.draw(&t, true);
+                }
+            }
+        }
+    }
+}
+
+pub fn human_bytes(v: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut x = v as f64;
+    let mut i = 0;
+    while x >= 1024.0 && i + 1 < UNITS.len() {
+        x /= 1024.0;
+        i += 1;
+    }
+    if i == 0 { format!("{v} B") } else { format!("{x:.1} {}", UNITS[i]) }
+}
+
+fn human_secs(s: f64) -> String {
+    if s < 60.0 { format!("{s:.0}s") } else { format!("{}m{:02}s", (s / 60.0) as u64, (s % 60.0) as u64) }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sizes() {
+        assert_eq!(super::human_bytes(512), "512 B");
+        assert_eq!(super::human_bytes(1536), "1.5 KiB");
+        assert_eq!(super::human_bytes(5 * 1024 * 1024 * 1024), "5.0 GiB");
+    }
+}
