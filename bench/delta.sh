@@ -79,13 +79,7 @@ run_row() {  # run_row NAME OUTDIR COMMAND
 O_ZOO="$W/out-zoo" O_FC="$W/out-fastchat" O_FCL="$W/out-fastchat-lowmem" O_FLOOR="$W/out-floor"
 
 ZOO_ROW=0
-if [[ -x "$ZOO_BIN" ]]; then
-  ZOO_ROW=1
-  run_row zoo "$O_ZOO" \
-    "'$ZOO_BIN' delta apply --base '$B' --delta '$D' --out '$O_ZOO' --algorithm fastchat"
-else
-  echo "zoo: not built ($ZOO_BIN missing; cargo build --release)" >&2
-fi
+[[ -x "$ZOO_BIN" ]] && ZOO_ROW=1 || echo "zoo: not built ($ZOO_BIN missing; cargo build --release)" >&2
 
 run_row fastchat "$O_FC" \
   "'$PY' -m fastchat.model.apply_delta --base-model-path '$B' --target-model-path '$O_FC' --delta-path '$D'"
@@ -102,8 +96,17 @@ run_row fastchat-import-only "$W/out-import" \
 NOTES[${#NOTES[@]}-1]="${NOTES[${#NOTES[@]}-1]:-information only: python -m startup of the FastChat rows}"
 
 MIB=$(( 1 << 20 ))
-run_row floor "$O_FLOOR" \
-  "mkdir -p '$O_FLOOR' && cat '$B'/*.safetensors '$D'/*.bin > /dev/null && dd if=/dev/zero of='$O_FLOOR/target.bin' bs=$MIB count=$(( (TARGET_BYTES + MIB - 1) / MIB )) conv=fsync status=none"
+# zoo and the floor are close and this machine's disk is noisy: run them alternately ROUNDS
+# times and compare medians.
+ROUNDS="${ROUNDS:-3}"
+for ((r = 1; r <= ROUNDS; r++)); do
+  if [[ $ZOO_ROW -eq 1 ]]; then
+    run_row zoo "$O_ZOO" \
+      "'$ZOO_BIN' delta apply --base '$B' --delta '$D' --out '$O_ZOO' --algorithm fastchat --progress off"
+  fi
+  run_row floor "$O_FLOOR" \
+    "mkdir -p '$O_FLOOR' && cat '$B'/*.safetensors '$D'/*.bin > /dev/null && dd if=/dev/zero of='$O_FLOOR/target.bin' bs=$MIB count=$(( (TARGET_BYTES + MIB - 1) / MIB )) conv=fsync status=none"
+done
 
 # ---- correctness (not timed) ------------------------------------------------------------------
 echo "== checking outputs (not timed)" >&2
@@ -117,6 +120,9 @@ fi
 
 # ---- table ------------------------------------------------------------------------------------
 idx() { local i; for i in "${!NAMES[@]}"; do [[ "${NAMES[$i]}" == "$1" ]] && { echo "$i"; return; }; done; echo -1; }
+# Median wall time and largest RSS over every row called NAME.
+median_wall() { local i; for i in "${!NAMES[@]}"; do [[ "${NAMES[$i]}" == "$1" ]] && echo "${WALL[$i]}"; done | sort -g | awk '{a[NR]=$1} END { if (NR) print (NR % 2 ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2) }'; }
+max_rss() { local i; for i in "${!NAMES[@]}"; do [[ "${NAMES[$i]}" == "$1" ]] && echo "${RSS[$i]}"; done | sort -g | tail -n1; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b + 0 == 0) print "n/a"; else printf "%.2f", a / b }'; }
 
 echo
@@ -130,14 +136,15 @@ for i in "${!NAMES[@]}"; do
   printf '%-22s %10s %14s  %s\n' "${NAMES[$i]}" "${WALL[$i]}" "${RSS[$i]}" "${NOTES[$i]}"
 done
 echo
-iz="$(idx zoo)" ifc="$(idx fastchat)" il="$(idx fastchat-low-cpu-mem)" ifl="$(idx floor)"
-zw="" zr=""; [[ $iz -ge 0 ]] && { zw="${WALL[$iz]}"; zr="${RSS[$iz]}"; }
-echo "zoo time / floor time:                 $(ratio "$zw" "${WALL[$ifl]}")"
+ifc="$(idx fastchat)" il="$(idx fastchat-low-cpu-mem)"
+zw="$(median_wall zoo)" zr="$(max_rss zoo)" flw="$(median_wall floor)"
+echo "medians over $ROUNDS alternating rounds: zoo ${zw:-n/a} s (peak RSS ${zr:-n/a} MiB), floor ${flw} s"
+echo "zoo time / floor time:                 $(ratio "$zw" "$flw")"
 echo "FastChat time / zoo time:              $(ratio "${WALL[$ifc]}" "$zw")"
 echo "FastChat RSS / zoo RSS:                $(ratio "${RSS[$ifc]}" "$zr")"
 echo "FastChat --low-cpu-mem time / zoo:     $(ratio "${WALL[$il]}" "$zw")"
 echo "FastChat --low-cpu-mem RSS / zoo:      $(ratio "${RSS[$il]}" "$zr")"
-echo "FastChat time / floor time:            $(ratio "${WALL[$ifc]}" "${WALL[$ifl]}")"
+echo "FastChat time / floor time:            $(ratio "${WALL[$ifc]}" "$flw")"
 echo
 echo "output check, FastChat:                $CHECK_FC"
 echo "output check, FastChat --low-cpu-mem:  vs FastChat's output: $CHECK_FCL"

@@ -408,6 +408,70 @@ pub fn make_checkpoints(
     execute(&plan, target, base, out, options, progress, cancel, "delta make")
 }
 
+/// The reading half of [`execute`]: fills chunks (primary ⊕ other), sends them to the writer.
+#[allow(clippy::too_many_arguments)]
+fn produce(
+    plan: &Plan,
+    primary: &Checkpoint,
+    other: &Checkpoint,
+    options: &DeltaOptions,
+    progress: &dyn Progress,
+    cancel: &CancelToken,
+    task: &str,
+    chunk: usize,
+    full_tx: &std::sync::mpsc::SyncSender<(Vec<u8>, usize)>,
+    empty_rx: &std::sync::mpsc::Receiver<Vec<u8>>,
+    pool: &mut usize,
+) -> Result<()> {
+    let mut obuf = vec![0u8; chunk];
+    for item in &plan.items {
+        let (Some(p), o) = (primary.get(&item.name), other.get(&item.name)) else {
+            return Err(WeightsError::InvalidOutput { reason: format!("planned tensor `{}` vanished", item.name) });
+        };
+        // Bytes at the start of the tensor that get the other side's values.
+        let (overlap, pad_zero) = match item.action {
+            Action::Combine => (p.byte_len, false),
+            Action::Copy => (0, false),
+            Action::CombineTopRows { rows, pad_zero } => {
+                let row_elems = item.shape.iter().skip(1).fold(1u64, |a, &d| a.saturating_mul(d));
+                let esize = item.dtype.size().unwrap_or(1);
+                (rows.saturating_mul(row_elems).saturating_mul(esize).min(p.byte_len), pad_zero)
+            }
+        };
+        let mut off = 0u64;
+        while off < p.byte_len {
+            if cancel.is_cancelled() {
+                return Err(WeightsError::Cancelled);
+            }
+            let mut pbuf = match empty_rx.try_recv() {
+                Ok(b) => b,
+                Err(_) if *pool < 4 => {
+                    *pool += 1;
+                    vec![0u8; chunk]
+                }
+                Err(_) => empty_rx.recv().map_err(|_| WeightsError::ChannelClosed)?,
+            };
+            let n = primary.read_chunk(p, off, &mut pbuf)?;
+            let data = pbuf.get_mut(..n).unwrap_or_default();
+            let both = overlap.saturating_sub(off).min(n as u64) as usize;
+            if both > 0
+                && let Some(o) = o
+            {
+                let ob = obuf.get_mut(..both).unwrap_or_default();
+                other.read_chunk(o, off, ob)?;
+                kernels::combine(item.dtype, plan.op, data.get_mut(..both).unwrap_or_default(), ob, options.threads);
+            }
+            if pad_zero && both < n {
+                kernels::add_zero(item.dtype, data.get_mut(both..).unwrap_or_default());
+            }
+            full_tx.send((pbuf, n)).map_err(|_| WeightsError::ChannelClosed)?;
+            off += n as u64;
+            progress.event(Event::Advance { task: task.into(), delta: n as u64 });
+        }
+    }
+    Ok(())
+}
+
 #[allow(clippy::too_many_arguments)]
 fn execute(
     plan: &Plan,
@@ -431,49 +495,39 @@ fn execute(
         .iter()
         .map(|i| TensorSpec { name: i.name.clone(), dtype: i.dtype, shape: i.shape.clone() })
         .collect();
-    let mut writer = SafetensorsWriter::create(out, specs, &options.write)?;
+    let writer = SafetensorsWriter::create(out, specs, &options.write)?;
     let total = plan.output_bytes();
     progress.event(Event::Start { task: task.into(), total: Some(total), unit: Unit::Bytes });
     let chunk = (options.chunk_size / 8 * 8).max(4096);
-    let mut pbuf = vec![0u8; chunk];
-    let mut obuf = vec![0u8; chunk];
-    for item in &plan.items {
-        let (Some(p), o) = (primary.get(&item.name), other.get(&item.name)) else {
-            return Err(WeightsError::InvalidOutput { reason: format!("planned tensor `{}` vanished", item.name) });
-        };
-        // Bytes at the start of the tensor that get the other side's values.
-        let (overlap, pad_zero) = match item.action {
-            Action::Combine => (p.byte_len, false),
-            Action::Copy => (0, false),
-            Action::CombineTopRows { rows, pad_zero } => {
-                let row_elems = item.shape.iter().skip(1).fold(1u64, |a, &d| a.saturating_mul(d));
-                let esize = item.dtype.size().unwrap_or(1);
-                (rows.saturating_mul(row_elems).saturating_mul(esize).min(p.byte_len), pad_zero)
+    // Reading and arithmetic run here while a second thread hashes and writes the previous
+    // chunk: the two halves of the work overlap instead of alternating. Buffers circulate
+    // between the threads, so memory stays at a few chunks.
+    const IN_FLIGHT: usize = 3;
+    let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<(Vec<u8>, usize)>(IN_FLIGHT);
+    let (empty_tx, empty_rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    let mut pool = 0usize;
+    let mut writer = std::thread::scope(|scope| -> Result<SafetensorsWriter> {
+        let writer_thread = scope.spawn(move || -> Result<SafetensorsWriter> {
+            let mut writer = writer;
+            for (buf, n) in full_rx {
+                writer.write(buf.get(..n).unwrap_or_default())?;
+                // The reader may be gone already (error, cancel); the buffer is then just freed.
+                let _ = empty_tx.send(buf);
             }
-        };
-        let mut off = 0u64;
-        while off < p.byte_len {
-            if cancel.is_cancelled() {
-                return Err(WeightsError::Cancelled);
-            }
-            let n = primary.read_chunk(p, off, &mut pbuf)?;
-            let data = pbuf.get_mut(..n).unwrap_or_default();
-            let both = overlap.saturating_sub(off).min(n as u64) as usize;
-            if both > 0
-                && let Some(o) = o
-            {
-                let ob = obuf.get_mut(..both).unwrap_or_default();
-                other.read_chunk(o, off, ob)?;
-                kernels::combine(item.dtype, plan.op, data.get_mut(..both).unwrap_or_default(), ob, options.threads);
-            }
-            if pad_zero && both < n {
-                kernels::add_zero(item.dtype, data.get_mut(both..).unwrap_or_default());
-            }
-            writer.write(data)?;
-            off += n as u64;
-            progress.event(Event::Advance { task: task.into(), delta: n as u64 });
+            Ok(writer)
+        });
+        let produced =
+            produce(plan, primary, other, options, progress, cancel, task, chunk, &full_tx, &empty_rx, &mut pool);
+        drop(full_tx);
+        let written = writer_thread
+            .join()
+            .map_err(|_| WeightsError::InvalidOutput { reason: "the writer thread panicked".into() })?;
+        // A failed write stops the reader through a closed channel; report the write error then.
+        match (produced, written) {
+            (Err(WeightsError::ChannelClosed), Err(e)) | (Ok(()), Err(e)) | (Err(e), _) => Err(e),
+            (Ok(()), Ok(w)) => Ok(w),
         }
-    }
+    })?;
     if cancel.is_cancelled() {
         return Err(WeightsError::Cancelled);
     }

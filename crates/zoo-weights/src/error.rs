@@ -135,6 +135,10 @@ pub enum WeightsError {
     #[error("cancelled")]
     Cancelled,
 
+    /// Internal: the writer thread stopped (its own error is reported instead).
+    #[error("the output writer stopped")]
+    ChannelClosed,
+
     #[error("tensor `{tensor}` is in the {present} checkpoint but not in the {missing} checkpoint")]
     DeltaMissingTensor { tensor: String, present: &'static str, missing: &'static str },
 

@@ -15,6 +15,7 @@ pub mod error;
 pub mod gguf;
 pub mod kernels;
 pub mod pickle;
+pub mod quant;
 pub mod safetensors;
 pub mod torch;
 pub mod writer;

@@ -3,4 +3,5 @@
 mod cases;
 mod fixtures;
 mod hostile;
+mod quant;
 mod util;

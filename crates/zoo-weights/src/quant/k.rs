@@ -1,0 +1,437 @@
+//! The 256-value "k-quant" super-block types Q4_K and Q6_K: ports of ggml's
+//! `quantize_row_q4_K_ref` (with `make_qkx2_quants`), `quantize_row_q6_K_ref` (with
+//! `make_qx_quants`) and their dequantizers.
+//!
+//! Levels are kept in nested arrays shaped like the packed layout (`[chunk][part][lane]`), so
+//! packing is a walk over matching arrays and flattening gives the sub-blocks in element order.
+
+use std::slice;
+
+use super::{f16_bytes, f16_value, nearest_int};
+
+pub(super) const Q4_K_BYTES: usize = 144;
+pub(super) const Q6_K_BYTES: usize = 210;
+
+/// ggml's `GROUP_MAX_EPS`: a sub-block whose largest magnitude is below this is all zero.
+const GROUP_MAX_EPS: f32 = 1e-15;
+
+/// The next `N` bytes of a block (blocks have fixed sizes, so `it` is never short).
+fn take<const N: usize>(it: &mut slice::Iter<'_, u8>) -> [u8; N] {
+    let mut out = [0u8; N];
+    for (o, b) in out.iter_mut().zip(it) {
+        *o = *b;
+    }
+    out
+}
+
+/// Writes `bytes` to the next bytes of a block.
+fn put(it: &mut slice::IterMut<'_, u8>, bytes: &[u8]) {
+    for (b, o) in bytes.iter().zip(it) {
+        *o = *b;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Q4_K: f16 d, f16 dmin, 12 bytes of 6-bit (scale, min) pairs for 8 sub-blocks of 32, then
+// 128 bytes of nibbles: for chunk c of 64 values, byte 32c + l holds value 64c + l in its low
+// nibble and value 64c + 32 + l in its high nibble. x = d * sc_j * q - dmin * m_j.
+// ---------------------------------------------------------------------------------------------
+
+/// Packs eight 6-bit scales and mins as ggml's `quantize_row_q4_K_ref` does.
+fn pack_scale_min_k4(ls: [u8; 8], lm: [u8; 8]) -> [u8; 12] {
+    let [s0, s1, s2, s3, s4, s5, s6, s7] = ls;
+    let [m0, m1, m2, m3, m4, m5, m6, m7] = lm;
+    [
+        s0 | ((s4 >> 4) << 6),
+        s1 | ((s5 >> 4) << 6),
+        s2 | ((s6 >> 4) << 6),
+        s3 | ((s7 >> 4) << 6),
+        m0 | ((m4 >> 4) << 6),
+        m1 | ((m5 >> 4) << 6),
+        m2 | ((m6 >> 4) << 6),
+        m3 | ((m7 >> 4) << 6),
+        (s4 & 0x0F) | ((m4 & 0x0F) << 4),
+        (s5 & 0x0F) | ((m5 & 0x0F) << 4),
+        (s6 & 0x0F) | ((m6 & 0x0F) << 4),
+        (s7 & 0x0F) | ((m7 & 0x0F) << 4),
+    ]
+}
+
+/// ggml's `get_scale_min_k4` for all eight sub-blocks: (scales, mins).
+fn unpack_scale_min_k4(q: &[u8; 12]) -> ([u8; 8], [u8; 8]) {
+    let [q0, q1, q2, q3, q4, q5, q6, q7, q8, q9, q10, q11] = *q;
+    let scales = [
+        q0 & 63,
+        q1 & 63,
+        q2 & 63,
+        q3 & 63,
+        (q8 & 0x0F) | ((q0 >> 6) << 4),
+        (q9 & 0x0F) | ((q1 >> 6) << 4),
+        (q10 & 0x0F) | ((q2 >> 6) << 4),
+        (q11 & 0x0F) | ((q3 >> 6) << 4),
+    ];
+    let mins = [
+        q4 & 63,
+        q5 & 63,
+        q6 & 63,
+        q7 & 63,
+        (q8 >> 4) | ((q4 >> 6) << 4),
+        (q9 >> 4) | ((q5 >> 6) << 4),
+        (q10 >> 4) | ((q6 >> 6) << 4),
+        (q11 >> 4) | ((q7 >> 6) << 4),
+    ];
+    (scales, mins)
+}
+
+/// ggml's `make_qkx2_quants` (squared error, `use_mad = false`) for one sub-block of 32:
+/// fits `x ≈ scale * l - min` with weighted least squares over `nstep + 1` trial scales.
+/// Writes the levels and returns `(scale, min)`, `min` as a positive offset (`the_min`).
+fn make_qkx2_quants(
+    nmax: i32,
+    x: &[f32; 32],
+    weights: &[f32; 32],
+    levels: &mut [u8; 32],
+    rmin: f32,
+    rdelta: f32,
+    nstep: i32,
+) -> (f32, f32) {
+    let mut min = x[0];
+    let mut max = x[0];
+    let mut sum_w = weights[0];
+    let mut sum_x = sum_w * x[0];
+    for (&xi, &w) in x.iter().zip(weights).skip(1) {
+        if xi < min {
+            min = xi;
+        }
+        if xi > max {
+            max = xi;
+        }
+        sum_w += w;
+        sum_x += w * xi;
+    }
+    if min > 0.0 {
+        min = 0.0;
+    }
+    if max == min {
+        levels.fill(0);
+        return (0.0, -min);
+    }
+    let nmax_f = nmax as f32;
+    let level = |iscale: f32, xi: f32, min: f32| nearest_int(iscale * (xi - min)).clamp(0, nmax);
+
+    let iscale = nmax_f / (max - min);
+    let mut scale = 1.0 / iscale;
+    let mut best_error = 0.0f32;
+    for ((l, &xi), &w) in levels.iter_mut().zip(x).zip(weights) {
+        let q = level(iscale, xi, min);
+        *l = q as u8;
+        let diff = scale * q as f32 + min - xi;
+        best_error += w * (diff * diff);
+    }
+    let mut trial = [0u8; 32];
+    for is in 0..=nstep {
+        // `min` moves to the best fit so far, and the next trials start from it, as in ggml.
+        let iscale = (rmin + rdelta * is as f32 + nmax_f) / (max - min);
+        let (mut sum_l, mut sum_l2, mut sum_xl) = (0.0f32, 0.0f32, 0.0f32);
+        for ((l, &xi), &w) in trial.iter_mut().zip(x).zip(weights) {
+            let q = level(iscale, xi, min);
+            *l = q as u8;
+            let lf = q as f32;
+            sum_l += w * lf;
+            sum_l2 += w * lf * lf;
+            sum_xl += w * lf * xi;
+        }
+        let det = sum_w * sum_l2 - sum_l * sum_l;
+        if det > 0.0 {
+            let mut this_scale = (sum_w * sum_xl - sum_x * sum_l) / det;
+            let mut this_min = (sum_l2 * sum_x - sum_l * sum_xl) / det;
+            if this_min > 0.0 {
+                this_min = 0.0;
+                this_scale = sum_xl / sum_l2;
+            }
+            let mut cur_error = 0.0f32;
+            for ((&l, &xi), &w) in trial.iter().zip(x).zip(weights) {
+                let diff = this_scale * f32::from(l) + this_min - xi;
+                cur_error += w * (diff * diff);
+            }
+            if cur_error < best_error {
+                *levels = trial;
+                best_error = cur_error;
+                scale = this_scale;
+                min = this_min;
+            }
+        }
+    }
+    (scale, -min)
+}
+
+pub(super) fn quantize_q4_k(x: &[f32; 256], y: &mut [u8; Q4_K_BYTES]) {
+    let (subs, _) = x.as_chunks::<32>();
+    // levels[c][h][l] is value 64c + 32h + l; flattened once, the 8 sub-blocks in order.
+    let mut levels = [[[0u8; 32]; 2]; 4];
+    let mut scales = [0.0f32; 8];
+    let mut mins = [0.0f32; 8];
+    let mut max_scale = 0.0f32;
+    let mut max_min = 0.0f32;
+    for (((xs, ls), scale), min) in subs.iter().zip(levels.as_flattened_mut()).zip(&mut scales).zip(&mut mins) {
+        let mut sum_x2 = 0.0f32;
+        for &v in xs {
+            sum_x2 += v * v;
+        }
+        let av_x = (sum_x2 / 32.0).sqrt();
+        let mut weights = [0.0f32; 32];
+        for (w, &v) in weights.iter_mut().zip(xs) {
+            *w = av_x + v.abs();
+        }
+        (*scale, *min) = make_qkx2_quants(15, xs, &weights, ls, -1.0, 0.1, 20);
+        if *scale > max_scale {
+            max_scale = *scale;
+        }
+        if *min > max_min {
+            max_min = *min;
+        }
+    }
+
+    let inv_scale = if max_scale > 0.0 { 63.0 / max_scale } else { 0.0 };
+    let inv_min = if max_min > 0.0 { 63.0 / max_min } else { 0.0 };
+    let mut ls = [0u8; 8];
+    let mut lm = [0u8; 8];
+    for (((a, b), &s), &m) in ls.iter_mut().zip(&mut lm).zip(&scales).zip(&mins) {
+        // C: `uint8_t ls = nearest_int(..)` keeps the low 8 bits, then MIN(63, ls).
+        *a = (nearest_int(inv_scale * s) as u8).min(63);
+        *b = (nearest_int(inv_min * m) as u8).min(63);
+    }
+    let packed = pack_scale_min_k4(ls, lm);
+    let d = f16_bytes(max_scale / 63.0);
+    let dmin = f16_bytes(max_min / 63.0);
+
+    // Re-quantize every value against the scales as stored (6-bit, times the f16 super-scales).
+    let (sc, mn) = unpack_scale_min_k4(&packed);
+    let (d_all, dmin_all) = (f16_value(d), f16_value(dmin));
+    for (((xs, ls), &sc), &m) in subs.iter().zip(levels.as_flattened_mut()).zip(&sc).zip(&mn) {
+        let d = d_all * f32::from(sc);
+        if d == 0.0 {
+            // ggml keeps make_qkx2_quants' levels for a zero scale.
+            continue;
+        }
+        let dm = dmin_all * f32::from(m);
+        for (l, &v) in ls.iter_mut().zip(xs) {
+            *l = nearest_int((v + dm) / d).clamp(0, 15) as u8;
+        }
+    }
+
+    let mut qs = [[0u8; 32]; 4];
+    for (q, [lo, hi]) in qs.iter_mut().zip(&levels) {
+        for ((q, &a), &b) in q.iter_mut().zip(lo).zip(hi) {
+            *q = a | (b << 4);
+        }
+    }
+    let mut out = y.iter_mut();
+    put(&mut out, &d);
+    put(&mut out, &dmin);
+    put(&mut out, &packed);
+    put(&mut out, qs.as_flattened());
+}
+
+pub(super) fn dequantize_q4_k(y: &[u8; Q4_K_BYTES], x: &mut [f32; 256]) {
+    let mut it = y.iter();
+    let d = f16_value(take(&mut it));
+    let dmin = f16_value(take(&mut it));
+    let (sc, mn) = unpack_scale_min_k4(&take(&mut it));
+    let qs: [u8; 128] = take(&mut it);
+    let mut q = qs.chunks_exact(32).flat_map(|c| c.iter().map(|b| b & 0x0F).chain(c.iter().map(|b| b >> 4)));
+    for ((xs, &sc), &m) in x.as_chunks_mut::<32>().0.iter_mut().zip(&sc).zip(&mn) {
+        let d1 = d * f32::from(sc);
+        let m1 = dmin * f32::from(m);
+        for (o, v) in xs.iter_mut().zip(q.by_ref()) {
+            *o = d1 * f32::from(v) - m1;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Q6_K: ql[128] (low 4 bits), qh[64] (high 2 bits), 16 i8 scales (one per 16 values), f16 d.
+// For chunk c of 128 values and lane l < 32, with v_k = value 128c + 32k + l:
+// ql[64c + l] = v0 | v2 << 4 (low nibbles), ql[64c + 32 + l] = v1 | v3 << 4,
+// qh[32c + l] = the high 2 bits of v0, v1, v2, v3 at shifts 0, 2, 4, 6. x = d * sc * (q - 32).
+// ---------------------------------------------------------------------------------------------
+
+/// Levels of a Q6_K block: `[chunk][k][lane]` is value 128 chunk + 32 k + lane, biased by 32.
+type Q6Levels = [[[u8; 32]; 4]; 2];
+
+/// The 16 sub-blocks of 16 values, in element order.
+fn sixteens(levels: &mut Q6Levels) -> &mut [[u8; 16]] {
+    levels.as_flattened_mut().as_flattened_mut().as_chunks_mut::<16>().0
+}
+
+/// ggml's `make_qx_quants` with `rmse_type = 1` and no importance weights (weights `x²`):
+/// writes levels `l + nmax` for `x ≈ scale * l`, `l` in `-nmax..nmax`, and returns `scale`.
+fn make_qx_quants(nmax: i32, x: &[f32; 16], levels: &mut [u8; 16]) -> f32 {
+    let mut max = 0.0f32;
+    let mut amax = 0.0f32;
+    for &v in x {
+        let ax = v.abs();
+        if ax > amax {
+            amax = ax;
+            max = v;
+        }
+    }
+    if amax < GROUP_MAX_EPS {
+        levels.fill(0);
+        return 0.0;
+    }
+    let nmax_f = nmax as f32;
+    let level = |iscale: f32, v: f32| nearest_int(iscale * v).clamp(-nmax, nmax - 1);
+
+    let iscale = -nmax_f / max;
+    let mut sumlx = 0.0f32;
+    let mut suml2 = 0.0f32;
+    for (l, &v) in levels.iter_mut().zip(x) {
+        let q = level(iscale, v);
+        *l = (q + nmax) as u8;
+        let (w, qf) = (v * v, q as f32);
+        sumlx += w * v * qf;
+        suml2 += w * qf * qf;
+    }
+    let mut scale = if suml2 != 0.0 { sumlx / suml2 } else { 0.0 };
+    let mut best = scale * sumlx;
+    for is in (-9..=9).filter(|&is| is != 0) {
+        let iscale = -(nmax_f + 0.1 * is as f32) / max;
+        let mut sumlx = 0.0f32;
+        let mut suml2 = 0.0f32;
+        for &v in x {
+            let (w, qf) = (v * v, level(iscale, v) as f32);
+            sumlx += w * v * qf;
+            suml2 += w * qf * qf;
+        }
+        if suml2 > 0.0 && sumlx * sumlx > best * suml2 {
+            for (l, &v) in levels.iter_mut().zip(x) {
+                *l = (nmax + level(iscale, v)) as u8;
+            }
+            scale = sumlx / suml2;
+            best = scale * sumlx;
+        }
+    }
+    scale
+}
+
+pub(super) fn quantize_q6_k(x: &[f32; 256], y: &mut [u8; Q6_K_BYTES]) {
+    let (subs, _) = x.as_chunks::<16>();
+    let mut levels: Q6Levels = [[[0u8; 32]; 4]; 2];
+    let mut scales = [0.0f32; 16];
+    let mut max_scale = 0.0f32;
+    let mut max_abs_scale = 0.0f32;
+    for ((xs, ls), scale) in subs.iter().zip(sixteens(&mut levels)).zip(&mut scales) {
+        *scale = make_qx_quants(32, xs, ls);
+        if scale.abs() > max_abs_scale {
+            max_abs_scale = scale.abs();
+            max_scale = *scale;
+        }
+    }
+    if max_abs_scale < GROUP_MAX_EPS {
+        // An all-zero block (d = +0.0 is zero bytes too).
+        y.fill(0);
+        return;
+    }
+
+    let iscale = -128.0 / max_scale;
+    let d = f16_bytes(1.0 / iscale);
+    let mut sc = [0u8; 16];
+    for (q, &s) in sc.iter_mut().zip(&scales) {
+        // C stores MIN(127, nearest_int(..)) into an int8_t: keep the low 8 bits.
+        *q = nearest_int(iscale * s).min(127) as i8 as u8;
+    }
+
+    let d_all = f16_value(d);
+    for ((xs, ls), &q) in subs.iter().zip(sixteens(&mut levels)).zip(&sc) {
+        let d = d_all * f32::from(q as i8);
+        if d == 0.0 {
+            // ggml keeps make_qx_quants' levels for a zero scale.
+            continue;
+        }
+        for (l, &v) in ls.iter_mut().zip(xs) {
+            *l = (nearest_int(v / d).clamp(-32, 31) + 32) as u8;
+        }
+    }
+
+    let mut ql = [[[0u8; 32]; 2]; 2];
+    let mut qh = [[0u8; 32]; 2];
+    for (([v0, v1, v2, v3], [ql0, ql1]), qh) in levels.iter().zip(&mut ql).zip(&mut qh) {
+        let lanes = v0.iter().zip(v1).zip(v2).zip(v3);
+        for ((((&a, &b), &c), &e), ((lo, hi), h)) in lanes.zip(ql0.iter_mut().zip(ql1.iter_mut()).zip(qh.iter_mut())) {
+            *lo = (a & 0x0F) | ((c & 0x0F) << 4);
+            *hi = (b & 0x0F) | ((e & 0x0F) << 4);
+            *h = (a >> 4) | ((b >> 4) << 2) | ((c >> 4) << 4) | ((e >> 4) << 6);
+        }
+    }
+    let mut out = y.iter_mut();
+    put(&mut out, ql.as_flattened().as_flattened());
+    put(&mut out, qh.as_flattened());
+    put(&mut out, &sc);
+    put(&mut out, &d);
+}
+
+pub(super) fn dequantize_q6_k(y: &[u8; Q6_K_BYTES], x: &mut [f32; 256]) {
+    let mut it = y.iter();
+    let ql: [u8; 128] = take(&mut it);
+    let qh: [u8; 64] = take(&mut it);
+    let sc: [u8; 16] = take(&mut it);
+    let d = f16_value(take(&mut it));
+
+    // Signed levels in element order, as [chunk][k][lane].
+    let mut q = [[[0i8; 32]; 4]; 2];
+    for (([q0, q1, q2, q3], ql), qh) in q.iter_mut().zip(ql.chunks_exact(64)).zip(qh.chunks_exact(32)) {
+        let lanes = q0.iter_mut().zip(q1.iter_mut()).zip(q2.iter_mut()).zip(q3.iter_mut());
+        for ((((a, b), c), e), ((&lo, &hi), &h)) in lanes.zip(ql.iter().zip(ql.iter().skip(32)).zip(qh)) {
+            *a = ((lo & 0x0F) | ((h & 3) << 4)) as i8 - 32;
+            *b = ((hi & 0x0F) | (((h >> 2) & 3) << 4)) as i8 - 32;
+            *c = ((lo >> 4) | (((h >> 4) & 3) << 4)) as i8 - 32;
+            *e = ((hi >> 4) | (((h >> 6) & 3) << 4)) as i8 - 32;
+        }
+    }
+    let q = q.as_flattened().as_flattened().as_chunks::<16>().0;
+    for ((xs, &s), qs) in x.as_chunks_mut::<16>().0.iter_mut().zip(&sc).zip(q) {
+        let ds = d * f32::from(s as i8);
+        for (o, &q) in xs.iter_mut().zip(qs) {
+            *o = ds * f32::from(q);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scale_min_packing_round_trips() {
+        let ls = [0, 1, 62, 63, 17, 32, 48, 63];
+        let lm = [63, 5, 0, 33, 63, 0, 16, 47];
+        assert_eq!(unpack_scale_min_k4(&pack_scale_min_k4(ls, lm)), (ls, lm));
+    }
+
+    #[test]
+    fn q6_k_unpacks_ggml_layout() {
+        // Levels placed with ggml's own index arithmetic (quantize_row_q6_K_ref), read back
+        // in element order.
+        let lv: Vec<u8> = (0..256).map(|i| (i * 7 % 64) as u8).collect();
+        let mut block = [0u8; Q6_K_BYTES];
+        for c in 0..2 {
+            let j = 128 * c;
+            for l in 0..32 {
+                block[64 * c + l] = (lv[j + l] & 0xF) | ((lv[j + l + 64] & 0xF) << 4);
+                block[64 * c + l + 32] = (lv[j + l + 32] & 0xF) | ((lv[j + l + 96] & 0xF) << 4);
+                block[128 + 32 * c + l] = (lv[j + l] >> 4)
+                    | ((lv[j + l + 32] >> 4) << 2)
+                    | ((lv[j + l + 64] >> 4) << 4)
+                    | ((lv[j + l + 96] >> 4) << 6);
+            }
+        }
+        block[192..208].fill(1);
+        block[208..].copy_from_slice(&f16_bytes(1.0));
+        let mut x = [0.0f32; 256];
+        dequantize_q6_k(&block, &mut x);
+        for (i, v) in x.iter().enumerate() {
+            assert_eq!(*v, (i * 7 % 64) as f32 - 32.0, "value {i}");
+        }
+    }
+}
