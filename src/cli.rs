@@ -58,6 +58,86 @@ pub enum Command {
     Delta(DeltaCommand),
     /// List the tensors of a checkpoint (safetensors, PyTorch .bin, GGUF; file or folder)
     Inspect(InspectArgs),
+    /// Convert a Hugging Face checkpoint to a llama.cpp GGUF file, quantized or not
+    Quantize(QuantizeArgs),
+    /// Turn a GGUF file back into a Hugging Face folder (safetensors, config.json, tokenizer)
+    Dequantize(DequantizeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct QuantizeArgs {
+    /// Hugging Face folder (config.json + safetensors or .bin), or with --raw any safetensors file
+    #[arg(long = "in", value_name = "PATH")]
+    pub input: PathBuf,
+    /// Output GGUF file (must not exist unless --overwrite)
+    #[arg(long, short = 'o', value_name = "FILE.gguf")]
+    pub out: PathBuf,
+    /// Output type: f32, f16, bf16, q4_0, q4_1, q5_0, q5_1, q8_0, q4_k, q6_k, or the mix q4_k_m
+    #[arg(long = "type", short = 't', value_name = "TYPE", default_value = "q8_0", value_parser = parse_out_type)]
+    pub out_type: QuantTarget,
+    /// Keep every tensor name as it is and write no architecture metadata
+    #[arg(long)]
+    pub raw: bool,
+    /// Print per-tensor RMSE and max error against the source
+    #[arg(long)]
+    pub report: bool,
+    /// Threads for the rows of one tensor
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+    /// Replace an existing output file (atomically)
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Progress on stderr
+    #[arg(long, value_enum, default_value_t = crate::progress::ProgressMode::Auto)]
+    pub progress: crate::progress::ProgressMode,
+    /// Print a JSON report on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// What `zoo quantize` produces: a GGUF of one of llama.cpp's types, or an AutoGPTQ-layout folder.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum QuantTarget {
+    Gguf(zoo_weights::gguf_convert::OutType),
+    /// Round-to-nearest 4-bit, group 128, AutoGPTQ layout (`--out` is a folder).
+    GptqInt4,
+}
+
+fn parse_out_type(s: &str) -> Result<QuantTarget, String> {
+    if s.eq_ignore_ascii_case("gptq-int4") {
+        return Ok(QuantTarget::GptqInt4);
+    }
+    zoo_weights::gguf_convert::OutType::from_name(s).map(QuantTarget::Gguf).ok_or_else(|| {
+        format!("unknown type {s:?}; one of {}, gptq-int4", zoo_weights::gguf_convert::OutType::NAMES.join(", "))
+    })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DenseDtype {
+    F32,
+    F16,
+    Bf16,
+}
+
+#[derive(Debug, Args)]
+pub struct DequantizeArgs {
+    /// A GGUF file
+    pub input: PathBuf,
+    /// Output folder (must not exist unless --overwrite)
+    #[arg(long, short = 'o', value_name = "DIR")]
+    pub out: PathBuf,
+    /// Element type of the safetensors output
+    #[arg(long, value_enum, default_value_t = DenseDtype::F32)]
+    pub dtype: DenseDtype,
+    /// Replace an existing output folder
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Progress on stderr
+    #[arg(long, value_enum, default_value_t = crate::progress::ProgressMode::Auto)]
+    pub progress: crate::progress::ProgressMode,
+    /// Print a JSON report on stdout
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -46,7 +46,10 @@ fn report(e: &anyhow::Error, style: output::Style) -> ExitCode {
         eprintln!("{} {h}", style.dim("hint:"));
     }
     // A checkpoint that was refused (broken, hostile, mismatched) is a failed check: exit 1.
-    if e.chain().any(|c| c.downcast_ref::<zoo_weights::WeightsError>().is_some()) {
+    if e.chain().any(|c| {
+        c.downcast_ref::<zoo_weights::WeightsError>().is_some()
+            || c.downcast_ref::<zoo_weights::gptq::GptqError>().is_some()
+    }) {
         return ExitCode::from(EXIT_NOT_FOUND);
     }
     ExitCode::from(EXIT_ERROR)

@@ -64,9 +64,10 @@ fn options(w: &WriteArgs) -> DeltaOptions {
 }
 
 /// Run blocking weight work off the async thread; Ctrl-C cancels it at the next chunk.
-async fn run_cancellable<F>(progress: Arc<StderrProgress>, work: F) -> anyhow::Result<DeltaReport>
+pub(crate) async fn run_cancellable<T, F>(progress: Arc<StderrProgress>, work: F) -> anyhow::Result<T>
 where
-    F: FnOnce(&dyn Progress, &CancelToken) -> zoo_weights::Result<DeltaReport> + Send + 'static,
+    T: Send + 'static,
+    F: FnOnce(&dyn Progress, &CancelToken) -> zoo_weights::Result<T> + Send + 'static,
 {
     let cancel = CancelToken::new();
     let c2 = cancel.clone();
@@ -75,11 +76,11 @@ where
         .context("installing the Ctrl-C handler")?;
     let mut job = tokio::task::spawn_blocking(move || work(progress.as_ref(), &c2));
     tokio::select! {
-        r = &mut job => Ok(r.context("delta worker stopped")??),
+        r = &mut job => Ok(r.context("worker stopped")??),
         _ = interrupt.recv() => {
             cancel.cancel();
             eprintln!("\ninterrupted: removing the unfinished output");
-            let r = job.await.context("delta worker stopped")?;
+            let r = job.await.context("worker stopped")?;
             Ok(r?)
         }
     }

@@ -5,6 +5,7 @@ mod delta;
 mod env;
 mod inspect;
 mod list;
+mod quantize;
 mod registry;
 mod results;
 mod show;
@@ -82,6 +83,8 @@ pub async fn run(cli: Cli, matches: &ArgMatches, style: Style) -> anyhow::Result
         Command::Env(a) => env::env(&ctx, &mut out, a).await?,
         Command::Delta(d) => delta::delta(&ctx, &mut out, d).await?,
         Command::Inspect(a) => inspect::inspect(&ctx, &mut out, a)?,
+        Command::Quantize(a) => quantize::quantize(&ctx, &mut out, a).await?,
+        Command::Dequantize(a) => quantize::dequantize(&ctx, &mut out, a).await?,
         Command::Registry(rc) => match rc {
             RegistryCommand::Query(a) => list::query(&ctx, &mut out, a).await?,
             RegistryCommand::Check(a) => registry::check(&ctx, &mut out, a)?,

@@ -129,6 +129,14 @@ pub enum WeightsError {
     #[error("{path}: already exists; choose another destination or allow overwriting")]
     DestinationExists { path: PathBuf },
 
+    #[error(
+        "{path}: architecture `{arch}` is not supported for GGUF conversion (supported: {supported}; --raw keeps names as they are)"
+    )]
+    UnsupportedArchitecture { path: PathBuf, arch: String, supported: &'static str },
+
+    #[error("{path}: {reason}")]
+    BadModelFile { path: PathBuf, reason: String },
+
     #[error("invalid output: {reason}")]
     InvalidOutput { reason: String },
 

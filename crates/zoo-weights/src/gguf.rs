@@ -291,73 +291,21 @@ impl GgufTensor {
     }
 }
 
-/// Writes a GGUF file image (for tests and tools): metadata of simple types, tensors given as
-/// (name, dims, type, bytes), aligned to 32.
+/// Writes a GGUF file image in memory (for tests): metadata of every type, tensors given as
+/// (name, dims, type, bytes), aligned to 32. The streaming, atomic writer is
+/// [`crate::gguf_write::GgufWriter`]; both share [`crate::gguf_write::encode_header`].
 pub fn encode(metadata: &[(&str, MetaValue)], tensors: &[(&str, &[u64], GgmlType, &[u8])]) -> Vec<u8> {
-    fn put_str(out: &mut Vec<u8>, s: &str) {
-        out.extend_from_slice(&(s.len() as u64).to_le_bytes());
-        out.extend_from_slice(s.as_bytes());
-    }
-    fn type_of(v: &MetaValue) -> u32 {
-        match v {
-            MetaValue::U8(_) => 0,
-            MetaValue::I8(_) => 1,
-            MetaValue::U16(_) => 2,
-            MetaValue::I16(_) => 3,
-            MetaValue::U32(_) => 4,
-            MetaValue::I32(_) => 5,
-            MetaValue::F32(_) => 6,
-            MetaValue::Bool(_) => 7,
-            MetaValue::String(_) => 8,
-            MetaValue::Array(_) => 9,
-            MetaValue::U64(_) => 10,
-            MetaValue::I64(_) => 11,
-            MetaValue::F64(_) => 12,
-        }
-    }
-    fn put_val(out: &mut Vec<u8>, v: &MetaValue) {
-        match v {
-            MetaValue::U8(x) => out.push(*x),
-            MetaValue::I8(x) => out.extend_from_slice(&x.to_le_bytes()),
-            MetaValue::U16(x) => out.extend_from_slice(&x.to_le_bytes()),
-            MetaValue::I16(x) => out.extend_from_slice(&x.to_le_bytes()),
-            MetaValue::U32(x) => out.extend_from_slice(&x.to_le_bytes()),
-            MetaValue::I32(x) => out.extend_from_slice(&x.to_le_bytes()),
-            MetaValue::F32(x) => out.extend_from_slice(&x.to_le_bytes()),
-            MetaValue::Bool(x) => out.push(u8::from(*x)),
-            MetaValue::String(s) => put_str(out, s),
-            MetaValue::Array(items) => {
-                out.extend_from_slice(&items.first().map_or(0, type_of).to_le_bytes());
-                out.extend_from_slice(&(items.len() as u64).to_le_bytes());
-                for i in items {
-                    put_val(out, i);
-                }
-            }
-            MetaValue::U64(x) => out.extend_from_slice(&x.to_le_bytes()),
-            MetaValue::I64(x) => out.extend_from_slice(&x.to_le_bytes()),
-            MetaValue::F64(x) => out.extend_from_slice(&x.to_le_bytes()),
-        }
-    }
-    let mut out = b"GGUF".to_vec();
-    out.extend_from_slice(&3u32.to_le_bytes());
-    out.extend_from_slice(&(tensors.len() as u64).to_le_bytes());
-    out.extend_from_slice(&(metadata.len() as u64).to_le_bytes());
-    for (k, v) in metadata {
-        put_str(&mut out, k);
-        out.extend_from_slice(&type_of(v).to_le_bytes());
-        put_val(&mut out, v);
-    }
-    let mut offset = 0u64;
-    for (name, dims, ty, bytes) in tensors {
-        put_str(&mut out, name);
-        out.extend_from_slice(&(dims.len() as u32).to_le_bytes());
-        for d in *dims {
-            out.extend_from_slice(&d.to_le_bytes());
-        }
-        out.extend_from_slice(&ty.id().to_le_bytes());
-        out.extend_from_slice(&offset.to_le_bytes());
-        offset += (bytes.len() as u64).div_ceil(DEFAULT_ALIGNMENT) * DEFAULT_ALIGNMENT;
-    }
+    let md: Vec<(String, MetaValue)> = metadata.iter().map(|(k, v)| ((*k).to_string(), v.clone())).collect();
+    let infos: Vec<crate::gguf_write::GgufTensorSpec> = tensors
+        .iter()
+        .map(|(name, dims, ty, bytes)| crate::gguf_write::GgufTensorSpec {
+            name: (*name).to_string(),
+            dims: dims.to_vec(),
+            ggml_type: *ty,
+            byte_len: bytes.len() as u64,
+        })
+        .collect();
+    let mut out = crate::gguf_write::encode_header(&md, &infos);
     for (_, _, _, bytes) in tensors {
         while !(out.len() as u64).is_multiple_of(DEFAULT_ALIGNMENT) {
             out.push(0);

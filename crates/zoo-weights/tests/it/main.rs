@@ -2,6 +2,7 @@
 
 mod cases;
 mod fixtures;
+mod gptq;
 mod hostile;
 mod quant;
 mod util;
