@@ -171,6 +171,8 @@ impl GgufWriter {
         if let Some(parent) = dest.parent().filter(|p| !p.as_os_str().is_empty()) {
             fs::create_dir_all(parent).map_err(io_err(parent, "create folder"))?;
         }
+        // Temp files of killed runs (`kill -9`) for this destination go first.
+        crate::writer::remove_stale(dest);
         let file = File::create(&tmp).map_err(io_err(&tmp, "create"))?;
         let mut w = GgufWriter {
             dest: dest.into(),
@@ -338,6 +340,18 @@ mod tests {
         );
         assert_eq!(std::fs::read(&dest).unwrap(), mem);
         assert!(std::fs::read_dir(dir.path()).unwrap().count() == 1, "temp file left behind");
+    }
+
+    #[test]
+    fn temp_files_of_killed_runs_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("m.gguf");
+        let stale = crate::writer::temp_name(&dest, 4_999_999).unwrap();
+        fs::write(&stale, b"half a gguf").unwrap();
+        let specs = vec![GgufTensorSpec { name: "v".into(), dims: vec![3], ggml_type: GgmlType::F32, byte_len: 12 }];
+        let w = GgufWriter::create(&dest, &[], specs, false).unwrap();
+        assert!(!stale.exists(), "a dead process's temp file is swept");
+        drop(w);
     }
 
     #[test]

@@ -216,8 +216,9 @@ fn pid_alive(pid: u32) -> bool {
     Path::new("/proc").join(pid.to_string()).exists()
 }
 
-/// Removes temp folders for `dest` left by processes that no longer run.
-fn remove_stale(dest: &Path) {
+/// Removes temp folders (or files, for single-file outputs like GGUF) for `dest` left by
+/// processes that no longer run.
+pub(crate) fn remove_stale(dest: &Path) {
     let (Some(parent), Some(name)) = (dest.parent(), dest.file_name().and_then(|n| n.to_str())) else {
         return;
     };
@@ -242,7 +243,8 @@ fn remove_stale(dest: &Path) {
             continue;
         }
         if pid == me || !pid_alive(pid) {
-            let _ = fs::remove_dir_all(e.path());
+            let p = e.path();
+            let _ = if p.is_dir() { fs::remove_dir_all(&p) } else { fs::remove_file(&p) };
         }
     }
 }
