@@ -2,6 +2,9 @@
 //! (`../shared/fixtures/delta`, made with transformers + torch), with hostile inputs, and with
 //! the process killed or interrupted mid-write.
 
+mod common;
+use common::zoo;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -9,20 +12,7 @@ use std::time::{Duration, Instant};
 use zoo_weights::Checkpoint;
 
 fn fixtures() -> PathBuf {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/delta");
-    assert!(p.is_dir(), "missing reference fixtures at {}: the tests need ../shared/fixtures", p.display());
-    p
-}
-
-fn zoo(home: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_zoo"));
-    c.env_clear()
-        .env("HOME", home)
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("ZOO_DB", home.join("registry.db"))
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null());
-    c
+    common::fixture("delta")
 }
 
 #[track_caller]

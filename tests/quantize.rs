@@ -2,29 +2,16 @@
 //! ggml/gguf-py reference (`../shared/fixtures/quant`), llama.cpp names and metadata for the
 //! tiny LLaMA and BLOOM fixtures, and HF → GGUF (f32) → HF giving back every tensor exactly.
 
+mod common;
+use common::fixture;
+use common::zoo;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 use zoo_weights::gguf::MetaValue;
 use zoo_weights::quant::QuantType;
 use zoo_weights::{Checkpoint, Dtype, GgmlType};
-
-fn fixture(rel: &str) -> PathBuf {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures").join(rel);
-    assert!(p.exists(), "missing fixture {}: the tests need ../shared/fixtures (see its README.md)", p.display());
-    p
-}
-
-fn zoo(home: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_zoo"));
-    c.env_clear()
-        .env("HOME", home)
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("ZOO_DB", home.join("registry.db"))
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null());
-    c
-}
 
 #[track_caller]
 fn ok(o: &Output) -> String {
@@ -307,17 +294,10 @@ fn qwen2_round_trip_without_permutation() {
 /// equals the GPTQ folder dequantized directly, and stays within a 4-bit step of the original.
 #[test]
 fn gptq_release_to_gguf_and_back() {
-    let tiny = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/tiny-llama");
-    assert!(tiny.is_dir(), "missing ../shared/fixtures/tiny-llama");
+    let tiny = fixture("tiny-llama");
     let tmp = tempfile::tempdir().unwrap();
     let zoo = |args: &[std::ffi::OsString]| {
-        let o = std::process::Command::new(env!("CARGO_BIN_EXE_zoo"))
-            .args(args)
-            .env("HOME", tmp.path())
-            .env("ZOO_DB", tmp.path().join("r.db"))
-            .env("NO_COLOR", "1")
-            .output()
-            .unwrap();
+        let o = zoo(tmp.path()).args(args).output().unwrap();
         assert!(o.status.success(), "{:?}: {}", args, String::from_utf8_lossy(&o.stderr));
     };
     let p = |x: &std::path::Path| x.as_os_str().to_owned();

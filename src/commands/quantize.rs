@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use zoo_weights::gguf_convert::{self, QuantizeOptions};
-use zoo_weights::{Dtype, WriteOptions, gptq};
+use zoo_weights::{Dtype, WriteOptions, WriteReport, gptq};
 
 use super::Ctx;
 use super::delta::run_cancellable;
@@ -34,11 +34,8 @@ pub async fn quantize(ctx: &Ctx, out: &mut dyn Write, a: QuantizeArgs) -> anyhow
             let r = blocking(move || gptq::quantize_folder(&input, &dest, Some(128), &opts))
                 .await
                 .with_context(|| format!("packing {} as GPTQ int4 into {}", a.input.display(), a.out.display()))?;
-            writeln!(out, "wrote GPTQ int4 (round-to-nearest, group 128) → {}", r.dest.display())?;
-            for f in &r.files {
-                writeln!(out, "  {}  {}  {}", f.path, f.size, f.sha256)?;
-            }
-            return Ok(EXIT_OK);
+            eprintln!("GPTQ int4: round-to-nearest, group 128, AutoGPTQ layout");
+            return print_folder_report(out, &r, a.json);
         }
     };
     // A GPTQ release is dequantized to a temporary HF folder next to the output first.
@@ -143,26 +140,21 @@ pub async fn dequantize(_ctx: &Ctx, out: &mut dyn Write, a: DequantizeArgs) -> a
     };
     let opts = WriteOptions { overwrite: a.overwrite, ..WriteOptions::default() };
     let (input, dest) = (a.input.clone(), a.out.clone());
-    if is_gptq_folder(&input) {
-        let r = blocking(move || gptq::dequantize_to_folder(&gptq::GptqModel::open(&input)?, &dest, dtype, &opts))
+    let r = if is_gptq_folder(&input) {
+        blocking(move || gptq::dequantize_to_folder(&gptq::GptqModel::open(&input)?, &dest, dtype, &opts))
             .await
-            .with_context(|| format!("dequantizing GPTQ release {} into {}", a.input.display(), a.out.display()))?;
-        writeln!(
-            out,
-            "wrote {} tensors, {} → {}",
-            r.tensors,
-            crate::progress::human_bytes(r.tensor_bytes),
-            r.dest.display()
-        )?;
-        for f in &r.files {
-            writeln!(out, "  {}  {}  {}", f.path, f.size, f.sha256)?;
-        }
-        return Ok(EXIT_OK);
-    }
-    let r = run_cancellable(progress, move |p, c| gguf_convert::dequantize(&input, &dest, dtype, &opts, p, c))
-        .await
-        .with_context(|| format!("dequantizing {} into {}", a.input.display(), a.out.display()))?;
-    if a.json {
+            .with_context(|| format!("dequantizing GPTQ release {} into {}", a.input.display(), a.out.display()))?
+    } else {
+        run_cancellable(progress, move |p, c| gguf_convert::dequantize(&input, &dest, dtype, &opts, p, c))
+            .await
+            .with_context(|| format!("dequantizing {} into {}", a.input.display(), a.out.display()))?
+    };
+    print_folder_report(out, &r, a.json)
+}
+
+/// The report of a written folder: one summary line and every file with size and sha256.
+fn print_folder_report(out: &mut dyn Write, r: &WriteReport, json: bool) -> anyhow::Result<u8> {
+    if json {
         let files: Vec<serde_json::Value> =
             r.files.iter().map(|f| serde_json::json!({"path": f.path, "size": f.size, "sha256": f.sha256})).collect();
         crate::output::write_json(

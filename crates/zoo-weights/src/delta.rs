@@ -296,20 +296,23 @@ pub fn plan_apply(base: &Checkpoint, delta: &Checkpoint, algorithm: Algorithm) -
         };
         items.push(PlanItem { name: d.name.clone(), dtype: d.dtype, shape: d.shape.clone(), action });
     }
-    for b in base.tensors() {
-        if delta.get(&b.name).is_none() {
-            if is_inv_freq(&b.name) {
-                dropped.push(b.name.clone());
-            } else {
-                return Err(WeightsError::DeltaMissingTensor {
-                    tensor: b.name.clone(),
-                    present: "base",
-                    missing: "delta",
-                });
-            }
-        }
-    }
+    base_only(base, delta, "delta", &mut dropped)?;
     Ok(Plan { algorithm, reason, items, dropped, op: Op::Add })
+}
+
+/// Tensors of `base` that `other` lacks: `inv_freq` buffers are dropped, anything else stops.
+fn base_only(base: &Checkpoint, other: &Checkpoint, other_name: &'static str, dropped: &mut Vec<String>) -> Result<()> {
+    for b in base.tensors().iter().filter(|b| other.get(&b.name).is_none()) {
+        if !is_inv_freq(&b.name) {
+            return Err(WeightsError::DeltaMissingTensor {
+                tensor: b.name.clone(),
+                present: "base",
+                missing: other_name,
+            });
+        }
+        dropped.push(b.name.clone());
+    }
+    Ok(())
 }
 
 /// Plans `delta = target − base` (the inverse of FastChat's rule), checking every tensor.
@@ -333,19 +336,7 @@ pub fn plan_make(base: &Checkpoint, target: &Checkpoint) -> Result<Plan> {
         };
         items.push(PlanItem { name: t.name.clone(), dtype: t.dtype, shape: t.shape.clone(), action });
     }
-    for b in base.tensors() {
-        if target.get(&b.name).is_none() {
-            if is_inv_freq(&b.name) {
-                dropped.push(b.name.clone());
-            } else {
-                return Err(WeightsError::DeltaMissingTensor {
-                    tensor: b.name.clone(),
-                    present: "base",
-                    missing: "target",
-                });
-            }
-        }
-    }
+    base_only(base, target, "target", &mut dropped)?;
     Ok(Plan { algorithm: Algorithm::Fastchat, reason: String::new(), items, dropped, op: Op::Sub })
 }
 
