@@ -1,0 +1,122 @@
+//! BLOOM (Phoenix's backbone, BLOOMZ-7b1-mt), in candle's model-file style: a LayerNorm right
+//! after the word embeddings, ALiBi instead of rotary positions, one fused `query_key_value`
+//! projection laid out per head (`[head][q|k|v][head_dim]` rows in Hugging Face checkpoints;
+//! llama.cpp's converter regroups it as `[Q; K; V]`), tanh GELU, and an output head tied to the
+//! embeddings. Every linear layer inside the blocks has a bias.
+
+use candle_core::{Device, Tensor};
+
+use crate::config::ModelConfig;
+use crate::error::Result;
+use crate::layers::{self, Bias, Embedding, KvCache, Linear, Norm};
+use crate::models::{CausalLm, Logits, check_ids};
+use crate::weights::WeightSource;
+
+struct Block {
+    ln1: Norm,
+    qkv: Linear,
+    dense: Linear,
+    ln2: Norm,
+    up: Linear,
+    down: Linear,
+    kv: KvCache,
+}
+
+pub struct Bloom {
+    cfg: ModelConfig,
+    embed: Embedding,
+    embed_norm: Norm,
+    blocks: Vec<Block>,
+    ln_f: Norm,
+    lm_head: Linear,
+    slopes: Tensor,
+    /// GGUF files hold `[Q; K; V]`; Hugging Face checkpoints interleave per head.
+    qkv_blocked: bool,
+}
+
+impl Bloom {
+    pub fn load(cfg: &ModelConfig, src: &WeightSource) -> Result<Bloom> {
+        let h = cfg.hidden_size;
+        let eps = cfg.norm_eps;
+        let embed_w = src.matrix("transformer.word_embeddings.weight", cfg.vocab_size, h)?;
+        let mut blocks = Vec::with_capacity(cfg.num_layers);
+        for i in 0..cfg.num_layers {
+            let p = format!("transformer.h.{i}");
+            blocks.push(Block {
+                ln1: Norm::layer(src, &format!("{p}.input_layernorm"), h, eps)?,
+                qkv: Linear::load(src, &format!("{p}.self_attention.query_key_value"), 3 * h, h, true)?,
+                dense: Linear::load(src, &format!("{p}.self_attention.dense"), h, h, true)?,
+                ln2: Norm::layer(src, &format!("{p}.post_attention_layernorm"), h, eps)?,
+                up: Linear::load(src, &format!("{p}.mlp.dense_h_to_4h"), cfg.intermediate_size, h, true)?,
+                down: Linear::load(src, &format!("{p}.mlp.dense_4h_to_h"), h, cfg.intermediate_size, true)?,
+                kv: KvCache::new(cfg.context_length),
+            });
+        }
+        let head_w = if !cfg.tie_word_embeddings && src.has("lm_head.weight") {
+            src.matrix("lm_head.weight", cfg.vocab_size, h)?
+        } else {
+            embed_w.clone()
+        };
+        Ok(Bloom {
+            cfg: cfg.clone(),
+            embed: Embedding::new(embed_w, h),
+            embed_norm: Norm::layer(src, "transformer.word_embeddings_layernorm", h, eps)?,
+            blocks,
+            ln_f: Norm::layer(src, "transformer.ln_f", h, eps)?,
+            lm_head: Linear::new(head_w, None),
+            slopes: Tensor::from_vec(layers::alibi_slopes(cfg.num_heads), cfg.num_heads, &Device::Cpu)?,
+            qkv_blocked: src.is_gguf(),
+        })
+    }
+}
+
+impl CausalLm for Bloom {
+    fn config(&self) -> &ModelConfig {
+        &self.cfg
+    }
+
+    fn forward(&mut self, ids: &[u32], pos: usize, logits: Logits) -> Result<Tensor> {
+        check_ids(&self.cfg, ids, pos)?;
+        let (nh, hd) = (self.cfg.num_heads, self.cfg.head_dim);
+        let t = ids.len();
+        let mut x = self.embed_norm.forward(&self.embed.forward(ids)?)?;
+        let scale = 1.0 / (hd as f64).sqrt();
+        for b in &mut self.blocks {
+            let hs = b.ln1.forward(&x)?;
+            let fused = b.qkv.forward(&hs)?;
+            let (q, k, v) = if self.qkv_blocked {
+                // (t, 3, heads, d): Q of all heads, then K, then V.
+                let f = fused.reshape((t, 3, nh, hd))?;
+                let part = |i: usize| -> Result<Tensor> { Ok(f.narrow(1, i, 1)?.squeeze(1)?.transpose(0, 1)?) };
+                (part(0)?, part(1)?, part(2)?)
+            } else {
+                // (t, heads, 3, d): q, k, v of head 0, then of head 1, ...
+                let f = fused.reshape((t, nh, 3, hd))?;
+                let part = |i: usize| -> Result<Tensor> { Ok(f.narrow(2, i, 1)?.squeeze(2)?.transpose(0, 1)?) };
+                (part(0)?, part(1)?, part(2)?)
+            };
+            let (q, k, v) = (q.contiguous()?, k.contiguous()?, v.contiguous()?);
+            let (k, v) = b.kv.append(&k, &v)?;
+            let ctx = layers::attention(&q, &k, &v, pos, scale, Bias::Alibi(&self.slopes))?;
+            x = (x + b.dense.forward(&ctx)?)?;
+            let hs = b.ln2.forward(&x)?;
+            let mlp = b.down.forward(&layers::activate(&b.up.forward(&hs)?, self.cfg.activation)?)?;
+            x = (x + mlp)?;
+        }
+        let x = match logits {
+            Logits::All => x,
+            Logits::Last => x.narrow(0, t - 1, 1)?,
+        };
+        self.lm_head.forward(&self.ln_f.forward(&x)?)
+    }
+
+    fn clear_kv_cache(&mut self) {
+        for b in &mut self.blocks {
+            b.kv.reset();
+        }
+    }
+
+    fn kv_len(&self) -> usize {
+        self.blocks.first().map_or(0, |b| b.kv.len())
+    }
+}

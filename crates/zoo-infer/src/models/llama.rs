@@ -1,0 +1,165 @@
+//! The LLaMA family: LLaMA (Chimera, Ziya, Yi, SmolLM2), Qwen2 (q/k/v biases), Gemma 1 (`1 + w`
+//! norms, scaled embeddings, tanh GELU) and Baichuan / Baichuan2 (packed `W_pack`, ALiBi in the
+//! 13B models, Baichuan2's normalized head). They differ in a handful of switches read from
+//! [`ModelConfig`], so one decoder serves all of them.
+
+use candle_core::{Device, Tensor};
+
+use crate::config::{Arch, ModelConfig, Positions};
+use crate::error::Result;
+use crate::layers::{self, Bias, Embedding, KvCache, Linear, Norm, Rope};
+use crate::models::{CausalLm, Logits, check_ids};
+use crate::weights::{MatrixWeight, WeightSource};
+
+struct Layer {
+    attn_norm: Norm,
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    o: Linear,
+    mlp_norm: Norm,
+    gate: Linear,
+    up: Linear,
+    down: Linear,
+    kv: KvCache,
+}
+
+pub struct Llama {
+    cfg: ModelConfig,
+    embed: Embedding,
+    /// Gemma multiplies embeddings by sqrt(hidden).
+    embed_scale: Option<f64>,
+    layers: Vec<Layer>,
+    norm: Norm,
+    lm_head: Linear,
+    rope: Option<Rope>,
+    alibi: Option<Tensor>,
+}
+
+impl Llama {
+    pub fn load(cfg: &ModelConfig, src: &WeightSource) -> Result<Llama> {
+        let h = cfg.hidden_size;
+        let (nh, nkv, hd) = (cfg.num_heads, cfg.num_kv_heads, cfg.head_dim);
+        // llama.cpp's converter folds Gemma's `+1` into the stored norm weights.
+        let plus_one = cfg.arch == Arch::Gemma && !src.is_gguf();
+        let rms = |name: &str| Norm::rms(src, name, h, cfg.norm_eps, plus_one);
+        let embed_w = src.matrix("model.embed_tokens.weight", cfg.vocab_size, h)?;
+        let mut layers = Vec::with_capacity(cfg.num_layers);
+        for i in 0..cfg.num_layers {
+            let p = format!("model.layers.{i}");
+            let (q, k, v) = if src.has(&format!("{p}.self_attn.W_pack.weight")) {
+                split_w_pack(src, &format!("{p}.self_attn.W_pack.weight"), h)?
+            } else {
+                (
+                    Linear::load(src, &format!("{p}.self_attn.q_proj"), nh * hd, h, cfg.qkv_bias)?,
+                    Linear::load(src, &format!("{p}.self_attn.k_proj"), nkv * hd, h, cfg.qkv_bias)?,
+                    Linear::load(src, &format!("{p}.self_attn.v_proj"), nkv * hd, h, cfg.qkv_bias)?,
+                )
+            };
+            layers.push(Layer {
+                attn_norm: rms(&format!("{p}.input_layernorm"))?,
+                q,
+                k,
+                v,
+                o: Linear::load(src, &format!("{p}.self_attn.o_proj"), h, nh * hd, false)?,
+                mlp_norm: rms(&format!("{p}.post_attention_layernorm"))?,
+                gate: Linear::load(src, &format!("{p}.mlp.gate_proj"), cfg.intermediate_size, h, false)?,
+                up: Linear::load(src, &format!("{p}.mlp.up_proj"), cfg.intermediate_size, h, false)?,
+                down: Linear::load(src, &format!("{p}.mlp.down_proj"), h, cfg.intermediate_size, false)?,
+                kv: KvCache::new(cfg.context_length),
+            });
+        }
+        let norm = rms("model.norm")?;
+        let head_w = if !cfg.tie_word_embeddings && src.has("lm_head.weight") {
+            src.matrix("lm_head.weight", cfg.vocab_size, h)?
+        } else {
+            embed_w.clone()
+        };
+        let head_w = match (cfg.norm_head, head_w) {
+            (true, MatrixWeight::Dense(w)) => MatrixWeight::Dense(layers::normalize_rows(&w)?),
+            (_, w) => w,
+        };
+        let (rope, alibi) = match cfg.positions {
+            Positions::Rope { theta, interleaved, scale } => {
+                (Some(Rope::new(hd, theta, scale, cfg.context_length, interleaved)?), None)
+            }
+            Positions::Alibi => {
+                let slopes = layers::alibi_slopes(nh);
+                (None, Some(Tensor::from_vec(slopes, nh, &Device::Cpu)?))
+            }
+        };
+        Ok(Llama {
+            cfg: cfg.clone(),
+            embed: Embedding::new(embed_w, h),
+            embed_scale: (cfg.arch == Arch::Gemma).then(|| f64::from((h as f32).sqrt())),
+            layers,
+            norm,
+            lm_head: Linear::new(head_w, None),
+            rope,
+            alibi,
+        })
+    }
+}
+
+/// Baichuan's `W_pack` is `[Q; K; V]` stacked by rows.
+fn split_w_pack(src: &WeightSource, name: &str, h: usize) -> Result<(Linear, Linear, Linear)> {
+    let w = src.tensor(name, &[3 * h, h])?;
+    let part = |i: usize| -> Result<Linear> {
+        Ok(Linear::new(MatrixWeight::Dense(w.narrow(0, i * h, h)?.contiguous()?), None))
+    };
+    Ok((part(0)?, part(1)?, part(2)?))
+}
+
+impl CausalLm for Llama {
+    fn config(&self) -> &ModelConfig {
+        &self.cfg
+    }
+
+    fn forward(&mut self, ids: &[u32], pos: usize, logits: Logits) -> Result<Tensor> {
+        check_ids(&self.cfg, ids, pos)?;
+        let (nh, nkv, hd) = (self.cfg.num_heads, self.cfg.num_kv_heads, self.cfg.head_dim);
+        let t = ids.len();
+        let mut x = self.embed.forward(ids)?;
+        if let Some(s) = self.embed_scale {
+            x = (x * s)?;
+        }
+        let scale = 1.0 / (hd as f64).sqrt();
+        for layer in &mut self.layers {
+            let hs = layer.attn_norm.forward(&x)?;
+            let mut q = layers::split_heads(&layer.q.forward(&hs)?, nh, hd)?;
+            let mut k = layers::split_heads(&layer.k.forward(&hs)?, nkv, hd)?;
+            let v = layers::split_heads(&layer.v.forward(&hs)?, nkv, hd)?;
+            if let Some(rope) = &self.rope {
+                q = rope.apply(&q, pos)?;
+                k = rope.apply(&k, pos)?;
+            }
+            let (k, v) = layer.kv.append(&k, &v)?;
+            let bias = match &self.alibi {
+                Some(s) => Bias::Alibi(s),
+                None => Bias::None,
+            };
+            let ctx = layers::attention(&q, &k, &v, pos, scale, bias)?;
+            x = (x + layer.o.forward(&ctx)?)?;
+            let hs = layer.mlp_norm.forward(&x)?;
+            let gate = layers::activate(&layer.gate.forward(&hs)?, self.cfg.activation)?;
+            let mlp = layer.down.forward(&(gate * layer.up.forward(&hs)?)?)?;
+            x = (x + mlp)?;
+        }
+        let x = match logits {
+            Logits::All => x,
+            Logits::Last => x.narrow(0, t - 1, 1)?,
+        };
+        let x = self.norm.forward(&x)?;
+        self.lm_head.forward(&x)
+    }
+
+    fn clear_kv_cache(&mut self) {
+        for l in &mut self.layers {
+            l.kv.reset();
+        }
+    }
+
+    fn kv_len(&self) -> usize {
+        self.layers.first().map_or(0, |l| l.kv.len())
+    }
+}

@@ -1,0 +1,55 @@
+//! The model architectures, one file each, behind one trait.
+
+pub mod bloom;
+pub mod llama;
+
+use candle_core::Tensor;
+
+use crate::config::{Arch, ModelConfig};
+use crate::error::{InferError, Result};
+use crate::weights::WeightSource;
+
+/// Which positions get logits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Logits {
+    /// Every position: (t, vocab). For checks and `--dump-logits`.
+    All,
+    /// The last position only: (1, vocab). For generation.
+    Last,
+}
+
+/// A causal language model with a KV cache.
+pub trait CausalLm: Send {
+    fn config(&self) -> &ModelConfig;
+
+    /// Runs `ids` at positions `pos..pos + ids.len()`, appending to the KV cache, which must
+    /// hold exactly `pos` positions.
+    fn forward(&mut self, ids: &[u32], pos: usize, logits: Logits) -> Result<Tensor>;
+
+    fn clear_kv_cache(&mut self);
+
+    /// Positions in the KV cache.
+    fn kv_len(&self) -> usize;
+}
+
+/// Builds the model of `cfg.arch` from `src`.
+pub fn load(cfg: &ModelConfig, src: &WeightSource) -> Result<Box<dyn CausalLm>> {
+    Ok(match cfg.arch {
+        Arch::Bloom => Box::new(bloom::Bloom::load(cfg, src)?),
+        Arch::Llama | Arch::Qwen2 | Arch::Gemma | Arch::Baichuan => Box::new(llama::Llama::load(cfg, src)?),
+    })
+}
+
+/// Ids in the vocabulary, a non-empty chunk, and room in the context.
+pub(crate) fn check_ids(cfg: &ModelConfig, ids: &[u32], pos: usize) -> Result<()> {
+    if ids.is_empty() {
+        return Err(InferError::Invalid("no tokens to run".into()));
+    }
+    if let Some(&id) = ids.iter().find(|&&id| id as usize >= cfg.vocab_size) {
+        return Err(InferError::TokenId { id, vocab: cfg.vocab_size });
+    }
+    if pos + ids.len() > cfg.context_length {
+        return Err(InferError::ContextOverflow { prompt: pos + ids.len(), context: cfg.context_length });
+    }
+    Ok(())
+}

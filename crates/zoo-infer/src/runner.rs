@@ -1,0 +1,193 @@
+//! Loading a runnable model from a path: a Hugging Face folder (`config.json`, safetensors or
+//! `.bin` weights, `tokenizer.json`, chat template, `generation_config.json`) or a GGUF file
+//! (everything from its metadata).
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use zoo_weights::Checkpoint;
+
+use crate::config::ModelConfig;
+use crate::error::{InferError, Result};
+use crate::generate::Session;
+use crate::models;
+use crate::tokenizer::{Tokenizer, read_json};
+use crate::weights::WeightSource;
+
+/// Sampling defaults a model ships in `generation_config.json`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GenerationDefaults {
+    pub do_sample: Option<bool>,
+    pub temperature: Option<f64>,
+    pub top_p: Option<f64>,
+    pub top_k: Option<usize>,
+    pub repetition_penalty: Option<f64>,
+}
+
+/// A model ready to run.
+pub struct LoadedModel {
+    pub session: Session,
+    pub tokenizer: Option<Tokenizer>,
+    pub config: ModelConfig,
+    /// Jinja source from `chat_template.jinja`, `tokenizer_config.json` or GGUF metadata.
+    pub chat_template: Option<String>,
+    /// Token ids that end generation (config, generation config and tokenizer eos).
+    pub stop_ids: Vec<u32>,
+    pub defaults: GenerationDefaults,
+    /// The weights file or folder.
+    pub source: PathBuf,
+    /// `safetensors`, `pytorch`, `gguf`...
+    pub format: &'static str,
+}
+
+/// Where a model's files are.
+enum Layout {
+    Hf(PathBuf),
+    Gguf(PathBuf),
+}
+
+fn layout(path: &Path) -> Result<Layout> {
+    if path.is_file() {
+        return Ok(Layout::Gguf(path.to_path_buf()));
+    }
+    if !path.is_dir() {
+        return Err(InferError::config(path, "no such file or folder"));
+    }
+    if path.join("config.json").is_file() {
+        return Ok(Layout::Hf(path.to_path_buf()));
+    }
+    let io = |e| InferError::Io { path: path.into(), source: e };
+    let mut ggufs: Vec<PathBuf> = std::fs::read_dir(path)
+        .map_err(io)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "gguf"))
+        .collect();
+    ggufs.sort();
+    match ggufs.len() {
+        1 => Ok(Layout::Gguf(ggufs.remove(0))),
+        0 => Err(InferError::config(path, "no config.json and no .gguf file: not a model folder")),
+        n => Err(InferError::config(path, format!("{n} .gguf files and no config.json: name the file to run"))),
+    }
+}
+
+fn ids(v: Option<&Value>) -> Vec<u32> {
+    match v {
+        Some(Value::Number(n)) => n.as_u64().and_then(|x| u32::try_from(x).ok()).into_iter().collect(),
+        Some(Value::Array(a)) => a.iter().filter_map(|x| x.as_u64().and_then(|x| u32::try_from(x).ok())).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The Jinja template of a folder: `chat_template.jinja`, else `tokenizer_config.json`'s
+/// `chat_template` (a string, or a list of named templates of which `default` is used).
+fn folder_template(dir: &Path, tok_cfg: &Value) -> Result<Option<String>> {
+    let file = dir.join("chat_template.jinja");
+    if file.is_file() {
+        let text = std::fs::read_to_string(&file).map_err(|e| InferError::Io { path: file, source: e })?;
+        return Ok(Some(text));
+    }
+    Ok(match tok_cfg.get("chat_template") {
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(Value::Array(list)) => list
+            .iter()
+            .find(|t| t.get("name").and_then(Value::as_str) == Some("default"))
+            .or_else(|| list.first())
+            .and_then(|t| t.get("template"))
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        _ => None,
+    })
+}
+
+/// Loads the model at `path` (a folder or a `.gguf` file).
+pub fn load(path: &Path) -> Result<LoadedModel> {
+    match layout(path)? {
+        Layout::Hf(dir) => load_hf(&dir),
+        Layout::Gguf(file) => load_gguf(&file),
+    }
+}
+
+fn load_hf(dir: &Path) -> Result<LoadedModel> {
+    let cfg_path = dir.join("config.json");
+    let text = std::fs::read_to_string(&cfg_path).map_err(|e| InferError::Io { path: cfg_path.clone(), source: e })?;
+    let config = ModelConfig::from_hf_json(&cfg_path, &text)?;
+    let ck = Checkpoint::open(dir)?;
+    let format = match ck.format() {
+        zoo_weights::Format::Safetensors | zoo_weights::Format::SafetensorsSharded => "safetensors",
+        zoo_weights::Format::Torch | zoo_weights::Format::TorchSharded => "pytorch",
+        zoo_weights::Format::Gguf => "gguf",
+    };
+    if ck.tensors().iter().any(|t| t.name.ends_with(".qweight")) {
+        return Err(InferError::config(
+            dir,
+            "this is a GPTQ int4 checkpoint; convert it first: zoo quantize --in DIR --out FILE.gguf --type q4_0",
+        ));
+    }
+    let src = WeightSource::new(ck, config.arch);
+    let model = models::load(&config, &src)?;
+    let tokenizer = Tokenizer::from_folder(dir)?;
+    let tok_cfg = read_json(&dir.join("tokenizer_config.json"))?.unwrap_or(Value::Null);
+    let gen_cfg = read_json(&dir.join("generation_config.json"))?.unwrap_or(Value::Null);
+    let mut stop_ids = config.eos_token_ids.clone();
+    stop_ids.extend(ids(gen_cfg.get("eos_token_id")));
+    let defaults = GenerationDefaults {
+        do_sample: gen_cfg.get("do_sample").and_then(Value::as_bool),
+        temperature: gen_cfg.get("temperature").and_then(Value::as_f64),
+        top_p: gen_cfg.get("top_p").and_then(Value::as_f64),
+        top_k: gen_cfg.get("top_k").and_then(Value::as_u64).map(|k| k as usize),
+        repetition_penalty: gen_cfg.get("repetition_penalty").and_then(Value::as_f64),
+    };
+    finish(LoadedModel {
+        session: Session::new(model),
+        tokenizer,
+        chat_template: folder_template(dir, &tok_cfg)?,
+        config,
+        stop_ids,
+        defaults,
+        source: dir.to_path_buf(),
+        format,
+    })
+}
+
+fn load_gguf(file: &Path) -> Result<LoadedModel> {
+    let ck = Checkpoint::open(file)?;
+    let g = ck.gguf().ok_or_else(|| InferError::config(file, "not a GGUF file"))?.clone();
+    let config = ModelConfig::from_gguf(&g)?;
+    let tokenizer = match g.get("tokenizer.ggml.model") {
+        Some(_) => Some(Tokenizer::from_gguf(&g)?),
+        None => None,
+    };
+    let chat_template = g.get("tokenizer.chat_template").and_then(|v| v.as_str()).map(str::to_string);
+    let src = WeightSource::new(ck, config.arch);
+    let model = models::load(&config, &src)?;
+    finish(LoadedModel {
+        session: Session::new(model),
+        tokenizer,
+        chat_template,
+        stop_ids: config.eos_token_ids.clone(),
+        config,
+        defaults: GenerationDefaults::default(),
+        source: file.to_path_buf(),
+        format: "gguf",
+    })
+}
+
+/// Adds the tokenizer's eos to the stop ids and checks tokenizer and model agree.
+fn finish(mut m: LoadedModel) -> Result<LoadedModel> {
+    if let Some(tok) = &m.tokenizer {
+        let max = tok.max_id();
+        if max as usize >= m.config.vocab_size {
+            return Err(InferError::Tokenizer(format!(
+                "the tokenizer has ids up to {max}, but the model's vocabulary has {} rows: \
+                 the tokenizer belongs to another model",
+                m.config.vocab_size
+            )));
+        }
+        if let Some(id) = tok.eos_token.as_deref().and_then(|e| tok.token_to_id(e)) {
+            m.stop_ids.push(id);
+        }
+    }
+    m.stop_ids.sort_unstable();
+    m.stop_ids.dedup();
+    Ok(m)
+}

@@ -1,0 +1,625 @@
+//! AVX2 + FMA + F16C kernels (x86-64), chosen at run time: the same sums as `scalar`, with
+//! 32 products per `_mm256_maddubs_epi16`, as in ggml's `ggml_vec_dot_*` AVX2 code.
+//!
+//! Legacy types (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0) run through one register-tiled kernel: a tile
+//! of `R` weight rows × `C` activation rows keeps `R * C` f32x8 accumulators, so each weight
+//! block is unpacked once and used `C` times, and each activation block is loaded once and used
+//! `R` times. Decode (one activation row) uses `R` rows × 1, which also gives the memory system
+//! `R` independent streams. K-quants use ggml's per-block arithmetic, one weight row × `C`
+//! activation rows.
+//!
+//! Safety model: every `unsafe fn` here requires (1) a CPU with AVX2, FMA and F16C (the entry
+//! points check [`available`] before calling in) and (2) raw pointers valid for the number of
+//! blocks passed, which the entry points guarantee by checking slice lengths first.
+
+// Every index in this module is a loop counter `0..R` / `0..C` / `0..8` into a local array of
+// exactly that const length, so none can fail; iterator style would hide the tiles' structure.
+#![allow(clippy::indexing_slicing)]
+
+use std::arch::x86_64::*;
+use std::ops::Range;
+
+use crate::QuantType;
+use crate::act::{BlockQ8, BlockQ8K};
+use crate::matmul::Disjoint;
+use crate::scalar::q4k_scales;
+
+/// True if this CPU can run these kernels.
+pub fn available() -> bool {
+    is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c")
+}
+
+/// Weight rows per register tile.
+const RT: usize = 4;
+/// Activation rows per register tile (prefill).
+const CT: usize = 4;
+/// Activation rows per k-quant tile.
+const CK: usize = 4;
+
+/// Computes `out[i * n + r]` for every weight row `r` in `rows` and activation row `i < m` of a
+/// legacy-type matrix. `w` holds whole rows of `nb` blocks, `acts` `m` rows of `nb` blocks.
+/// Does nothing (returns false) if the CPU lacks the features or the lengths do not fit.
+#[allow(clippy::too_many_arguments)]
+pub fn legacy_rows(
+    t: QuantType,
+    w: &[u8],
+    acts: &[BlockQ8],
+    m: usize,
+    nb: usize,
+    rows: Range<usize>,
+    n: usize,
+    out: &Disjoint<'_, f32>,
+) -> bool {
+    let bytes = t.type_size();
+    let fits = rows.end.checked_mul(nb * bytes).is_some_and(|e| e <= w.len())
+        && m.checked_mul(nb).is_some_and(|e| e <= acts.len())
+        && m.checked_mul(n).is_some_and(|e| e <= out.len())
+        && rows.end <= n;
+    if !fits || !available() {
+        return false;
+    }
+    // SAFETY: features checked above; `w` holds `rows.end` rows of `nb` blocks of `t` and `acts`
+    // `m` rows of `nb` blocks, so every pointer the kernels form stays inside them; output
+    // indices are `< m * n <= out.len()`, and `rows` is this task's own (disjoint) range.
+    unsafe {
+        match t {
+            QuantType::Q4_0 => rows_impl::<Q4_0>(w, acts, m, nb, rows, n, out),
+            QuantType::Q4_1 => rows_impl::<Q4_1>(w, acts, m, nb, rows, n, out),
+            QuantType::Q5_0 => rows_impl::<Q5_0>(w, acts, m, nb, rows, n, out),
+            QuantType::Q5_1 => rows_impl::<Q5_1>(w, acts, m, nb, rows, n, out),
+            QuantType::Q8_0 => rows_impl::<Q8_0>(w, acts, m, nb, rows, n, out),
+            QuantType::Q4K | QuantType::Q6K => return false,
+        }
+    }
+    true
+}
+
+/// The k-quant version of [`legacy_rows`].
+#[allow(clippy::too_many_arguments)]
+pub fn k_rows(
+    t: QuantType,
+    w: &[u8],
+    acts: &[BlockQ8K],
+    m: usize,
+    nb: usize,
+    rows: Range<usize>,
+    n: usize,
+    out: &Disjoint<'_, f32>,
+) -> bool {
+    let bytes = t.type_size();
+    let fits = rows.end.checked_mul(nb * bytes).is_some_and(|e| e <= w.len())
+        && m.checked_mul(nb).is_some_and(|e| e <= acts.len())
+        && m.checked_mul(n).is_some_and(|e| e <= out.len())
+        && rows.end <= n;
+    if !fits || !available() {
+        return false;
+    }
+    // SAFETY: as in `legacy_rows`.
+    unsafe {
+        match t {
+            QuantType::Q4K => k_rows_impl::<Q4K>(w, acts, m, nb, rows, n, out),
+            QuantType::Q6K => k_rows_impl::<Q6K>(w, acts, m, nb, rows, n, out),
+            _ => return false,
+        }
+    }
+    true
+}
+
+// ---------------------------------------------------------------------------------------------
+// Small helpers.
+// ---------------------------------------------------------------------------------------------
+
+/// The f32 value of the little-endian f16 at `p` (F16C).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn f16_at(p: *const u8) -> f32 {
+    // SAFETY: caller guarantees 2 readable bytes.
+    let bits = unsafe { p.cast::<u16>().read_unaligned() };
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(bits))))
+}
+
+/// Sum of the 8 lanes.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn hsum(x: __m256) -> f32 {
+    let s = _mm_add_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps::<1>(x));
+    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)))
+}
+
+/// 16 bytes of nibbles to 32 bytes: low nibbles (values 0..16) in the low lane, high nibbles
+/// (values 16..32) in the high lane, as ggml's `bytes_from_nibbles_32`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn nibbles(p: *const u8) -> __m256i {
+    // SAFETY: caller guarantees 16 readable bytes.
+    let v = unsafe { _mm_loadu_si128(p.cast()) };
+    let both = _mm256_set_m128i(_mm_srli_epi16::<4>(v), v);
+    _mm256_and_si256(both, _mm256_set1_epi8(0x0F))
+}
+
+/// The 32 bits at `p` as 32 bytes, 0x10 where the bit is set (ggml's `bytes_from_bits_32`,
+/// masked to the fifth bit of a Q5 value).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn fifth_bits(p: *const u8) -> __m256i {
+    // SAFETY: caller guarantees 4 readable bytes.
+    let x = unsafe { p.cast::<i32>().read_unaligned() };
+    let shuf = _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202, 0x0101010101010101, 0);
+    let bytes = _mm256_shuffle_epi8(_mm256_set1_epi32(x), shuf);
+    // Each byte j of 8 keeps every bit but bit j set; equal to all-ones iff bit j was set.
+    let bytes = _mm256_or_si256(bytes, _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe));
+    let set = _mm256_cmpeq_epi8(bytes, _mm256_set1_epi64x(-1));
+    _mm256_and_si256(set, _mm256_set1_epi8(0x10))
+}
+
+/// 32 bytes at `p`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn load32(p: *const u8) -> __m256i {
+    // SAFETY: caller guarantees 32 readable bytes.
+    unsafe { _mm256_loadu_si256(p.cast()) }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Legacy types: a block is 32 values `q` (unsigned, or signed for Q8_0), a scale and an offset
+// `m`, and contributes `d_w d_a Σ q q_a + m s_a`.
+// ---------------------------------------------------------------------------------------------
+
+trait Legacy {
+    const BYTES: usize;
+    /// True if `quants` are signed (Q8_0): they go through ggml's sign trick.
+    const SIGNED: bool;
+    /// True if blocks have an offset.
+    const OFFSET: bool;
+    /// The 32 values of the block at `p`.
+    unsafe fn quants(p: *const u8) -> __m256i;
+    /// (scale, offset) of the block at `p`.
+    unsafe fn scales(p: *const u8) -> (f32, f32);
+}
+
+struct Q4_0;
+struct Q4_1;
+struct Q5_0;
+struct Q5_1;
+struct Q8_0;
+
+impl Legacy for Q4_0 {
+    const BYTES: usize = 18;
+    const SIGNED: bool = false;
+    const OFFSET: bool = true;
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn quants(p: *const u8) -> __m256i {
+        unsafe { nibbles(p.add(2)) }
+    }
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn scales(p: *const u8) -> (f32, f32) {
+        let d = unsafe { f16_at(p) };
+        (d, -8.0 * d)
+    }
+}
+
+impl Legacy for Q4_1 {
+    const BYTES: usize = 20;
+    const SIGNED: bool = false;
+    const OFFSET: bool = true;
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn quants(p: *const u8) -> __m256i {
+        unsafe { nibbles(p.add(4)) }
+    }
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn scales(p: *const u8) -> (f32, f32) {
+        unsafe { (f16_at(p), f16_at(p.add(2))) }
+    }
+}
+
+impl Legacy for Q5_0 {
+    const BYTES: usize = 22;
+    const SIGNED: bool = false;
+    const OFFSET: bool = true;
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn quants(p: *const u8) -> __m256i {
+        unsafe { _mm256_or_si256(nibbles(p.add(6)), fifth_bits(p.add(2))) }
+    }
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn scales(p: *const u8) -> (f32, f32) {
+        let d = unsafe { f16_at(p) };
+        (d, -16.0 * d)
+    }
+}
+
+impl Legacy for Q5_1 {
+    const BYTES: usize = 24;
+    const SIGNED: bool = false;
+    const OFFSET: bool = true;
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn quants(p: *const u8) -> __m256i {
+        unsafe { _mm256_or_si256(nibbles(p.add(8)), fifth_bits(p.add(4))) }
+    }
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn scales(p: *const u8) -> (f32, f32) {
+        unsafe { (f16_at(p), f16_at(p.add(2))) }
+    }
+}
+
+impl Legacy for Q8_0 {
+    const BYTES: usize = 34;
+    const SIGNED: bool = true;
+    const OFFSET: bool = false;
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn quants(p: *const u8) -> __m256i {
+        unsafe { load32(p.add(2)) }
+    }
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn scales(p: *const u8) -> (f32, f32) {
+        unsafe { (f16_at(p), 0.0) }
+    }
+}
+
+/// All rows of one task: `RT × CT` tiles, then the ragged edges with narrower tiles.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn rows_impl<B: Legacy>(
+    w: &[u8],
+    acts: &[BlockQ8],
+    m: usize,
+    nb: usize,
+    rows: Range<usize>,
+    n: usize,
+    out: &Disjoint<'_, f32>,
+) {
+    let row_bytes = nb * B::BYTES;
+    let wp = |r: usize| unsafe { w.as_ptr().add(r * row_bytes) };
+    let ap = |i: usize| unsafe { acts.as_ptr().add(i * nb) };
+    let mut r = rows.start;
+    while r < rows.end {
+        let left = rows.end - r;
+        unsafe {
+            if left >= RT {
+                let w4: [*const u8; RT] = std::array::from_fn(|j| wp(r + j));
+                row_group::<B, RT>(w4, ap, m, nb, r, n, out);
+                r += RT;
+            } else {
+                row_group::<B, 1>([wp(r)], ap, m, nb, r, n, out);
+                r += 1;
+            }
+        }
+    }
+}
+
+/// `R` weight rows against all `m` activation rows.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn row_group<B: Legacy, const R: usize>(
+    w: [*const u8; R],
+    ap: impl Fn(usize) -> *const BlockQ8,
+    m: usize,
+    nb: usize,
+    r0: usize,
+    n: usize,
+    out: &Disjoint<'_, f32>,
+) {
+    let mut i = 0;
+    if let Ok(w4) = <[*const u8; 4]>::try_from(&w[..]) {
+        while i + CT <= m {
+            let a: [*const BlockQ8; CT] = std::array::from_fn(|c| ap(i + c));
+            let res = unsafe { tile4::<B, CT>(w4, a, nb) };
+            store(out, &res, r0, i, n);
+            i += CT;
+        }
+        while i < m {
+            let res = unsafe { tile4::<B, 1>(w4, [ap(i)], nb) };
+            store(out, &res, r0, i, n);
+            i += 1;
+        }
+        return;
+    }
+    while i + CT <= m {
+        let a: [*const BlockQ8; CT] = std::array::from_fn(|c| ap(i + c));
+        let res = unsafe { tile::<B, R, CT>(w, a, nb) };
+        store(out, &res, r0, i, n);
+        i += CT;
+    }
+    while i < m {
+        let res = unsafe { tile::<B, R, 1>(w, [ap(i)], nb) };
+        store(out, &res, r0, i, n);
+        i += 1;
+    }
+}
+
+/// The main register tile: 4 weight rows × `C` activation rows. The four rows' 8-lane integer
+/// sums are transposed and added into one vector `[r0 r1 r2 r3 | r0 r1 r2 r3]` before scaling,
+/// so each activation row needs one f32 accumulator (not four) and one convert, multiply and
+/// FMA per block instead of four: fewer instructions and no register spills.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn tile4<B: Legacy, const C: usize>(w: [*const u8; 4], a: [*const BlockQ8; C], nb: usize) -> [[f32; C]; 4] {
+    let ones = _mm256_set1_epi16(1);
+    let mut acc = [_mm256_setzero_ps(); C];
+    for b in 0..nb {
+        let mut qx = [_mm256_setzero_si256(); 4];
+        let mut dx = [0.0f32; 4];
+        let mut mx = [0.0f32; 4];
+        for r in 0..4 {
+            // SAFETY: block `b < nb` of a row of `nb` blocks.
+            let p = unsafe { w[r].add(b * B::BYTES) };
+            qx[r] = unsafe { B::quants(p) };
+            (dx[r], mx[r]) = unsafe { B::scales(p) };
+        }
+        // Q8_0: maddubs wants an unsigned first operand, so use |x| and move x's sign onto the
+        // activation (ggml's trick; activations are within ±127, so nothing overflows).
+        let ux: [__m256i; 4] = if B::SIGNED { qx.map(|q| _mm256_sign_epi8(q, q)) } else { qx };
+        // SAFETY: `dx` and `mx` are 4 f32s each.
+        let (d4, m4) = unsafe { (_mm_loadu_ps(dx.as_ptr()), _mm_loadu_ps(mx.as_ptr())) };
+        let d8 = _mm256_set_m128(d4, d4);
+        // The offset term goes into the low half only (the halves are added at the end).
+        let m8 = _mm256_set_m128(_mm_setzero_ps(), m4);
+        for c in 0..C {
+            // SAFETY: block `b` of an activation row of `nb` blocks.
+            let y = unsafe { &*a[c].add(b) };
+            let qy = unsafe { load32(y.qs.as_ptr().cast()) };
+            let p: [__m256i; 4] = std::array::from_fn(|r| {
+                let sy = if B::SIGNED { _mm256_sign_epi8(qy, qx[r]) } else { qy };
+                _mm256_madd_epi16(_mm256_maddubs_epi16(ux[r], sy), ones)
+            });
+            let s = transpose_add(p);
+            let t = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(d8, _mm256_set1_ps(y.d)), acc[c]);
+            acc[c] = if B::OFFSET { _mm256_fmadd_ps(m8, _mm256_set1_ps(y.s), t) } else { t };
+        }
+    }
+    let mut res = [[0.0f32; C]; 4];
+    for (c, a) in acc.iter().enumerate() {
+        let v = _mm_add_ps(_mm256_castps256_ps128(*a), _mm256_extractf128_ps::<1>(*a));
+        let mut lanes = [0.0f32; 4];
+        // SAFETY: `lanes` is 4 f32s.
+        unsafe { _mm_storeu_ps(lanes.as_mut_ptr(), v) };
+        for (row, &l) in res.iter_mut().zip(&lanes) {
+            if let Some(slot) = row.get_mut(c) {
+                *slot = l;
+            }
+        }
+    }
+    res
+}
+
+/// Given four vectors of 8 i32, returns `[Σ p0[0..4], Σ p1[0..4], Σ p2[0..4], Σ p3[0..4] |
+/// Σ p0[4..8], ...]` (each 128-bit half reduced separately), with single-uop unpacks and adds.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn transpose_add(p: [__m256i; 4]) -> __m256i {
+    let [p0, p1, p2, p3] = p;
+    // [p0_0+p0_2, p1_0+p1_2, p0_1+p0_3, p1_1+p1_3] per half.
+    let s01 = _mm256_add_epi32(_mm256_unpacklo_epi32(p0, p1), _mm256_unpackhi_epi32(p0, p1));
+    let s23 = _mm256_add_epi32(_mm256_unpacklo_epi32(p2, p3), _mm256_unpackhi_epi32(p2, p3));
+    _mm256_add_epi32(_mm256_unpacklo_epi64(s01, s23), _mm256_unpackhi_epi64(s01, s23))
+}
+
+/// Writes a tile's results: `res[r][c]` is `out[(i0 + c) * n + r0 + r]`.
+#[inline(always)]
+fn store<const R: usize, const C: usize>(out: &Disjoint<'_, f32>, res: &[[f32; C]; R], r0: usize, i0: usize, n: usize) {
+    for (r, row) in res.iter().enumerate() {
+        for (c, &v) in row.iter().enumerate() {
+            // SAFETY: this task owns weight rows `r0 + r` of every output row.
+            unsafe { out.set((i0 + c) * n + r0 + r, v) };
+        }
+    }
+}
+
+/// The register tile: dot products of `R` weight rows with `C` activation rows over `nb`
+/// blocks.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn tile<B: Legacy, const R: usize, const C: usize>(
+    w: [*const u8; R],
+    a: [*const BlockQ8; C],
+    nb: usize,
+) -> [[f32; C]; R] {
+    let ones = _mm256_set1_epi16(1);
+    let mut acc = [[_mm256_setzero_ps(); C]; R];
+    // Offsets: lane r of moff[c] accumulates Σ m_w[r] s_a[c].
+    let mut moff = [_mm_setzero_ps(); C];
+    for b in 0..nb {
+        let mut qx = [_mm256_setzero_si256(); R];
+        let mut ux = [_mm256_setzero_si256(); R];
+        let mut dx = [0.0f32; R];
+        let mut mx = [0.0f32; 4];
+        for r in 0..R {
+            // SAFETY: block `b < nb` of a row of `nb` blocks.
+            let p = unsafe { w[r].add(b * B::BYTES) };
+            qx[r] = unsafe { B::quants(p) };
+            // Q8_0: maddubs wants an unsigned first operand, so use |x| and move x's sign onto
+            // the activation (ggml's trick; activations are within ±127, so no overflow).
+            ux[r] = if B::SIGNED { _mm256_sign_epi8(qx[r], qx[r]) } else { qx[r] };
+            let (d, mm) = unsafe { B::scales(p) };
+            dx[r] = d;
+            if let Some(slot) = mx.get_mut(r) {
+                *slot = mm;
+            }
+        }
+        // SAFETY: `mx` is 4 f32s.
+        let mv = unsafe { _mm_loadu_ps(mx.as_ptr()) };
+        for c in 0..C {
+            // SAFETY: block `b` of an activation row of `nb` blocks.
+            let y = unsafe { &*a[c].add(b) };
+            let qy = unsafe { load32(y.qs.as_ptr().cast()) };
+            for r in 0..R {
+                let sy = if B::SIGNED { _mm256_sign_epi8(qy, qx[r]) } else { qy };
+                let p32 = _mm256_madd_epi16(_mm256_maddubs_epi16(ux[r], sy), ones);
+                let dd = _mm256_set1_ps(dx[r] * y.d);
+                acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p32), dd, acc[r][c]);
+            }
+            if B::OFFSET {
+                moff[c] = _mm_fmadd_ps(mv, _mm_set1_ps(y.s), moff[c]);
+            }
+        }
+    }
+    let mut res = [[0.0f32; C]; R];
+    for c in 0..C {
+        let mut offs = [0.0f32; 4];
+        // SAFETY: `offs` is 4 f32s.
+        unsafe { _mm_storeu_ps(offs.as_mut_ptr(), moff[c]) };
+        for r in 0..R {
+            res[r][c] = hsum(acc[r][c]) + offs.get(r).copied().unwrap_or(0.0);
+        }
+    }
+    res
+}
+
+// ---------------------------------------------------------------------------------------------
+// K-quants: one weight row at a time against `CK` activation rows, ggml's block arithmetic.
+// ---------------------------------------------------------------------------------------------
+
+trait KQuant {
+    const BYTES: usize;
+    /// Dot products of one weight block with block `b` of `C` activation rows, added to `acc`
+    /// (ggml's AVX2 `ggml_vec_dot_q*_K_q8_K` loop body).
+    unsafe fn block<const C: usize>(p: *const u8, a: &[*const BlockQ8K; C], b: usize, acc: &mut [__m256; C]);
+}
+
+struct Q4K;
+struct Q6K;
+
+impl KQuant for Q4K {
+    const BYTES: usize = 144;
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn block<const C: usize>(p: *const u8, a: &[*const BlockQ8K; C], b: usize, acc: &mut [__m256; C]) {
+        let (d, dmin) = unsafe { (f16_at(p), f16_at(p.add(2))) };
+        let (sc, mn) = q4k_scales(unsafe { &*p.add(4).cast::<[u8; 12]>() });
+        let m4 = _mm256_set1_epi8(0x0F);
+        // Unpack the 256 values once: 8 registers of 32, sub-block order.
+        let mut q = [_mm256_setzero_si256(); 8];
+        let mut s = [_mm256_setzero_si256(); 8];
+        for j in 0..4 {
+            let bits = unsafe { load32(p.add(16 + 32 * j)) };
+            q[2 * j] = _mm256_and_si256(bits, m4);
+            q[2 * j + 1] = _mm256_and_si256(_mm256_srli_epi16::<4>(bits), m4);
+            s[2 * j] = _mm256_set1_epi16(i16::from(sc[2 * j]));
+            s[2 * j + 1] = _mm256_set1_epi16(i16::from(sc[2 * j + 1]));
+        }
+        // SAFETY: `mn` is 8 bytes.
+        let mins = _mm_cvtepu8_epi16(unsafe { _mm_loadl_epi64(mn.as_ptr().cast()) });
+        for c in 0..C {
+            // SAFETY: block `b` of an activation row of `nb` blocks.
+            let y = unsafe { &*a[c].add(b) };
+            // Minimums: Σ_j min_j (bsums[2j] + bsums[2j+1]).
+            let bs = unsafe { _mm256_loadu_si256(y.bsums.as_ptr().cast()) };
+            let pair_sums = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256::<1>(bs));
+            let msum = _mm_madd_epi16(mins, pair_sums);
+            let mut sumi = _mm256_setzero_si256();
+            for j in 0..8 {
+                let qy = unsafe { load32(y.qs.as_ptr().add(32 * j).cast()) };
+                let p16 = _mm256_madd_epi16(s[j], _mm256_maddubs_epi16(q[j], qy));
+                sumi = _mm256_add_epi32(sumi, p16);
+            }
+            // Fold the 4 minimum lanes into the 8-lane sum: the lanes are summed at the end.
+            let mlanes = _mm256_cvtepi32_ps(_mm256_castsi128_si256(msum));
+            let mlanes = _mm256_blend_ps::<0x0F>(_mm256_setzero_ps(), mlanes);
+            let t = _mm256_fmadd_ps(_mm256_set1_ps(d * y.d), _mm256_cvtepi32_ps(sumi), acc[c]);
+            acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(-dmin * y.d), mlanes, t);
+        }
+    }
+}
+
+impl KQuant for Q6K {
+    const BYTES: usize = 210;
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn block<const C: usize>(p: *const u8, a: &[*const BlockQ8K; C], b: usize, acc: &mut [__m256; C]) {
+        let d = unsafe { f16_at(p.add(208)) };
+        let m4 = _mm256_set1_epi8(0x0F);
+        let m2 = _mm256_set1_epi8(3);
+        let m32 = _mm256_set1_epi8(32);
+        // Unpack to unsigned 6-bit values (q + 32), in element order, 8 registers of 32.
+        let mut q = [_mm256_setzero_si256(); 8];
+        for h in 0..2 {
+            let ql0 = unsafe { load32(p.add(64 * h)) };
+            let ql1 = unsafe { load32(p.add(64 * h + 32)) };
+            let qh = unsafe { load32(p.add(128 + 32 * h)) };
+            let hi = |s: i32| -> __m256i {
+                let shifted = match s {
+                    0 => qh,
+                    2 => _mm256_srli_epi16::<2>(qh),
+                    4 => _mm256_srli_epi16::<4>(qh),
+                    _ => _mm256_srli_epi16::<6>(qh),
+                };
+                _mm256_slli_epi16::<4>(_mm256_and_si256(shifted, m2))
+            };
+            q[4 * h] = _mm256_or_si256(_mm256_and_si256(ql0, m4), hi(0));
+            q[4 * h + 1] = _mm256_or_si256(_mm256_and_si256(ql1, m4), hi(2));
+            q[4 * h + 2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(ql0), m4), hi(4));
+            q[4 * h + 3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(ql1), m4), hi(6));
+        }
+        // Scales: register j covers sub-blocks 2j and 2j+1 (16 values each): 8 lanes each.
+        // SAFETY: bytes 192..208 of the block are its 16 i8 scales.
+        let sc = unsafe { &*p.add(192).cast::<[i8; 16]>() };
+        let mut s = [_mm256_setzero_si256(); 8];
+        for (sj, pair) in s.iter_mut().zip(sc.as_chunks::<2>().0) {
+            let [s0, s1] = *pair;
+            *sj = _mm256_set_m128i(_mm_set1_epi16(i16::from(s1)), _mm_set1_epi16(i16::from(s0)));
+        }
+        for c in 0..C {
+            let y = unsafe { &*a[c].add(b) };
+            let mut sumi = _mm256_setzero_si256();
+            for j in 0..8 {
+                let qy = unsafe { load32(y.qs.as_ptr().add(32 * j).cast()) };
+                // Σ (q - 32) y = Σ q y - 32 Σ y, both through maddubs (|values| small enough).
+                let p16 = _mm256_sub_epi16(_mm256_maddubs_epi16(q[j], qy), _mm256_maddubs_epi16(m32, qy));
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(s[j], p16));
+            }
+            acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(d * y.d), _mm256_cvtepi32_ps(sumi), acc[c]);
+        }
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn k_rows_impl<K: KQuant>(
+    w: &[u8],
+    acts: &[BlockQ8K],
+    m: usize,
+    nb: usize,
+    rows: Range<usize>,
+    n: usize,
+    out: &Disjoint<'_, f32>,
+) {
+    let row_bytes = nb * K::BYTES;
+    let ap = |i: usize| unsafe { acts.as_ptr().add(i * nb) };
+    for r in rows {
+        let wp = unsafe { w.as_ptr().add(r * row_bytes) };
+        let mut i = 0;
+        while i + CK <= m {
+            let a: [*const BlockQ8K; CK] = std::array::from_fn(|c| ap(i + c));
+            let res = unsafe { k_tile::<K, CK>(wp, &a, nb) };
+            store(out, &[res], r, i, n);
+            i += CK;
+        }
+        while i < m {
+            let res = unsafe { k_tile::<K, 1>(wp, &[ap(i)], nb) };
+            store(out, &[res], r, i, n);
+            i += 1;
+        }
+    }
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn k_tile<K: KQuant, const C: usize>(w: *const u8, a: &[*const BlockQ8K; C], nb: usize) -> [f32; C] {
+    let mut acc = [_mm256_setzero_ps(); C];
+    for b in 0..nb {
+        unsafe { K::block::<C>(w.add(b * K::BYTES), a, b, &mut acc) };
+    }
+    let mut res = [0.0f32; C];
+    for (r, a) in res.iter_mut().zip(acc) {
+        *r = hsum(a);
+    }
+    res
+}

@@ -1,0 +1,156 @@
+//! CPU kernels for GGML-quantized weights: matrix products of quantized weight matrices with
+//! f32 activations, computed the way llama.cpp does it (activations quantized once per call to
+//! 8-bit blocks, then integer dot products per block), plus the thread pool that runs them.
+//!
+//! Entry points: [`matmul`] (and [`matmul_with`] to pick a [`Backend`]), [`QMatrix`],
+//! [`ThreadPool`], [`dequantize_row`]. Activation formats live in [`act`].
+//!
+//! One binary serves every x86-64 CPU: the AVX2/FMA/F16C kernels are chosen at run time
+//! ([`Backend::detect`]); every type also has a portable scalar path that computes the same
+//! sums (up to float rounding order).
+
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
+
+pub mod act;
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+mod matmul;
+mod pool;
+mod scalar;
+
+use std::fmt;
+
+pub use matmul::{matmul, matmul_with};
+pub use pool::ThreadPool;
+pub use zoo_weights::quant::QuantType;
+
+/// What can go wrong: only inputs of the wrong shape. Kernels never panic on bad input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KernelError {
+    /// `cols` is not a whole number of blocks of the type.
+    Cols { qtype: QuantType, cols: usize, block_size: usize },
+    /// The weight bytes are not `rows * row_bytes`.
+    DataLength { qtype: QuantType, expected: usize, got: usize },
+    /// The activations are not `m * cols` values.
+    InputLength { expected: usize, got: usize },
+    /// The output is not `m * rows` values.
+    OutputLength { expected: usize, got: usize },
+    /// A size does not fit in `usize`.
+    Overflow,
+    /// A dequantization failed (lengths), as reported by `zoo_weights`.
+    Dequantize(String),
+}
+
+impl fmt::Display for KernelError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KernelError::Cols { qtype, cols, block_size } => {
+                write!(f, "{qtype}: {cols} columns are not a whole number of {block_size}-value blocks")
+            }
+            KernelError::DataLength { qtype, expected, got } => {
+                write!(f, "{qtype}: weight data has {got} bytes, the shape needs {expected}")
+            }
+            KernelError::InputLength { expected, got } => {
+                write!(f, "activations have {got} values, the shape needs {expected}")
+            }
+            KernelError::OutputLength { expected, got } => {
+                write!(f, "output has room for {got} values, the shape needs {expected}")
+            }
+            KernelError::Overflow => f.write_str("matrix size overflows usize"),
+            KernelError::Dequantize(msg) => write!(f, "dequantize: {msg}"),
+        }
+    }
+}
+
+impl std::error::Error for KernelError {}
+
+/// A quantized weight matrix borrowed from GGUF tensor bytes.
+///
+/// `rows` is the number of output features (n), `cols` the number of input features (k); a
+/// GGUF tensor of ggml shape `[cols, rows]` stores exactly this: `rows` rows of
+/// `cols / block_size` blocks each, row after row.
+#[derive(Debug, Clone, Copy)]
+pub struct QMatrix<'a> {
+    pub data: &'a [u8],
+    pub qtype: QuantType,
+    pub rows: usize,
+    pub cols: usize,
+}
+
+impl<'a> QMatrix<'a> {
+    /// A matrix view, after checking that `cols` is a whole number of blocks and that `data`
+    /// holds exactly `rows` rows.
+    pub fn new(data: &'a [u8], qtype: QuantType, rows: usize, cols: usize) -> Result<Self, KernelError> {
+        let w = QMatrix { data, qtype, rows, cols };
+        w.validate()?;
+        Ok(w)
+    }
+
+    /// Bytes per row (`cols / block_size * type_size`), or an error if `cols` is not a whole
+    /// number of blocks.
+    pub fn row_bytes(&self) -> Result<usize, KernelError> {
+        let bs = self.qtype.block_size();
+        if !self.cols.is_multiple_of(bs) {
+            return Err(KernelError::Cols { qtype: self.qtype, cols: self.cols, block_size: bs });
+        }
+        Ok(self.cols / bs * self.qtype.type_size())
+    }
+
+    /// Checks the invariants [`QMatrix::new`] checks (the fields are public, so [`matmul`]
+    /// checks them again).
+    pub fn validate(&self) -> Result<(), KernelError> {
+        let expected = self.rows.checked_mul(self.row_bytes()?).ok_or(KernelError::Overflow)?;
+        if self.data.len() != expected {
+            return Err(KernelError::DataLength { qtype: self.qtype, expected, got: self.data.len() });
+        }
+        Ok(())
+    }
+
+    /// The bytes of row `r`, if it exists.
+    pub fn row(&self, r: usize) -> Option<&'a [u8]> {
+        let rb = self.row_bytes().ok()?;
+        self.data.get(r.checked_mul(rb)?..r.checked_add(1)?.checked_mul(rb)?)
+    }
+}
+
+/// Which implementation [`matmul_with`] runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// Portable Rust, no SIMD intrinsics (the compiler may still vectorize).
+    Scalar,
+    /// x86-64 AVX2 + FMA + F16C kernels (only chosen when the CPU has them).
+    Avx2,
+}
+
+impl Backend {
+    /// The fastest backend this CPU supports (checked once, then cached).
+    pub fn detect() -> Backend {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::sync::OnceLock;
+            static BEST: OnceLock<Backend> = OnceLock::new();
+            *BEST.get_or_init(|| if avx2::available() { Backend::Avx2 } else { Backend::Scalar })
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            Backend::Scalar
+        }
+    }
+
+    /// True if this backend can run on this CPU.
+    pub fn is_available(self) -> bool {
+        match self {
+            Backend::Scalar => true,
+            #[cfg(target_arch = "x86_64")]
+            Backend::Avx2 => avx2::available(),
+            #[cfg(not(target_arch = "x86_64"))]
+            Backend::Avx2 => false,
+        }
+    }
+}
+
+/// Expands quantized blocks into f32 (embedding lookups): forwards to
+/// `zoo_weights::quant::dequantize_row`, whose values are ggml's.
+pub fn dequantize_row(qtype: QuantType, src: &[u8], dst: &mut [f32]) -> Result<(), KernelError> {
+    zoo_weights::quant::dequantize_row(qtype, src, dst).map_err(|e| KernelError::Dequantize(e.to_string()))
+}

@@ -1,0 +1,221 @@
+//! The matrix product driver: checks shapes, quantizes the activations once per call into a
+//! reused per-thread buffer, splits the weight rows into a few contiguous chunks per thread,
+//! and runs the chosen backend's kernel on each chunk.
+
+use std::cell::RefCell;
+use std::marker::PhantomData;
+use std::ops::Range;
+use std::thread::LocalKey;
+
+use crate::act::{self, BlockQ8, BlockQ8K};
+use crate::{Backend, KernelError, QMatrix, QuantType, ThreadPool, scalar};
+
+thread_local! {
+    /// Quantized activations of the current call; kept so decode steps do not allocate.
+    static SCRATCH_Q8: RefCell<Vec<BlockQ8>> = const { RefCell::new(Vec::new()) };
+    static SCRATCH_Q8K: RefCell<Vec<BlockQ8K>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Fewest weight rows worth a task of their own.
+const MIN_ROWS_PER_TASK: usize = 64;
+/// Tasks per thread for big matrices: a few, so a thread slowed by a neighbour's process does
+/// not hold everyone up, while each task still streams long contiguous runs of weights.
+const TASKS_PER_THREAD: usize = 4;
+/// Activation values below which quantizing them is not worth waking the pool.
+const PARALLEL_QUANT_MIN: usize = 1 << 15;
+
+/// `out[i][j] = dot(row j of w, row i of x)` for the `m` rows of `x` (each `w.cols` values),
+/// on the fastest backend this CPU has. `out` holds `m` rows of `w.rows` values.
+pub fn matmul(pool: &ThreadPool, w: &QMatrix, x: &[f32], m: usize, out: &mut [f32]) -> Result<(), KernelError> {
+    matmul_with(pool, w, x, m, out, Backend::detect())
+}
+
+/// [`matmul`] on a given backend (one the CPU lacks falls back to [`Backend::Scalar`]).
+pub fn matmul_with(
+    pool: &ThreadPool,
+    w: &QMatrix,
+    x: &[f32],
+    m: usize,
+    out: &mut [f32],
+    backend: Backend,
+) -> Result<(), KernelError> {
+    w.validate()?;
+    let (n, k) = (w.rows, w.cols);
+    let x_len = m.checked_mul(k).ok_or(KernelError::Overflow)?;
+    if x.len() != x_len {
+        return Err(KernelError::InputLength { expected: x_len, got: x.len() });
+    }
+    let out_len = m.checked_mul(n).ok_or(KernelError::Overflow)?;
+    if out.len() != out_len {
+        return Err(KernelError::OutputLength { expected: out_len, got: out.len() });
+    }
+    if out_len == 0 {
+        return Ok(());
+    }
+    let nb = k / w.qtype.block_size();
+    if nb == 0 {
+        out.fill(0.0);
+        return Ok(());
+    }
+    let backend = if backend.is_available() { backend } else { Backend::Scalar };
+    let job = Job { w, m, n, nb, backend };
+    match w.qtype {
+        QuantType::Q4K | QuantType::Q6K => with_scratch(&SCRATCH_Q8K, m * nb, BlockQ8K::ZERO, |acts| {
+            quantize_rows(pool, x, k, acts, nb, act::quantize_q8k);
+            job.run(pool, out, |rows, o| job.k_rows(acts, rows, o));
+        }),
+        _ => with_scratch(&SCRATCH_Q8, m * nb, BlockQ8::ZERO, |acts| {
+            quantize_rows(pool, x, k, acts, nb, act::quantize_q8);
+            job.run(pool, out, |rows, o| job.legacy_rows(acts, rows, o));
+        }),
+    }
+    Ok(())
+}
+
+/// Shapes of one call, checked.
+struct Job<'a, 'b> {
+    w: &'a QMatrix<'b>,
+    m: usize,
+    n: usize,
+    nb: usize,
+    backend: Backend,
+}
+
+impl Job<'_, '_> {
+    /// Splits the weight rows into contiguous chunks and runs `f` on each, in parallel.
+    fn run(&self, pool: &ThreadPool, out: &mut [f32], f: impl Fn(Range<usize>, &Disjoint<'_, f32>) + Sync) {
+        let threads = pool.threads();
+        let per_thread = (self.n / (threads * MIN_ROWS_PER_TASK)).clamp(1, TASKS_PER_THREAD);
+        let tasks = (threads * per_thread).min(self.n.div_ceil(4)).max(1);
+        // Chunks are multiples of 4 rows so every chunk is whole register tiles.
+        let chunk = self.n.div_ceil(tasks).next_multiple_of(4);
+        let tasks = self.n.div_ceil(chunk);
+        let out = Disjoint::new(out);
+        pool.run(tasks, &|t| {
+            let start = (t * chunk).min(self.n);
+            let end = (start + chunk).min(self.n);
+            f(start..end, &out);
+        });
+    }
+
+    fn legacy_rows(&self, acts: &[BlockQ8], rows: Range<usize>, out: &Disjoint<'_, f32>) {
+        let t = self.w.qtype;
+        #[cfg(target_arch = "x86_64")]
+        if self.backend == Backend::Avx2
+            && crate::avx2::legacy_rows(t, self.w.data, acts, self.m, self.nb, rows.clone(), self.n, out)
+        {
+            return;
+        }
+        for r in rows {
+            let Some(wrow) = self.w.row(r) else { return };
+            for (i, a) in acts.chunks_exact(self.nb).take(self.m).enumerate() {
+                // SAFETY: this task owns column `r` of every output row.
+                unsafe { out.set(i * self.n + r, scalar::dot_legacy(t, wrow, a)) };
+            }
+        }
+    }
+
+    fn k_rows(&self, acts: &[BlockQ8K], rows: Range<usize>, out: &Disjoint<'_, f32>) {
+        let t = self.w.qtype;
+        #[cfg(target_arch = "x86_64")]
+        if self.backend == Backend::Avx2
+            && crate::avx2::k_rows(t, self.w.data, acts, self.m, self.nb, rows.clone(), self.n, out)
+        {
+            return;
+        }
+        for r in rows {
+            let Some(wrow) = self.w.row(r) else { return };
+            for (i, a) in acts.chunks_exact(self.nb).take(self.m).enumerate() {
+                // SAFETY: this task owns column `r` of every output row.
+                unsafe { out.set(i * self.n + r, scalar::dot_k(t, wrow, a)) };
+            }
+        }
+    }
+}
+
+/// Runs `f` on this thread's scratch buffer resized to `len` (a fresh one if it is in use).
+fn with_scratch<T: Copy, R>(
+    key: &'static LocalKey<RefCell<Vec<T>>>,
+    len: usize,
+    zero: T,
+    f: impl FnOnce(&mut [T]) -> R,
+) -> R {
+    key.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut v) => {
+            v.resize(len, zero);
+            f(v.as_mut_slice())
+        }
+        Err(_) => f(&mut vec![zero; len]),
+    })
+}
+
+/// Quantizes `x` (rows of `k` values) into `acts` (rows of `nb` blocks), rows in parallel
+/// when there are many.
+fn quantize_rows<T: Send>(pool: &ThreadPool, x: &[f32], k: usize, acts: &mut [T], nb: usize, q: fn(&[f32], &mut [T])) {
+    let m = x.len() / k.max(1);
+    if pool.threads() == 1 || x.len() < PARALLEL_QUANT_MIN || m < 2 {
+        q(x, acts);
+        return;
+    }
+    let per = m.div_ceil(pool.threads());
+    let tasks = m.div_ceil(per);
+    let dst = Disjoint::new(acts);
+    pool.run(tasks, &|t| {
+        let rows = (t * per)..((t + 1) * per).min(m);
+        let Some(src) = x.get(rows.start * k..rows.end * k) else { return };
+        // SAFETY: task `t` alone touches activation rows `rows`.
+        if let Some(dst) = unsafe { dst.slice(rows.start * nb, rows.len() * nb) } {
+            q(src, dst);
+        }
+    });
+}
+
+/// A mutable slice shared by the tasks of one job, each of which touches only its own
+/// elements (the invariant the `unsafe` accessors ask callers to uphold).
+pub struct Disjoint<'a, T> {
+    ptr: *mut T,
+    len: usize,
+    _borrow: PhantomData<&'a mut [T]>,
+}
+
+// SAFETY: access goes through the `unsafe` methods, whose callers guarantee that no element is
+// touched by two threads at once; sending `T`s between threads needs `T: Send`.
+unsafe impl<T: Send> Sync for Disjoint<'_, T> {}
+// SAFETY: as above.
+unsafe impl<T: Send> Send for Disjoint<'_, T> {}
+
+impl<'a, T> Disjoint<'a, T> {
+    pub fn new(s: &'a mut [T]) -> Self {
+        Disjoint { ptr: s.as_mut_ptr(), len: s.len(), _borrow: PhantomData }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Writes element `i` (ignored if out of bounds).
+    ///
+    /// # Safety
+    /// No other thread reads or writes element `i` during this job.
+    #[inline(always)]
+    pub unsafe fn set(&self, i: usize, v: T) {
+        if i < self.len {
+            // SAFETY: in bounds; exclusive by the caller's guarantee.
+            unsafe { self.ptr.add(i).write(v) };
+        }
+    }
+
+    /// Elements `start..start + len`, if in bounds.
+    ///
+    /// # Safety
+    /// No other thread touches these elements while the returned slice lives.
+    #[allow(clippy::mut_from_ref)]
+    pub unsafe fn slice(&self, start: usize, len: usize) -> Option<&mut [T]> {
+        let end = start.checked_add(len)?;
+        if end > self.len {
+            return None;
+        }
+        // SAFETY: in bounds; exclusive by the caller's guarantee.
+        Some(unsafe { std::slice::from_raw_parts_mut(self.ptr.add(start), len) })
+    }
+}
