@@ -62,6 +62,83 @@ pub enum Command {
     Quantize(QuantizeArgs),
     /// Turn a GGUF file back into a Hugging Face folder (safetensors, config.json, tokenizer)
     Dequantize(DequantizeArgs),
+    /// Generate once from a prompt, a message list or token ids (scriptable; --json)
+    Run(RunArgs),
+    /// Chat with a model in the terminal (streaming, history, /reset /regen /save /load /exit)
+    Chat(ChatArgs),
+}
+
+/// How a model is found, prompted and sampled: shared by `run` and `chat`.
+#[derive(Debug, Args)]
+pub struct GenArgs {
+    /// Registry name, Hugging Face repo id in the cache (org/name[@rev]), model folder or .gguf file
+    #[arg(value_name = "MODEL")]
+    pub model: String,
+    /// Prompt format: llmzoo, huatuo, huatuo2, apollo, apollo-large, apollo2-phi3, chatml, llama2,
+    /// llama3, gemma, vicuna, alpaca, jinja (the model's own template) or none (raw text).
+    /// Default: the registry's format for the model, else the model's Jinja template
+    #[arg(long, value_name = "NAME")]
+    pub template: Option<String>,
+    /// System prompt (replaces the format's default)
+    #[arg(long, value_name = "TEXT")]
+    pub system: Option<String>,
+    /// Most tokens to generate per reply
+    #[arg(long, default_value_t = 512, value_name = "N")]
+    pub max_tokens: usize,
+    /// Always pick the most likely token (same as --temperature 0)
+    #[arg(long)]
+    pub greedy: bool,
+    /// Sampling temperature [default: the model's generation_config.json, else 0.7]
+    #[arg(long, value_name = "T")]
+    pub temperature: Option<f64>,
+    /// Sample from the K most likely tokens only
+    #[arg(long, value_name = "K")]
+    pub top_k: Option<usize>,
+    /// Sample from the smallest set of tokens whose probability reaches P
+    #[arg(long, value_name = "P")]
+    pub top_p: Option<f64>,
+    /// Penalize tokens of the last 64 positions (1.0 = off)
+    #[arg(long, value_name = "R")]
+    pub repetition_penalty: Option<f32>,
+    /// Random seed for sampling
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Extra stop string (repeatable); the format's own stop strings always apply
+    #[arg(long = "stop", value_name = "TEXT")]
+    pub stop: Vec<String>,
+    /// Threads for the matrix products [default: all cores]
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub opts: GenArgs,
+    /// The user message (default: read stdin)
+    #[arg(value_name = "PROMPT")]
+    pub prompt: Option<String>,
+    /// An OpenAI-style JSON list of messages, rendered with the model's prompt format
+    #[arg(long, value_name = "FILE.json", conflicts_with_all = ["prompt", "token_ids"])]
+    pub messages: Option<PathBuf>,
+    /// Raw prompt token ids, no template (comma-separated)
+    #[arg(long, value_name = "IDS", value_delimiter = ',', conflicts_with = "prompt")]
+    pub token_ids: Option<Vec<u32>>,
+    /// Print one JSON object: prompt_ids, token_ids, text, finish_reason, speeds
+    #[arg(long)]
+    pub json: bool,
+    /// Write the full-prompt logits (tensor `logits`, f32 [prompt_len, vocab]) to a safetensors file
+    #[arg(long, value_name = "FILE.safetensors")]
+    pub dump_logits: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ChatArgs {
+    #[command(flatten)]
+    pub opts: GenArgs,
+    /// Start from a saved conversation (a /save file or an OpenAI-style message list)
+    #[arg(long, value_name = "FILE")]
+    pub load: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

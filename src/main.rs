@@ -49,6 +49,8 @@ fn report(e: &anyhow::Error, style: output::Style) -> ExitCode {
     if e.chain().any(|c| {
         c.downcast_ref::<zoo_weights::WeightsError>().is_some()
             || c.downcast_ref::<zoo_weights::gptq::GptqError>().is_some()
+            || c.downcast_ref::<zoo_infer::InferError>().is_some()
+            || c.downcast_ref::<commands::ModelNotFound>().is_some()
     }) {
         return ExitCode::from(EXIT_NOT_FOUND);
     }

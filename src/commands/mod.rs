@@ -8,6 +8,9 @@ mod list;
 mod quantize;
 mod registry;
 mod results;
+mod run;
+
+pub use run::ModelNotFound;
 mod show;
 
 use std::io::Write;
@@ -74,9 +77,15 @@ pub async fn run(cli: Cli, matches: &ArgMatches, style: Style) -> anyhow::Result
         catalog: paths::catalog(cli.catalog.as_deref(), matches.value_source("catalog")),
         style,
     };
+    // Generation streams from a worker thread, so these two must not hold the stdout lock.
+    let command = match cli.command {
+        Command::Run(a) => return run::run(&ctx, &mut std::io::stdout(), a).await,
+        Command::Chat(a) => return run::chat(&ctx, a).await,
+        c => c,
+    };
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    let code = match cli.command {
+    let code = match command {
         Command::List(a) => list::list(&ctx, &mut out, a).await?,
         Command::Show(a) => show::show(&ctx, &mut out, a).await?,
         Command::Results(a) => results::results(&ctx, &mut out, a).await?,
@@ -85,6 +94,7 @@ pub async fn run(cli: Cli, matches: &ArgMatches, style: Style) -> anyhow::Result
         Command::Inspect(a) => inspect::inspect(&ctx, &mut out, a)?,
         Command::Quantize(a) => quantize::quantize(&ctx, &mut out, a).await?,
         Command::Dequantize(a) => quantize::dequantize(&ctx, &mut out, a).await?,
+        Command::Run(_) | Command::Chat(_) => unreachable!("handled above"),
         Command::Registry(rc) => match rc {
             RegistryCommand::Query(a) => list::query(&ctx, &mut out, a).await?,
             RegistryCommand::Check(a) => registry::check(&ctx, &mut out, a)?,

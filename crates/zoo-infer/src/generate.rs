@@ -24,7 +24,14 @@ pub struct SamplingParams {
 
 impl SamplingParams {
     pub fn greedy() -> SamplingParams {
-        SamplingParams { temperature: 0.0, top_k: None, top_p: None, repetition_penalty: 1.0, repeat_last_n: 64, seed: 0 }
+        SamplingParams {
+            temperature: 0.0,
+            top_k: None,
+            top_p: None,
+            repetition_penalty: 1.0,
+            repeat_last_n: 64,
+            seed: 0,
+        }
     }
 
     pub fn is_greedy(&self) -> bool {

@@ -156,7 +156,8 @@ fn sentencepiece_json(g: &Gguf) -> Result<Value> {
     let id = |k: &str| g.get(&format!("tokenizer.ggml.{k}")).and_then(MetaValue::as_u64);
     let unk = id("unknown_token_id").unwrap_or(0);
     let add_bos = !matches!(g.get("tokenizer.ggml.add_bos_token"), Some(MetaValue::Bool(false)));
-    let vocab: Vec<Value> = tokens.iter().zip(scores.iter().chain(std::iter::repeat(&0.0))).map(|(t, s)| json!([t, s])).collect();
+    let vocab: Vec<Value> =
+        tokens.iter().zip(scores.iter().chain(std::iter::repeat(&0.0))).map(|(t, s)| json!([t, s])).collect();
     // Control (3) and user-defined (4) tokens are matched whole in the text.
     let added: Vec<Value> = tokens
         .iter()

@@ -54,7 +54,9 @@ fn check(dir: &Path) {
 
     // The decode loop itself gives the same ids.
     s.reset();
-    let g = s.generate(&input, want_ids.len(), &zoo_infer::SamplingParams::greedy(), &[], |_| Ok(zoo_infer::Step::Continue)).unwrap();
+    let g = s
+        .generate(&input, want_ids.len(), &zoo_infer::SamplingParams::greedy(), &[], |_| Ok(zoo_infer::Step::Continue))
+        .unwrap();
     assert_eq!(g.token_ids, want_ids, "{}: generate()", dir.display());
 }
 
@@ -96,4 +98,69 @@ fn tiny_baichuan_equals_the_llama_it_was_packed_from() {
 #[test]
 fn tiny_baichuan2_normalizes_its_head() {
     check(&local("tiny-baichuan2"));
+}
+
+/// The model converted to GGUF by `zoo quantize` (llama.cpp names, LLaMA's q/k rows permuted for
+/// interleaved rope, BLOOM's QKV regrouped): f32 must still match the reference exactly as the
+/// safetensors do. Q8_0 runs on the quantized kernels (activations quantized to 8 bits, as
+/// llama.cpp does): it must match the same Q8_0 weights dequantized and run densely to within
+/// what the activation rounding costs, so the kernels and GGUF layouts are under test, not the
+/// weight quantization.
+fn check_gguf(dir: &Path) {
+    use zoo_weights::gguf_convert::{OutType, QuantizeOptions, dequantize, quantize};
+    let reference = candle_core::safetensors::load(dir.join("reference.safetensors"), &Device::Cpu).unwrap();
+    let input = ids_of(&reference["input_ids"]);
+    let tmp = tempfile::tempdir().unwrap();
+    let convert = |ty: OutType| {
+        let out = tmp.path().join(format!("{ty:?}.gguf"));
+        let opts = QuantizeOptions { out_type: ty, raw: false, threads: 1, overwrite: false, measure: false };
+        quantize(dir, &out, &opts, &zoo_progress::Silent, &zoo_progress::CancelToken::new()).unwrap();
+        out
+    };
+
+    let f32_gguf = convert(OutType::F32);
+    let mut m = zoo_infer::load(&f32_gguf).unwrap();
+    assert_eq!(m.format, "gguf");
+    let d = max_diff(&m.session.logits(&input).unwrap(), &reference["logits"]);
+    assert!(d < TOL, "{} as f32 GGUF: logits differ by {d}", dir.display());
+    let g = m
+        .session
+        .generate(&input, 16, &zoo_infer::SamplingParams::greedy(), &[], |_| Ok(zoo_infer::Step::Continue))
+        .unwrap();
+    assert_eq!(g.token_ids, ids_of(&reference["greedy_ids"]), "{} as GGUF: greedy ids", dir.display());
+
+    let q8 = convert(OutType::Pure(zoo_weights::quant::QuantType::Q8_0));
+    let dense_dir = tmp.path().join("q8-dequantized");
+    dequantize(
+        &q8,
+        &dense_dir,
+        zoo_weights::Dtype::F32,
+        &zoo_weights::WriteOptions::default(),
+        &zoo_progress::Silent,
+        &zoo_progress::CancelToken::new(),
+    )
+    .unwrap();
+    let dense = zoo_infer::load(&dense_dir).unwrap().session.logits(&input).unwrap();
+    let quant = zoo_infer::load(&q8).unwrap().session.logits(&input).unwrap();
+    let scale = dense.abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
+    let d = max_diff(&quant, &dense);
+    // 8-bit activations cost about what 8-bit weights cost (measured: 4-7% of the largest logit
+    // on these random models, whose weights are far rougher than trained ones); a layout
+    // mistake (q/k order, QKV grouping, a transposed matrix) costs 50-100%.
+    assert!(d < 0.15 * scale, "{} Q8_0 kernels vs the same weights dense: {d} (logits up to {scale})", dir.display());
+}
+
+#[test]
+fn tiny_llama_from_gguf() {
+    check_gguf(&shared("tiny-llama"));
+}
+
+#[test]
+fn tiny_bloom_from_gguf() {
+    check_gguf(&shared("tiny-bloom"));
+}
+
+#[test]
+fn tiny_qwen2_from_gguf() {
+    check_gguf(&local("tiny-qwen2"));
 }

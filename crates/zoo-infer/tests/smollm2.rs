@@ -68,7 +68,12 @@ fn cases() -> Vec<Case> {
             prompt_ids: ids(&c["prompt_ids"]),
             greedy_ids: ids(&c["greedy_ids"]),
             top10_ids: ids(&c["first_step_top10_ids"]),
-            top10_logits: c["first_step_top10_logits"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect(),
+            top10_logits: c["first_step_top10_logits"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap() as f32)
+                .collect(),
         })
         .collect()
 }
@@ -128,7 +133,8 @@ fn f32_weights_give_the_reference_top10_and_greedy_tokens() {
         m.session.reset();
         let logits = m.session.step(&c.prompt_ids).unwrap();
         assert_eq!(top_k(&logits, 10), c.top10_ids, "case {i}: first-step top-10 ids");
-        let got: Vec<f32> = c.top10_ids.iter().map(|&id| logits.get(id as usize).unwrap().to_scalar().unwrap()).collect();
+        let got: Vec<f32> =
+            c.top10_ids.iter().map(|&id| logits.get(id as usize).unwrap().to_scalar().unwrap()).collect();
         for (g, w) in got.iter().zip(&c.top10_logits) {
             assert!((g - w).abs() < 1e-3, "case {i}: top-10 logits {got:?} vs {:?}", c.top10_logits);
         }
@@ -154,9 +160,18 @@ fn q4_1_gguf_lands_close_to_the_reference() {
         let logits = m.session.step(&c.prompt_ids).unwrap();
         let ours = top_k(&logits, 10);
         let shared = c.top10_ids.iter().filter(|id| ours.contains(id)).count();
-        assert!(shared >= 8, "case {i}: only {shared} of the reference's top-10 ids in ours ({ours:?} vs {:?})", c.top10_ids);
+        assert!(
+            shared >= 8,
+            "case {i}: only {shared} of the reference's top-10 ids in ours ({ours:?} vs {:?})",
+            c.top10_ids
+        );
         if c.top10_logits[0] - c.top10_logits[1] >= 0.5 {
-            assert_eq!(ours[0], c.top10_ids[0], "case {i}: first token (reference margin {})", c.top10_logits[0] - c.top10_logits[1]);
+            assert_eq!(
+                ours[0],
+                c.top10_ids[0],
+                "case {i}: first token (reference margin {})",
+                c.top10_logits[0] - c.top10_logits[1]
+            );
         }
     }
 }

@@ -2,7 +2,8 @@
 //! against a naive "dequantize a row, then f32 dot" baseline, and the thread pool's per-call
 //! overhead. Run with `cargo run --release -p zoo-kernels --example kernel_bench [-- types]`,
 //! where `types` is a comma-separated list of weight types to time the layer shapes in
-//! (default `Q4_1`; the output matrix is always Q8_0).
+//! (default `Q4_1`; the output matrix is always Q8_0). `STEP_ONLY=1` runs only the whole-step
+//! figures; `SCALAR=1` forces the portable backend.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -26,6 +27,13 @@ fn main() {
         println!("threads={threads}: ThreadPool::run overhead {:.2} us/call", per_call * 1e6);
     }
 
+    if std::env::var_os("STEP_ONLY").is_some() {
+        // Only the whole-step figures (quicker A/B runs).
+        for &t in &types {
+            decode_step(t, backend);
+        }
+        return;
+    }
     // (label, n, k, count per decode step)
     let layer = [
         ("attn_q/o", 576, 576, 60),

@@ -33,6 +33,8 @@ pub fn available() -> bool {
 const RT: usize = 4;
 /// Activation rows per register tile (prefill).
 const CT: usize = 4;
+/// Bytes ahead of the current block that decode prefetches (0: none).
+const PREFETCH: usize = 2048;
 /// Activation rows per k-quant tile.
 const CK: usize = 4;
 
@@ -352,6 +354,13 @@ unsafe fn tile4<B: Legacy, const C: usize>(w: [*const u8; 4], a: [*const BlockQ8
         for r in 0..4 {
             // SAFETY: block `b < nb` of a row of `nb` blocks.
             let p = unsafe { w[r].add(b * B::BYTES) };
+            if C == 1 && PREFETCH > 0 {
+                // Decode streams weights from DRAM: ask for lines well ahead so one core keeps
+                // more misses in flight than the hardware prefetcher alone does. Rows of a tile
+                // are adjacent, so running past a row's end still prefetches what comes next.
+                // SAFETY: prefetches never fault; `wrapping_add` forms no out-of-bounds offset.
+                _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(PREFETCH).cast());
+            }
             qx[r] = unsafe { B::quants(p) };
             (dx[r], mx[r]) = unsafe { B::scales(p) };
         }
@@ -615,7 +624,14 @@ unsafe fn k_rows_impl<K: KQuant>(
 unsafe fn k_tile<K: KQuant, const C: usize>(w: *const u8, a: &[*const BlockQ8K; C], nb: usize) -> [f32; C] {
     let mut acc = [_mm256_setzero_ps(); C];
     for b in 0..nb {
-        unsafe { K::block::<C>(w.add(b * K::BYTES), a, b, &mut acc) };
+        let p = unsafe { w.add(b * K::BYTES) };
+        if C == 1 && PREFETCH > 0 {
+            // Decode: as in `tile4`, one prefetch per cache line of the block, well ahead.
+            for off in (0..K::BYTES).step_by(64) {
+                _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(PREFETCH + off).cast());
+            }
+        }
+        unsafe { K::block::<C>(p, a, b, &mut acc) };
     }
     let mut res = [0.0f32; C];
     for (r, a) in res.iter_mut().zip(acc) {

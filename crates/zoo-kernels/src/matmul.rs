@@ -189,6 +189,7 @@ impl<'a, T> Disjoint<'a, T> {
         Disjoint { ptr: s.as_mut_ptr(), len: s.len(), _borrow: PhantomData }
     }
 
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pub fn len(&self) -> usize {
         self.len
     }

@@ -251,6 +251,12 @@ mod tests {
     use std::sync::atomic::AtomicUsize;
 
     #[test]
+    fn pool_is_shareable() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<ThreadPool>();
+    }
+
+    #[test]
     fn every_task_runs_once() {
         for threads in [1, 2, 3, 8] {
             let pool = ThreadPool::new(threads);
@@ -279,6 +285,24 @@ mod tests {
             }
         }
         assert_eq!(total.load(Ordering::Relaxed), 2000 * 10);
+    }
+
+    #[test]
+    fn concurrent_callers_take_turns() {
+        let pool = ThreadPool::new(3);
+        let total = AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    for _ in 0..200 {
+                        pool.run(7, &|i| {
+                            total.fetch_add(i, Ordering::Relaxed);
+                        });
+                    }
+                });
+            }
+        });
+        assert_eq!(total.load(Ordering::Relaxed), 4 * 200 * 21);
     }
 
     #[test]
