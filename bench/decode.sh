@@ -1,28 +1,81 @@
 #!/usr/bin/env bash
-# Decode/prefill speed on SmolLM2-135M-Instruct Q4_1 (the real GGUF), 2 threads: llama-bench -p 128 -n 64.
+# Prefill and decode speed, side by side, one run:
+#   1. SmolLM2-135M-Instruct Q4_1 GGUF (the real model), 128-token prompt then 64 new tokens, $THREADS threads:
+#      zoo (`zoo run --token-ids ... --json`, its own timers) vs llama.cpp (`llama-bench -p 128 -n 64`)
+#      vs transformers (f32 weights dequantized from the same GGUF, bench/decode_hf.py).
+#   2. BLOOM-560m-shaped random model (bench/make_bloom560m.py), f32 and bf16: zoo vs transformers.
 #
-#   bench/decode.sh        (REPS=3 by default: llama-bench's -r; it reports mean ± stddev tokens/s)
+#   bench/decode.sh                 REPS=3 (medians), THREADS=2, SKIP_BLOOM=1 to skip part 2
 #
-# zoo row: skeleton; prints "not built" until zoo has a generation/bench subcommand (ZOO_DECODE_CMD may name it,
-# it is then run as: $ZOO_BIN $ZOO_DECODE_CMD MODEL.gguf --threads 2 --prompt-tokens 128 --gen-tokens 64).
+# Needs a release build (cargo build --release), scripts/llama-cpp.sh (built on first use), the .venv-ref venv
+# (scripts/ref-venv.sh). Peak RSS from /usr/bin/time. Timed on an otherwise idle machine only.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/llama-common.sh"
 REPS="${REPS:-3}"
-echo "SmolLM2-135M-Instruct Q4_1, $THREADS threads, prefill 128 / decode 64 tokens; llama.cpp from llama-cpp-python $LLAMA_CPP_PYTHON_VERSION"
+PY="${ZOO_PY:-$REPO/.venv-ref/bin/python}"
+[ -x "$ZOO_BIN" ] || { echo "build zoo first: cargo build --release" >&2; exit 1; }
 load_note
+
+
+# zoo_bench LABEL MODEL VOCAB_MAX: REPS runs of `zoo run`, median prefill/decode tok/s and peak RSS.
+zoo_bench() {
+  local label=$1 model=$2 vmax=$3 i
+  local pids
+  pids=$(python3 -c "import random; r=random.Random(128); print(','.join(str(r.randrange(100, $vmax)) for _ in range(128)))")
+  for ((i = 0; i < REPS; i++)); do
+    /usr/bin/time -f "%M" -o "$W/zoo.rss" "$ZOO_BIN" run "$model" --token-ids "$pids" --max-tokens 65 --greedy \
+      --ignore-eos --threads "$THREADS" --json >"$W/zoo.$i.json" 2>"$W/zoo.err" || { cat "$W/zoo.err" >&2; return 1; }
+    cat "$W/zoo.rss" >"$W/zoo.$i.rss"
+  done
+  python3 - "$label" "$W" "$REPS" <<'PY'
+import json, statistics, sys
+label, w, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+runs = [json.load(open(f"{w}/zoo.{i}.json")) for i in range(n)]
+rss = max(int(open(f"{w}/zoo.{i}.rss").read().strip() or 0) for i in range(n)) / 1024
+p = statistics.median(r["prompt_tokens_per_s"] for r in runs)
+d = statistics.median(r["tokens_per_s"] for r in runs)
+print(json.dumps({"engine": "zoo", "model": label, "prefill_tok_s": round(p, 1), "decode_tok_s": round(d, 1), "peak_rss_mib": round(rss)}))
+PY
+}
+
+echo "== SmolLM2-135M-Instruct Q4_1, $THREADS threads, prefill 128 / decode 64 (medians of $REPS)"
 "$LLAMA_BIN/llama-bench" -m "$SMOL_Q41" -t "$THREADS" -p 128 -n 64 -r "$REPS" -o json 2>"$W/llama-bench.err" >"$W/llama-bench.json" \
   || { tail -5 "$W/llama-bench.err" >&2; exit 1; }
-python3 - "$W/llama-bench.json" <<'PY'
+python3 - "$W/llama-bench.json" >"$W/llama.json" <<'PY'
 import json, sys
-for r in json.load(open(sys.argv[1])):
-    kind = "prefill" if r["n_prompt"] else "decode"
-    n = r["n_prompt"] or r["n_gen"]
-    print(f"llama.cpp  {kind:<8} {n:>4} tok  {r['avg_ts']:8.1f} ± {r['stddev_ts']:.1f} tok/s   ({r.get('build_commit', '?')}, {r.get('cpu_info', '').strip()})")
+rows = json.load(open(sys.argv[1]))
+get = lambda k: next(r["avg_ts"] for r in rows if (r["n_prompt"] if k == "p" else r["n_gen"]) and not (r["n_gen"] if k == "p" else r["n_prompt"]))
+print(json.dumps({"engine": "llama.cpp", "model": "smollm2-q4_1", "prefill_tok_s": round(get("p"), 1), "decode_tok_s": round(get("n"), 1), "build": rows[0].get("build_commit")}))
 PY
-cmd="${ZOO_DECODE_CMD:-}"
-if [ -n "$cmd" ] && zoo_has "${cmd%% *}"; then
-  # shellcheck disable=SC2086
-  "$ZOO_BIN" $cmd "$SMOL_Q41" --threads "$THREADS" --prompt-tokens 128 --gen-tokens 64
-else
-  echo "zoo        not built / command missing"
+zoo_bench smollm2-q4_1 "$SMOL_Q41" 49000 >"$W/zoo-smol.json"
+OMP_NUM_THREADS=$THREADS "$PY" "$REPO/bench/decode_hf.py" --model "$SMOL_HF" --threads "$THREADS" --dtype f32 \
+  --rounds "$REPS" --name smollm2-f32 2>/dev/null | tail -1 >"$W/hf-smol.json"
+python3 - "$W/zoo-smol.json" "$W/llama.json" "$W/hf-smol.json" <<'PY'
+import json, sys
+z, l, h = (json.load(open(p)) for p in sys.argv[1:])
+for r in (z, l, h):
+    print(f"{r['engine']:<13} {r['model']:<14} prefill {r['prefill_tok_s']:8.1f} tok/s   decode {r['decode_tok_s']:7.1f} tok/s" + (f"   peak RSS {r['peak_rss_mib']} MiB" if 'peak_rss_mib' in r else ""))
+print(f"ratio zoo/llama.cpp: prefill {z['prefill_tok_s']/l['prefill_tok_s']:.2f}x  decode {z['decode_tok_s']/l['decode_tok_s']:.2f}x   (target >= 1.0)")
+print(f"ratio zoo/transformers: prefill {z['prefill_tok_s']/h['prefill_tok_s']:.2f}x  decode {z['decode_tok_s']/h['decode_tok_s']:.2f}x")
+PY
+
+[ "${SKIP_BLOOM:-0}" = 1 ] && exit 0
+B="${ZOO_CACHE:-$REPO/.cache}/bloom-560m-random"
+if [ ! -f "$B/config.json" ] || [ ! -f "$B-bf16/config.json" ]; then
+  echo "making $B (random BLOOM-560m shape, 2.1 GB f32 + 1.0 GB bf16)..." >&2
+  "$PY" "$REPO/bench/make_bloom560m.py" "$B" >&2
 fi
+echo "== BLOOM-560m-shaped random model, $THREADS threads, prefill 128 / decode 64 (medians of $REPS)"
+for dt in f32 bf16; do
+  dir=$B; [ "$dt" = bf16 ] && dir=$B-bf16
+  zoo_bench "bloom560m-$dt" "$dir" 250000 >"$W/zoo-bloom-$dt.json"
+  OMP_NUM_THREADS=$THREADS "$PY" "$REPO/bench/decode_hf.py" --model "$dir" --threads "$THREADS" --dtype "$dt" \
+    --rounds "$REPS" --name "bloom560m-$dt" 2>/dev/null | tail -1 >"$W/hf-bloom-$dt.json"
+  python3 - "$W/zoo-bloom-$dt.json" "$W/hf-bloom-$dt.json" <<'PY'
+import json, sys
+z, h = (json.load(open(p)) for p in sys.argv[1:])
+for r in (z, h):
+    print(f"{r['engine']:<13} {r['model']:<16} prefill {r['prefill_tok_s']:8.1f} tok/s   decode {r['decode_tok_s']:7.1f} tok/s   peak RSS {r.get('peak_rss_mib', '?')} MiB")
+print(f"ratio zoo/transformers: prefill {z['prefill_tok_s']/h['prefill_tok_s']:.2f}x  decode {z['decode_tok_s']/h['decode_tok_s']:.2f}x   (decode target >= 2.0)")
+PY
+done

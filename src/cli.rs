@@ -106,6 +106,9 @@ pub struct GenArgs {
     /// Extra stop string (repeatable); the format's own stop strings always apply
     #[arg(long = "stop", value_name = "TEXT")]
     pub stop: Vec<String>,
+    /// Keep generating past end-of-sequence tokens (benchmarks)
+    #[arg(long)]
+    pub ignore_eos: bool,
     /// Threads for the matrix products [default: all cores]
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,

@@ -209,6 +209,10 @@ async fn prepare(ctx: &Ctx, g: &GenArgs) -> anyhow::Result<Prepared> {
     let format = prompt_format(g, &r, &model)?;
     let mut stops = format.stop_strings();
     stops.extend(g.stop.iter().cloned());
+    let mut model = model;
+    if g.ignore_eos {
+        model.stop_ids.clear();
+    }
     Ok(Prepared { params: sampling(g, &model), model, format, stops, label: r.label })
 }
 

@@ -34,16 +34,35 @@ pub enum InferError {
     Invalid(String),
 
     #[error(transparent)]
-    Weights(#[from] zoo_weights::WeightsError),
+    Weights(Box<zoo_weights::WeightsError>),
 
     #[error(transparent)]
-    Kernel(#[from] zoo_kernels::KernelError),
+    Kernel(Box<zoo_kernels::KernelError>),
 
     #[error("tensor computation failed: {0}")]
-    Candle(#[from] candle_core::Error),
+    Candle(Box<candle_core::Error>),
 
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
+}
+
+// Boxed: the foreign errors are large, and every `Result` of the decode loop carries this type.
+impl From<zoo_weights::WeightsError> for InferError {
+    fn from(e: zoo_weights::WeightsError) -> Self {
+        InferError::Weights(Box::new(e))
+    }
+}
+
+impl From<zoo_kernels::KernelError> for InferError {
+    fn from(e: zoo_kernels::KernelError) -> Self {
+        InferError::Kernel(Box::new(e))
+    }
+}
+
+impl From<candle_core::Error> for InferError {
+    fn from(e: candle_core::Error) -> Self {
+        InferError::Candle(Box::new(e))
+    }
 }
 
 impl InferError {
