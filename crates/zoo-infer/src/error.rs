@@ -39,6 +39,9 @@ pub enum InferError {
     #[error(transparent)]
     Kernel(Box<zoo_kernels::KernelError>),
 
+    #[error(transparent)]
+    Gptq(Box<zoo_weights::gptq::GptqError>),
+
     #[error("tensor computation failed: {0}")]
     Candle(Box<candle_core::Error>),
 

@@ -111,19 +111,21 @@ fn load_hf(dir: &Path) -> Result<LoadedModel> {
     let cfg_path = dir.join("config.json");
     let text = std::fs::read_to_string(&cfg_path).map_err(|e| InferError::Io { path: cfg_path.clone(), source: e })?;
     let config = ModelConfig::from_hf_json(&cfg_path, &text)?;
-    let ck = Checkpoint::open(dir)?;
-    let format = match ck.format() {
-        zoo_weights::Format::Safetensors | zoo_weights::Format::SafetensorsSharded => "safetensors",
-        zoo_weights::Format::Torch | zoo_weights::Format::TorchSharded => "pytorch",
-        zoo_weights::Format::Gguf => "gguf",
+    let (src, format) = if dir.join("quantize_config.json").is_file() {
+        let g = zoo_weights::gptq::GptqModel::open(dir).map_err(|e| InferError::Gptq(Box::new(e)))?;
+        (WeightSource::gptq(g, config.arch), "gptq-int4")
+    } else {
+        let ck = Checkpoint::open(dir)?;
+        let format = match ck.format() {
+            zoo_weights::Format::Safetensors | zoo_weights::Format::SafetensorsSharded => "safetensors",
+            zoo_weights::Format::Torch | zoo_weights::Format::TorchSharded => "pytorch",
+            zoo_weights::Format::Gguf => "gguf",
+        };
+        if ck.tensors().iter().any(|t| t.name.ends_with(".qweight")) {
+            return Err(InferError::config(dir, "GPTQ tensors (.qweight) but no quantize_config.json"));
+        }
+        (WeightSource::new(ck, config.arch), format)
     };
-    if ck.tensors().iter().any(|t| t.name.ends_with(".qweight")) {
-        return Err(InferError::config(
-            dir,
-            "this is a GPTQ int4 checkpoint; convert it first: zoo quantize --in DIR --out FILE.gguf --type q4_0",
-        ));
-    }
-    let src = WeightSource::new(ck, config.arch);
     let model = models::load(&config, &src)?;
     let tokenizer = Tokenizer::from_folder(dir)?;
     let tok_cfg = read_json(&dir.join("tokenizer_config.json"))?.unwrap_or(Value::Null);

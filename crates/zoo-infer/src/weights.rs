@@ -9,6 +9,7 @@ use std::sync::Arc;
 use candle_core::{Device, Tensor};
 use half::{bf16, f16};
 use zoo_kernels::QuantType;
+use zoo_weights::gptq::{GptqLinear, GptqModel};
 use zoo_weights::{Checkpoint, Dtype, TensorInfo};
 
 use crate::config::Arch;
@@ -37,16 +38,47 @@ pub enum MatrixWeight {
 
 /// Where the tensors come from and how names are spelled there.
 pub struct WeightSource {
-    ck: Checkpoint,
+    store: Store,
     arch: Arch,
     gguf: bool,
     device: Device,
 }
 
+enum Store {
+    Plain(Checkpoint),
+    /// An AutoGPTQ int4 folder: quantized linears come from `GptqModel`, the rest (embeddings,
+    /// norms, biases) from its checkpoint.
+    Gptq(GptqModel),
+}
+
 impl WeightSource {
     pub fn new(ck: Checkpoint, arch: Arch) -> WeightSource {
         let gguf = ck.gguf().is_some();
-        WeightSource { ck, arch, gguf, device: Device::Cpu }
+        WeightSource { store: Store::Plain(ck), arch, gguf, device: Device::Cpu }
+    }
+
+    /// A GPTQ int4 checkpoint. Its linears are dequantized exactly (through `g_idx`) and
+    /// requantized to Q8_0 for the kernels: 8.5 bits per weight, error far below GPTQ's own.
+    pub fn gptq(model: GptqModel, arch: Arch) -> WeightSource {
+        WeightSource { store: Store::Gptq(model), arch, gguf: false, device: Device::Cpu }
+    }
+
+    fn ck(&self) -> &Checkpoint {
+        match &self.store {
+            Store::Plain(ck) => ck,
+            Store::Gptq(g) => g.checkpoint(),
+        }
+    }
+
+    /// The GPTQ module stored for `name` (`….weight`), if any.
+    fn gptq_module(&self, name: &str) -> Option<(&GptqModel, &GptqLinear)> {
+        let Store::Gptq(g) = &self.store else { return None };
+        let stem = name.strip_suffix(".weight")?;
+        let alt = match stem.strip_prefix("transformer.") {
+            Some(rest) => rest.to_string(),
+            None => format!("transformer.{stem}"),
+        };
+        g.module(stem).or_else(|| g.module(&alt)).map(|m| (g, m))
     }
 
     /// Whether names and layouts are llama.cpp's (q/k rows permuted, BLOOM QKV blocked,
@@ -56,30 +88,30 @@ impl WeightSource {
     }
 
     pub fn path(&self) -> PathBuf {
-        self.ck.files().first().cloned().unwrap_or_else(|| self.ck.folder().to_path_buf())
+        self.ck().files().first().cloned().unwrap_or_else(|| self.ck().folder().to_path_buf())
     }
 
     pub fn checkpoint(&self) -> &Checkpoint {
-        &self.ck
+        self.ck()
     }
 
     /// The stored name of the canonical (Hugging Face) `name`, if present.
     fn find(&self, name: &str) -> Option<&TensorInfo> {
         if self.gguf {
-            return self.ck.get(&gguf_name(self.arch, name)?);
+            return self.ck().get(&gguf_name(self.arch, name)?);
         }
-        if let Some(t) = self.ck.get(name) {
+        if let Some(t) = self.ck().get(name) {
             return Some(t);
         }
         // BLOOM checkpoints appear with and without the `transformer.` prefix.
         match name.strip_prefix("transformer.") {
-            Some(rest) => self.ck.get(rest),
-            None => self.ck.get(&format!("transformer.{name}")),
+            Some(rest) => self.ck().get(rest),
+            None => self.ck().get(&format!("transformer.{name}")),
         }
     }
 
     pub fn has(&self, name: &str) -> bool {
-        self.find(name).is_some()
+        self.find(name).is_some() || self.gptq_module(name).is_some()
     }
 
     fn info(&self, name: &str) -> Result<&TensorInfo> {
@@ -103,7 +135,7 @@ impl WeightSource {
     pub fn f32_values(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
         let t = self.info(name)?;
         self.check_shape(t, shape)?;
-        let bytes = self.ck.read_to_vec(t, MAX_TENSOR_BYTES)?;
+        let bytes = self.ck().read_to_vec(t, MAX_TENSOR_BYTES)?;
         to_f32(t, &bytes)
     }
 
@@ -120,6 +152,9 @@ impl WeightSource {
 
     /// A `rows × cols` matrix: quantized GGML blocks stay quantized, anything else is f32.
     pub fn matrix(&self, name: &str, rows: usize, cols: usize) -> Result<MatrixWeight> {
+        if let Some((g, m)) = self.gptq_module(name) {
+            return gptq_matrix(g, m, rows, cols);
+        }
         let t = self.info(name)?;
         self.check_shape(t, &[rows, cols])?;
         if let Dtype::Ggml(g) = t.dtype
@@ -130,13 +165,37 @@ impl WeightSource {
                 name: t.name.clone(),
                 dtype: g.name().to_string(),
             })?;
-            let bytes = self.ck.read_to_vec(t, MAX_TENSOR_BYTES)?;
+            let bytes = self.ck().read_to_vec(t, MAX_TENSOR_BYTES)?;
             return Ok(MatrixWeight::Quant(Arc::new(QWeight { name: t.name.clone(), qtype, rows, cols, bytes })));
         }
-        let bytes = self.ck.read_to_vec(t, MAX_TENSOR_BYTES)?;
+        let bytes = self.ck().read_to_vec(t, MAX_TENSOR_BYTES)?;
         let v = to_f32(t, &bytes)?;
         Ok(MatrixWeight::Dense(Tensor::from_vec(v, (rows, cols), &self.device)?))
     }
+}
+
+fn gptq_matrix(g: &GptqModel, m: &GptqLinear, rows: usize, cols: usize) -> Result<MatrixWeight> {
+    let path = g.folder().to_path_buf();
+    if (m.out_features, m.in_features) != (rows as u64, cols as u64) {
+        return Err(InferError::Shape {
+            path,
+            name: m.name.clone(),
+            got: vec![m.out_features as usize, m.in_features as usize],
+            want: vec![rows, cols],
+        });
+    }
+    let w = g.dequantize_linear(m).map_err(|e| InferError::Gptq(Box::new(e)))?;
+    if cols % 32 != 0 {
+        return Ok(MatrixWeight::Dense(Tensor::from_vec(w, (rows, cols), &Device::Cpu)?));
+    }
+    let qtype = QuantType::Q8_0;
+    let row_bytes = cols / 32 * qtype.type_size();
+    let mut bytes = vec![0u8; rows * row_bytes];
+    for (src, dst) in w.chunks_exact(cols).zip(bytes.chunks_exact_mut(row_bytes)) {
+        zoo_weights::quant::quantize_row(qtype, src, dst)
+            .map_err(|e| InferError::Invalid(format!("{}: {}: {e}", path.display(), m.name)))?;
+    }
+    Ok(MatrixWeight::Quant(Arc::new(QWeight { name: m.name.clone(), qtype, rows, cols, bytes })))
 }
 
 /// Converts stored bytes to f32 values.

@@ -164,3 +164,39 @@ fn tiny_bloom_from_gguf() {
 fn tiny_qwen2_from_gguf() {
     check_gguf(&local("tiny-qwen2"));
 }
+
+/// A GPTQ int4 folder (our `--type gptq-int4` packer, checked elsewhere against an independent
+/// torch packer) runs directly: its linears come out of `g_idx` exactly and are requantized to
+/// Q8_0; logits must match the same GPTQ weights dequantized to f32 and run densely, to within
+/// what 8-bit rounding costs.
+#[test]
+fn gptq_int4_folder_runs() {
+    use zoo_weights::gptq::{GptqModel, dequantize_to_folder, quantize_folder};
+    let src = shared("tiny-llama");
+    let reference = candle_core::safetensors::load(src.join("reference.safetensors"), &Device::Cpu).unwrap();
+    let input = ids_of(&reference["input_ids"]);
+    let tmp = tempfile::tempdir().unwrap();
+    let gptq = tmp.path().join("gptq");
+    quantize_folder(&src, &gptq, Some(32), &zoo_weights::WriteOptions::default()).unwrap();
+    let dense = tmp.path().join("dense");
+    dequantize_to_folder(&GptqModel::open(&gptq).unwrap(), &dense, zoo_weights::Dtype::F32, &Default::default())
+        .unwrap();
+    for f in ["config.json"] {
+        if !gptq.join(f).exists() {
+            std::fs::copy(src.join(f), gptq.join(f)).unwrap();
+        }
+        if !dense.join(f).exists() {
+            std::fs::copy(src.join(f), dense.join(f)).unwrap();
+        }
+    }
+    let mut m = zoo_infer::load(&gptq).unwrap();
+    assert_eq!(m.format, "gptq-int4");
+    let got = m.session.logits(&input).unwrap();
+    let want = zoo_infer::load(&dense).unwrap().session.logits(&input).unwrap();
+    let scale = want.abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
+    let d = max_diff(&got, &want);
+    assert!(d < 0.15 * scale, "GPTQ run vs its dense dequantization: {d} (logits up to {scale})");
+    // And int4 is still the same model: the int4 logits stay near the original f32 ones.
+    let d = max_diff(&want, &reference["logits"]);
+    assert!(d < 0.5 * scale, "int4 vs f32 reference: {d}");
+}
