@@ -47,6 +47,49 @@ impl Linear {
         &self.weight
     }
 
+    /// One layer computing `parts` side by side (their rows stacked), when they share a weight
+    /// type: one matrix product instead of several per token. `None` when they cannot be joined
+    /// (a mix of block types, as in Q4_K_M files).
+    pub fn fuse(parts: &[&Linear]) -> Result<Option<Linear>> {
+        let bias = if parts.iter().all(|p| p.bias.is_some()) {
+            let b: Vec<&Tensor> = parts.iter().filter_map(|p| p.bias.as_ref()).collect();
+            Some(Tensor::cat(&b, 0)?)
+        } else if parts.iter().all(|p| p.bias.is_none()) {
+            None
+        } else {
+            return Ok(None);
+        };
+        let dense: Vec<&Tensor> = parts
+            .iter()
+            .filter_map(|p| match &p.weight {
+                MatrixWeight::Dense(w) => Some(w),
+                MatrixWeight::Quant(_) => None,
+            })
+            .collect();
+        if dense.len() == parts.len() {
+            return Ok(Some(Linear { weight: MatrixWeight::Dense(Tensor::cat(&dense, 0)?), bias }));
+        }
+        let quant: Vec<&Arc<QWeight>> = parts
+            .iter()
+            .filter_map(|p| match &p.weight {
+                MatrixWeight::Quant(q) => Some(q),
+                MatrixWeight::Dense(_) => None,
+            })
+            .collect();
+        let Some(first) = quant.first() else { return Ok(None) };
+        if quant.len() != parts.len() || quant.iter().any(|q| q.qtype != first.qtype || q.cols != first.cols) {
+            return Ok(None);
+        }
+        let weight = QWeight {
+            name: quant.iter().map(|q| q.name.as_str()).collect::<Vec<_>>().join("+"),
+            qtype: first.qtype,
+            rows: quant.iter().map(|q| q.rows).sum(),
+            cols: first.cols,
+            bytes: quant.iter().flat_map(|q| q.bytes.iter().copied()).collect(),
+        };
+        Ok(Some(Linear { weight: MatrixWeight::Quant(Arc::new(weight)), bias }))
+    }
+
     /// `x`: (t, cols) → (t, rows).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let y = match &self.weight {
@@ -279,8 +322,6 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, pos: usize, scale: f64, bia
     // Heads sharing a key/value head are adjacent, so the query rows of a group stack into one
     // matrix product with that head's keys: no copies of the cache per head.
     let qg = q.reshape((kv_heads, group * t, d))?;
-    let k = k.contiguous()?;
-    let v = v.contiguous()?;
     let mut scores = (qg.matmul(&k.t()?)? * scale)?.reshape((heads, t, n))?;
     if let Bias::Alibi(slopes) = bias {
         let positions = Tensor::arange(0u32, n as u32, &Device::Cpu)?.to_dtype(DType::F32)?.reshape((1, 1, n))?;

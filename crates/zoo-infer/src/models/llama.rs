@@ -11,15 +11,54 @@ use crate::layers::{self, Bias, Embedding, KvCache, Linear, Norm, Rope};
 use crate::models::{CausalLm, Logits, check_ids};
 use crate::weights::{MatrixWeight, WeightSource};
 
+/// q, k and v (or gate and up) as one product when their weights allow it, else apart.
+enum Proj {
+    Fused(Linear, Vec<usize>),
+    Apart(Vec<Linear>),
+}
+
+impl Proj {
+    fn new(parts: Vec<Linear>) -> Result<Proj> {
+        let refs: Vec<&Linear> = parts.iter().collect();
+        Ok(match Linear::fuse(&refs)? {
+            Some(l) => {
+                let widths = parts
+                    .iter()
+                    .map(|p| match p.weight() {
+                        MatrixWeight::Dense(w) => w.dim(0).map_err(Into::into),
+                        MatrixWeight::Quant(q) => Ok(q.rows),
+                    })
+                    .collect::<Result<Vec<usize>>>()?;
+                Proj::Fused(l, widths)
+            }
+            None => Proj::Apart(parts),
+        })
+    }
+
+    /// The outputs of each part, (t, width_i).
+    fn forward(&self, x: &Tensor) -> Result<Vec<Tensor>> {
+        match self {
+            Proj::Apart(parts) => parts.iter().map(|p| p.forward(x)).collect(),
+            Proj::Fused(l, widths) => {
+                let y = l.forward(x)?;
+                let mut out = Vec::with_capacity(widths.len());
+                let mut at = 0;
+                for &w in widths {
+                    out.push(y.narrow(1, at, w)?);
+                    at += w;
+                }
+                Ok(out)
+            }
+        }
+    }
+}
+
 struct Layer {
     attn_norm: Norm,
-    q: Linear,
-    k: Linear,
-    v: Linear,
+    qkv: Proj,
     o: Linear,
     mlp_norm: Norm,
-    gate: Linear,
-    up: Linear,
+    gate_up: Proj,
     down: Linear,
     kv: KvCache,
 }
@@ -56,15 +95,14 @@ impl Llama {
                     Linear::load(src, &format!("{p}.self_attn.v_proj"), nkv * hd, h, cfg.qkv_bias)?,
                 )
             };
+            let gate = Linear::load(src, &format!("{p}.mlp.gate_proj"), cfg.intermediate_size, h, false)?;
+            let up = Linear::load(src, &format!("{p}.mlp.up_proj"), cfg.intermediate_size, h, false)?;
             layers.push(Layer {
                 attn_norm: rms(&format!("{p}.input_layernorm"))?,
-                q,
-                k,
-                v,
+                qkv: Proj::new(vec![q, k, v])?,
                 o: Linear::load(src, &format!("{p}.self_attn.o_proj"), h, nh * hd, false)?,
                 mlp_norm: rms(&format!("{p}.post_attention_layernorm"))?,
-                gate: Linear::load(src, &format!("{p}.mlp.gate_proj"), cfg.intermediate_size, h, false)?,
-                up: Linear::load(src, &format!("{p}.mlp.up_proj"), cfg.intermediate_size, h, false)?,
+                gate_up: Proj::new(vec![gate, up])?,
                 down: Linear::load(src, &format!("{p}.mlp.down_proj"), h, cfg.intermediate_size, false)?,
                 kv: KvCache::new(cfg.context_length),
             });
@@ -126,9 +164,13 @@ impl CausalLm for Llama {
         let scale = 1.0 / (hd as f64).sqrt();
         for layer in &mut self.layers {
             let hs = layer.attn_norm.forward(&x)?;
-            let mut q = layers::split_heads(&layer.q.forward(&hs)?, nh, hd)?;
-            let mut k = layers::split_heads(&layer.k.forward(&hs)?, nkv, hd)?;
-            let v = layers::split_heads(&layer.v.forward(&hs)?, nkv, hd)?;
+            let qkv = layer.qkv.forward(&hs)?;
+            let [q, k, v] = qkv.as_slice() else {
+                return Err(crate::error::InferError::Invalid("q/k/v projection lost a part".into()));
+            };
+            let mut q = layers::split_heads(q, nh, hd)?;
+            let mut k = layers::split_heads(k, nkv, hd)?;
+            let v = layers::split_heads(v, nkv, hd)?;
             if let Some(rope) = &self.rope {
                 q = rope.apply(&q, pos)?;
                 k = rope.apply(&k, pos)?;
@@ -141,8 +183,11 @@ impl CausalLm for Llama {
             let ctx = layers::attention(&q, &k, &v, pos, scale, bias)?;
             x = (x + layer.o.forward(&ctx)?)?;
             let hs = layer.mlp_norm.forward(&x)?;
-            let gate = layers::activate(&layer.gate.forward(&hs)?, self.cfg.activation)?;
-            let mlp = layer.down.forward(&(gate * layer.up.forward(&hs)?)?)?;
+            let gu = layer.gate_up.forward(&hs)?;
+            let [gate, up] = gu.as_slice() else {
+                return Err(crate::error::InferError::Invalid("gate/up projection lost a part".into()));
+            };
+            let mlp = layer.down.forward(&(layers::activate(gate, self.cfg.activation)? * up)?)?;
             x = (x + mlp)?;
         }
         let x = match logits {
