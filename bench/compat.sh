@@ -11,7 +11,9 @@
 #   (a) zoo's Q8_0, (b) zoo's Q4_0, (c) llama.cpp's own Q8_0 from the F16 GGUF, (c4) llama.cpp's own Q4_0 (note:
 #   llama-quantize keeps the tied token_embd/output at Q8_0 in a Q4_0 file: Q6_K falls back, 576 % 256 != 0),
 #   (o) the original Q4_1 GGUF,
-# next to (d) the reference (transformers on the dequantized Q4_1 weights), and whether the first token matches.
+# next to (d) the reference (transformers on the dequantized Q4_1 weights), and whether the first token matches;
+# under each llama.cpp row, zoo's own runner (`zoo run FILE --token-ids ... --greedy`) on the same file: its first
+# token must equal llama.cpp's (exit 1 otherwise).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/llama-common.sh"
 N="${N:-8}"
@@ -33,6 +35,6 @@ for t in q8_0 q4_0; do
   fi
 done
 echo "llama.cpp from llama-cpp-python $LLAMA_CPP_PYTHON_VERSION, first $N greedy ids per case"
-python3 "$REPO/bench/compat_report.py" "$REF_JSON" "$LLAMA_BIN/llama-greedy" "$N" "$THREADS" \
+ZOO_BIN="$ZOO_BIN" python3 "$REPO/bench/compat_report.py" "$REF_JSON" "$LLAMA_BIN/llama-greedy" "$N" "$THREADS" \
   "(c) llama.cpp Q8_0 (from F16)=$OUT/llama.q8_0.gguf" "(c4) llama.cpp Q4_0 (from F16)=$OUT/llama.q4_0.gguf" \
   "(a) zoo Q8_0=$a" "(b) zoo Q4_0=$b" "(o) original Q4_1 GGUF=$SMOL_Q41"

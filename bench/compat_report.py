@@ -19,6 +19,9 @@ n = int(n)
 ref = json.load(open(ref_path))
 print(f"reference: {ref.get('model')} / oracle: {ref.get('oracle')}")
 bad = 0
+# zoo's own runner on the same files (bench/compat.sh sets ZOO_BIN): its greedy ids next to llama.cpp's.
+ZOO = os.environ.get("ZOO_BIN")
+agree = [0, 0]
 for ci, case in enumerate(ref["cases"]):
     user = next((m["content"] for m in case.get("messages", []) if m.get("role") == "user"), "")
     want = case["greedy_ids"][:n]
@@ -60,4 +63,23 @@ for ci, case in enumerate(ref["cases"]):
                 bad += 1
                 vs += "  <-- FIRST TOKEN DIFFERS FROM LLAMA.CPP'S OWN " + key
         print(f"  {label:<34} {' '.join(map(str, got))}   first token {first}, ref prefix {prefix}/{n}{vs}")
+        if ZOO and os.access(ZOO, os.X_OK):
+            z = subprocess.run([ZOO, "run", path, "--token-ids", ",".join(map(str, case["prompt_ids"])), "--greedy",
+                                "--ignore-eos", "--max-tokens", str(n), "--threads", threads, "--json"],
+                               capture_output=True, text=True)
+            if z.returncode != 0:
+                bad += 1
+                print(f"  {'  zoo runner, same file':<34} FAILED: {(z.stderr.strip().splitlines() or ['?'])[-1]}")
+                continue
+            zids = json.loads(z.stdout)["token_ids"]
+            same = next((i for i, (a, b) in enumerate(zip(zids, got)) if a != b), n)
+            agree[0] += same == n
+            agree[1] += 1
+            note = ""
+            if same == 0:
+                bad += 1
+                note = "  <-- FIRST TOKEN DIFFERS FROM LLAMA.CPP ON THE SAME FILE"
+            print(f"  {'  zoo runner, same file':<34} {' '.join(map(str, zids))}   same as llama.cpp's first {same}/{n}{note}")
+if agree[1]:
+    print(f"\nzoo runner vs llama.cpp on the same GGUF: all {n} greedy ids equal in {agree[0]} of {agree[1]} runs; first token equal in every run unless flagged above")
 sys.exit(1 if bad else 0)
