@@ -11,7 +11,7 @@ use zoo_kernels::{QMatrix, ThreadPool};
 
 use crate::config::Activation;
 use crate::error::Result;
-use crate::weights::{MatrixWeight, QWeight, WeightSource};
+use crate::weights::{HalfWeight, MatrixWeight, QWeight, WeightSource};
 
 static POOL: OnceLock<ThreadPool> = OnceLock::new();
 
@@ -63,17 +63,39 @@ impl Linear {
             .iter()
             .filter_map(|p| match &p.weight {
                 MatrixWeight::Dense(w) => Some(w),
-                MatrixWeight::Quant(_) => None,
+                _ => None,
             })
             .collect();
         if dense.len() == parts.len() {
             return Ok(Some(Linear { weight: MatrixWeight::Dense(Tensor::cat(&dense, 0)?), bias }));
         }
+        let halves: Vec<&Arc<HalfWeight>> = parts
+            .iter()
+            .filter_map(|p| match &p.weight {
+                MatrixWeight::Half(h) => Some(h),
+                _ => None,
+            })
+            .collect();
+        if let Some(first) = halves.first()
+            && halves.len() == parts.len()
+        {
+            if halves.iter().any(|h| h.kind != first.kind || h.cols != first.cols) {
+                return Ok(None);
+            }
+            let weight = HalfWeight {
+                name: halves.iter().map(|h| h.name.as_str()).collect::<Vec<_>>().join("+"),
+                kind: first.kind,
+                rows: halves.iter().map(|h| h.rows).sum(),
+                cols: first.cols,
+                bytes: halves.iter().flat_map(|h| h.bytes.iter().copied()).collect(),
+            };
+            return Ok(Some(Linear { weight: MatrixWeight::Half(Arc::new(weight)), bias }));
+        }
         let quant: Vec<&Arc<QWeight>> = parts
             .iter()
             .filter_map(|p| match &p.weight {
                 MatrixWeight::Quant(q) => Some(q),
-                MatrixWeight::Dense(_) => None,
+                _ => None,
             })
             .collect();
         let Some(first) = quant.first() else { return Ok(None) };
@@ -95,6 +117,7 @@ impl Linear {
         let y = match &self.weight {
             MatrixWeight::Dense(w) => x.matmul(&w.t()?)?,
             MatrixWeight::Quant(q) => x.apply_op1_no_bwd(&QMatMul(q.clone()))?,
+            MatrixWeight::Half(h) => x.apply_op1_no_bwd(&HalfMatMul(h.clone()))?,
         };
         Ok(match &self.bias {
             Some(b) => y.broadcast_add(b)?,
@@ -137,6 +160,36 @@ impl CustomOp1 for QMatMul {
     }
 }
 
+/// The candle op running 16-bit weights without widening them in memory.
+struct HalfMatMul(Arc<HalfWeight>);
+
+impl CustomOp1 for HalfMatMul {
+    fn name(&self) -> &'static str {
+        "zoo-halfmatmul"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let h = &self.0;
+        let (start, end) = layout
+            .contiguous_offsets()
+            .ok_or_else(|| candle_core::Error::Msg(format!("{}: input is not contiguous", h.name)))?;
+        let x = storage.as_slice::<f32>()?.get(start..end).unwrap_or_default();
+        let dims = layout.shape().dims();
+        if dims.last().copied() != Some(h.cols) || x.len() % h.cols.max(1) != 0 {
+            return Err(candle_core::Error::Msg(format!("{}: input width does not match {} columns", h.name, h.cols)));
+        }
+        let m = x.len() / h.cols.max(1);
+        let mut out = vec![0f32; m * h.rows];
+        zoo_kernels::matmul_half(pool(), h.kind, &h.bytes, h.rows, h.cols, x, m, &mut out)
+            .map_err(candle_core::Error::wrap)?;
+        let mut shape = dims.to_vec();
+        if let Some(last) = shape.last_mut() {
+            *last = h.rows;
+        }
+        Ok((CpuStorage::F32(out), Shape::from(shape)))
+    }
+}
+
 /// Token embeddings: a dense table or quantized rows dequantized on lookup.
 #[derive(Debug, Clone)]
 pub struct Embedding {
@@ -159,6 +212,16 @@ impl Embedding {
             MatrixWeight::Dense(w) => {
                 let idx = Tensor::from_slice(ids, ids.len(), &Device::Cpu)?;
                 Ok(w.index_select(&idx, 0)?)
+            }
+            MatrixWeight::Half(h) => {
+                let row_bytes = 2 * h.cols;
+                let mut out = vec![0f32; ids.len() * self.hidden];
+                for (dst, &id) in out.chunks_exact_mut(self.hidden).zip(ids) {
+                    let start = id as usize * row_bytes;
+                    let src = h.bytes.get(start..start + row_bytes).unwrap_or_default();
+                    zoo_kernels::dense16::widen(h.kind, zoo_kernels::Backend::detect(), src, dst);
+                }
+                Ok(Tensor::from_vec(out, (ids.len(), self.hidden), &Device::Cpu)?)
             }
             MatrixWeight::Quant(q) => {
                 let row_bytes = q.bytes.len() / q.rows.max(1);
@@ -334,7 +397,7 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, pos: usize, scale: f64, bia
         scores = scores.broadcast_add(&mask)?;
     }
     let probs = candle_nn::ops::softmax_last_dim(&scores)?.reshape((kv_heads, group * t, n))?;
-    let ctx = probs.matmul(&v)?.reshape((heads, t, d))?;
+    let ctx = probs.matmul(v)?.reshape((heads, t, d))?;
     Ok(ctx.transpose(0, 1)?.contiguous()?.reshape((t, heads * d))?)
 }
 

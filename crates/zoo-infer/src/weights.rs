@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use candle_core::{Device, Tensor};
 use half::{bf16, f16};
-use zoo_kernels::QuantType;
+use zoo_kernels::{Half, QuantType};
 use zoo_weights::gptq::{GptqLinear, GptqModel};
 use zoo_weights::{Checkpoint, Dtype, TensorInfo};
 
@@ -28,12 +28,51 @@ pub struct QWeight {
     pub bytes: Vec<u8>,
 }
 
+/// A 16-bit float matrix (f16 or bf16) kept as stored: half the memory and half the bytes read
+/// per token of an f32 copy.
+#[derive(Debug)]
+pub struct HalfWeight {
+    pub name: String,
+    pub kind: Half,
+    pub rows: usize,
+    pub cols: usize,
+    pub bytes: Vec<u8>,
+}
+
 /// A weight matrix as the model will multiply with it.
 #[derive(Debug, Clone)]
 pub enum MatrixWeight {
     /// f32, shape (rows, cols).
     Dense(Tensor),
+    Half(Arc<HalfWeight>),
     Quant(Arc<QWeight>),
+}
+
+impl MatrixWeight {
+    pub fn rows(&self) -> Result<usize> {
+        Ok(match self {
+            MatrixWeight::Dense(w) => w.dim(0)?,
+            MatrixWeight::Half(h) => h.rows,
+            MatrixWeight::Quant(q) => q.rows,
+        })
+    }
+
+    /// The matrix as f32 (for the few places that transform weights at load).
+    pub fn to_dense(&self) -> Result<Tensor> {
+        Ok(match self {
+            MatrixWeight::Dense(w) => w.clone(),
+            MatrixWeight::Half(h) => {
+                let mut v = vec![0f32; h.rows * h.cols];
+                zoo_kernels::dense16::widen(h.kind, zoo_kernels::Backend::detect(), &h.bytes, &mut v);
+                Tensor::from_vec(v, (h.rows, h.cols), &Device::Cpu)?
+            }
+            MatrixWeight::Quant(q) => {
+                let mut v = vec![0f32; q.rows * q.cols];
+                zoo_kernels::dequantize_row(q.qtype, &q.bytes, &mut v)?;
+                Tensor::from_vec(v, (q.rows, q.cols), &Device::Cpu)?
+            }
+        })
+    }
 }
 
 /// Where the tensors come from and how names are spelled there.
@@ -169,6 +208,16 @@ impl WeightSource {
             return Ok(MatrixWeight::Quant(Arc::new(QWeight { name: t.name.clone(), qtype, rows, cols, bytes })));
         }
         let bytes = self.ck().read_to_vec(t, MAX_TENSOR_BYTES)?;
+        let kind = match t.dtype {
+            Dtype::F16 => Some(Half::F16),
+            Dtype::BF16 => Some(Half::Bf16),
+            Dtype::Ggml(g) if g.dense() == Some(Dtype::F16) => Some(Half::F16),
+            Dtype::Ggml(g) if g.dense() == Some(Dtype::BF16) => Some(Half::Bf16),
+            _ => None,
+        };
+        if let Some(kind) = kind {
+            return Ok(MatrixWeight::Half(Arc::new(HalfWeight { name: t.name.clone(), kind, rows, cols, bytes })));
+        }
         let v = to_f32(t, &bytes)?;
         Ok(MatrixWeight::Dense(Tensor::from_vec(v, (rows, cols), &self.device)?))
     }
@@ -185,7 +234,7 @@ fn gptq_matrix(g: &GptqModel, m: &GptqLinear, rows: usize, cols: usize) -> Resul
         });
     }
     let w = g.dequantize_linear(m).map_err(|e| InferError::Gptq(Box::new(e)))?;
-    if cols % 32 != 0 {
+    if !cols.is_multiple_of(32) {
         return Ok(MatrixWeight::Dense(Tensor::from_vec(w, (rows, cols), &Device::Cpu)?));
     }
     let qtype = QuantType::Q8_0;

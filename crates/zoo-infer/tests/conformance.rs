@@ -129,6 +129,26 @@ fn check_gguf(dir: &Path) {
         .unwrap();
     assert_eq!(g.token_ids, ids_of(&reference["greedy_ids"]), "{} as GGUF: greedy ids", dir.display());
 
+    // f16 and bf16 matrices stay 16-bit in memory and are widened inside the product: the same
+    // values as the dequantized folder run densely, so only the summation order differs.
+    for ty in [OutType::F16, OutType::BF16] {
+        let gguf = convert(ty);
+        let dense_dir = tmp.path().join(format!("{ty:?}-dense"));
+        dequantize(
+            &gguf,
+            &dense_dir,
+            zoo_weights::Dtype::F32,
+            &zoo_weights::WriteOptions::default(),
+            &zoo_progress::Silent,
+            &zoo_progress::CancelToken::new(),
+        )
+        .unwrap();
+        let dense = zoo_infer::load(&dense_dir).unwrap().session.logits(&input).unwrap();
+        let half = zoo_infer::load(&gguf).unwrap().session.logits(&input).unwrap();
+        let d = max_diff(&half, &dense);
+        assert!(d < TOL, "{} {ty:?} kernels vs the same weights dense: {d}", dir.display());
+    }
+
     let q8 = convert(OutType::Pure(zoo_weights::quant::QuantType::Q8_0));
     let dense_dir = tmp.path().join("q8-dequantized");
     dequantize(
@@ -181,12 +201,9 @@ fn gptq_int4_folder_runs() {
     let dense = tmp.path().join("dense");
     dequantize_to_folder(&GptqModel::open(&gptq).unwrap(), &dense, zoo_weights::Dtype::F32, &Default::default())
         .unwrap();
-    for f in ["config.json"] {
-        if !gptq.join(f).exists() {
-            std::fs::copy(src.join(f), gptq.join(f)).unwrap();
-        }
-        if !dense.join(f).exists() {
-            std::fs::copy(src.join(f), dense.join(f)).unwrap();
+    for dir in [&gptq, &dense] {
+        if !dir.join("config.json").exists() {
+            std::fs::copy(src.join("config.json"), dir.join("config.json")).unwrap();
         }
     }
     let mut m = zoo_infer::load(&gptq).unwrap();

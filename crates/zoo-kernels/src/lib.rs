@@ -14,12 +14,14 @@
 pub mod act;
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+pub mod dense16;
 mod matmul;
 mod pool;
 mod scalar;
 
 use std::fmt;
 
+pub use dense16::{Half, matmul_half};
 pub use matmul::{matmul, matmul_with};
 pub use pool::ThreadPool;
 pub use zoo_weights::quant::QuantType;

@@ -22,13 +22,7 @@ impl Proj {
         let refs: Vec<&Linear> = parts.iter().collect();
         Ok(match Linear::fuse(&refs)? {
             Some(l) => {
-                let widths = parts
-                    .iter()
-                    .map(|p| match p.weight() {
-                        MatrixWeight::Dense(w) => w.dim(0).map_err(Into::into),
-                        MatrixWeight::Quant(q) => Ok(q.rows),
-                    })
-                    .collect::<Result<Vec<usize>>>()?;
+                let widths = parts.iter().map(|p| p.weight().rows()).collect::<Result<Vec<usize>>>()?;
                 Proj::Fused(l, widths)
             }
             None => Proj::Apart(parts),
@@ -113,8 +107,11 @@ impl Llama {
         } else {
             embed_w.clone()
         };
+        // Baichuan2's head is normalized once here (quantized GGUF heads are stored normalized).
         let head_w = match (cfg.norm_head, head_w) {
-            (true, MatrixWeight::Dense(w)) => MatrixWeight::Dense(layers::normalize_rows(&w)?),
+            (true, w @ (MatrixWeight::Dense(_) | MatrixWeight::Half(_))) => {
+                MatrixWeight::Dense(layers::normalize_rows(&w.to_dense()?)?)
+            }
             (_, w) => w,
         };
         let (rope, alibi) = match cfg.positions {
