@@ -161,6 +161,12 @@ pub struct QuantizeArgs {
     /// Print per-tensor RMSE and max error against the source
     #[arg(long)]
     pub report: bool,
+    /// Also measure perplexity on this text file, source model vs quantized file (our runner)
+    #[arg(long, value_name = "TEXT_FILE", conflicts_with = "raw")]
+    pub perplexity: Option<PathBuf>,
+    /// Tokens of the text file to score with --perplexity (in windows of 512)
+    #[arg(long, value_name = "N", default_value_t = 2048)]
+    pub perplexity_tokens: usize,
     /// Threads for the rows of one tensor
     #[arg(long, default_value_t = 2)]
     pub threads: usize,

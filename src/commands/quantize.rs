@@ -77,6 +77,10 @@ async fn quantize_gguf(
     let r = run_cancellable(progress, move |p, c| gguf_convert::quantize(&input, &dest, &opts, p, c))
         .await
         .with_context(|| format!("quantizing {} into {}", a.input.display(), a.out.display()))?;
+    let ppl = match &a.perplexity {
+        Some(text) => Some(perplexity(text, &a.input, &a.out, a.perplexity_tokens, a.threads).await?),
+        None => None,
+    };
     if a.json {
         let tensors: Vec<serde_json::Value> = r
             .tensors
@@ -93,6 +97,9 @@ async fn quantize_gguf(
             &serde_json::json!({
                 "out": r.write.dest, "arch": r.arch, "size": r.write.size, "sha256": r.write.sha256,
                 "tensors": tensors, "skipped": r.skipped,
+                "perplexity": ppl.map(|p| serde_json::json!({
+                    "text": a.perplexity, "tokens": p.tokens, "source": p.source, "quantized": p.quantized,
+                })),
             }),
         )?;
         return Ok(EXIT_OK);
@@ -128,7 +135,49 @@ async fn quantize_gguf(
         t.push(row);
     }
     t.write_text(out, ctx.style)?;
+    if let Some(p) = ppl {
+        writeln!(
+            out,
+            "perplexity over {} tokens: source {:.4}, quantized {:.4} ({:+.2}%)",
+            p.tokens,
+            p.source,
+            p.quantized,
+            (p.quantized / p.source - 1.0) * 100.0
+        )?;
+    }
     Ok(EXIT_OK)
+}
+
+struct Perplexity {
+    tokens: usize,
+    source: f64,
+    quantized: f64,
+}
+
+/// Perplexity of the text under the source checkpoint and the written GGUF, both run by our
+/// runner (the GGUF on the quantized kernels), tokenized by the source's tokenizer.
+async fn perplexity(
+    text: &Path,
+    source: &Path,
+    gguf: &Path,
+    max_tokens: usize,
+    threads: usize,
+) -> anyhow::Result<Perplexity> {
+    let (text, source, gguf) = (text.to_path_buf(), source.to_path_buf(), gguf.to_path_buf());
+    zoo_infer::set_threads(threads.max(1));
+    tokio::task::spawn_blocking(move || -> anyhow::Result<Perplexity> {
+        let body = std::fs::read_to_string(&text).with_context(|| format!("reading {}", text.display()))?;
+        let mut src = zoo_infer::load(&source).with_context(|| format!("loading {}", source.display()))?;
+        let tok = src.tokenizer.as_ref().with_context(|| format!("{} has no tokenizer.json", source.display()))?;
+        let mut ids = tok.encode(&body, true)?;
+        ids.truncate(max_tokens);
+        let (source_ppl, n) = src.session.perplexity(&ids, 512)?;
+        let mut q = zoo_infer::load(&gguf).with_context(|| format!("loading {}", gguf.display()))?;
+        let (quant_ppl, _) = q.session.perplexity(&ids, 512)?;
+        Ok(Perplexity { tokens: n, source: source_ppl, quantized: quant_ppl })
+    })
+    .await
+    .context("perplexity worker stopped")?
 }
 
 pub async fn dequantize(_ctx: &Ctx, out: &mut dyn Write, a: DequantizeArgs) -> anyhow::Result<u8> {

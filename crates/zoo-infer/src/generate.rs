@@ -133,6 +133,29 @@ impl Session {
         out
     }
 
+    /// Perplexity of `ids` (exp of the mean negative log-likelihood of each next token), run in
+    /// consecutive windows of at most `window` tokens, each from an empty cache, as
+    /// llama.cpp's `llama-perplexity` does; returns (perplexity, tokens scored).
+    pub fn perplexity(&mut self, ids: &[u32], window: usize) -> Result<(f64, usize)> {
+        let window = window.clamp(2, self.model.config().context_length.max(2));
+        let mut nll = 0f64;
+        let mut scored = 0usize;
+        for chunk in ids.chunks(window).filter(|c| c.len() >= 2) {
+            let logits = self.logits(chunk)?;
+            let logp = candle_nn::ops::log_softmax(&logits, candle_core::D::Minus1)?;
+            let rows = logp.to_vec2::<f32>()?;
+            for (row, &next) in rows.iter().zip(chunk.iter().skip(1)) {
+                let lp = row.get(next as usize).copied().unwrap_or(f32::NEG_INFINITY);
+                nll -= f64::from(lp);
+                scored += 1;
+            }
+        }
+        if scored == 0 {
+            return Err(InferError::Invalid("perplexity needs at least 2 tokens".into()));
+        }
+        Ok(((nll / scored as f64).exp(), scored))
+    }
+
     /// Runs `ids` after what the cache holds, returning the last position's logits.
     pub fn step(&mut self, ids: &[u32]) -> Result<Tensor> {
         let pos = self.cached.len();

@@ -217,3 +217,23 @@ fn gptq_int4_folder_runs() {
     let d = max_diff(&want, &reference["logits"]);
     assert!(d < 0.5 * scale, "int4 vs f32 reference: {d}");
 }
+
+/// Perplexity from the runner equals the one computed from transformers' logits.
+#[test]
+fn perplexity_matches_the_reference_logits() {
+    for dir in [shared("tiny-llama"), shared("tiny-bloom")] {
+        let reference = candle_core::safetensors::load(dir.join("reference.safetensors"), &Device::Cpu).unwrap();
+        let input = ids_of(&reference["input_ids"]);
+        let logp = candle_nn::ops::log_softmax(&reference["logits"], candle_core::D::Minus1).unwrap();
+        let rows = logp.to_vec2::<f32>().unwrap();
+        let nll: f64 = rows.iter().zip(&input[1..]).map(|(r, &next)| -f64::from(r[next as usize])).sum();
+        let want = (nll / (input.len() - 1) as f64).exp();
+        let mut m = zoo_infer::load(&dir).unwrap();
+        let (got, n) = m.session.perplexity(&input, 512).unwrap();
+        assert_eq!(n, input.len() - 1);
+        assert!((got / want - 1.0).abs() < 1e-4, "{}: perplexity {got} vs {want}", dir.display());
+        // Windows restart the context: two halves score two tokens fewer.
+        let (_, n2) = m.session.perplexity(&input, input.len() / 2).unwrap();
+        assert_eq!(n2, input.len() - 2);
+    }
+}
