@@ -305,22 +305,29 @@ fn speed_line(g: &Generation) -> String {
     )
 }
 
-/// Writes `logits` [t, vocab] f32 to `path` atomically.
-fn dump_logits(path: &Path, logits: &candle_core::Tensor) -> anyhow::Result<()> {
+/// Writes `path` through `write(tmp)` on a temp file in the same folder, fsync, rename: a
+/// reader never sees a half-written file, and a failure leaves nothing behind.
+fn write_atomic(path: &Path, write: impl FnOnce(&Path) -> anyhow::Result<()>) -> anyhow::Result<()> {
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().context("--dump-logits needs a file name")?.to_string_lossy();
+    let name = path.file_name().with_context(|| format!("{} is not a file name", path.display()))?.to_string_lossy();
     let tmp = dir.join(format!(".{name}.zoo-tmp-{}", std::process::id()));
-    let result = (|| -> anyhow::Result<()> {
-        let map: HashMap<String, candle_core::Tensor> = HashMap::from([("logits".to_string(), logits.clone())]);
-        candle_core::safetensors::save(&map, &tmp)?;
+    let result = write(&tmp).and_then(|()| {
         std::fs::File::open(&tmp)?.sync_all()?;
         std::fs::rename(&tmp, path)?;
         Ok(())
-    })();
+    });
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
     result.with_context(|| format!("writing {}", path.display()))
+}
+
+/// Writes `logits` [t, vocab] f32 to `path` as tensor `logits`.
+fn dump_logits(path: &Path, logits: &candle_core::Tensor) -> anyhow::Result<()> {
+    write_atomic(path, |tmp| {
+        let map: HashMap<String, candle_core::Tensor> = HashMap::from([("logits".to_string(), logits.clone())]);
+        Ok(candle_core::safetensors::save(&map, tmp)?)
+    })
 }
 
 /// Runs blocking model work off the async thread; Ctrl-C sets `cancel` instead of killing.
@@ -453,19 +460,7 @@ fn read_message(interactive: bool) -> std::io::Result<Option<String>> {
 }
 
 fn save_conversation(path: &Path, conv: &Conversation) -> anyhow::Result<()> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().context("/save needs a file name")?.to_string_lossy();
-    let tmp = dir.join(format!(".{name}.zoo-tmp-{}", std::process::id()));
-    let result = (|| -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(conv.to_json().as_bytes())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.with_context(|| format!("saving {}", path.display()))
+    write_atomic(path, |tmp| Ok(std::fs::write(tmp, conv.to_json())?))
 }
 
 pub async fn chat(ctx: &Ctx, a: ChatArgs) -> anyhow::Result<u8> {
