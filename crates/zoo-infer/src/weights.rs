@@ -276,47 +276,10 @@ fn to_f32(t: &TensorInfo, bytes: &[u8]) -> Result<Vec<f32>> {
     })
 }
 
-/// llama.cpp's name for a Hugging Face tensor name of `arch`.
+/// llama.cpp's name for a Hugging Face tensor name of `arch` (zoo-weights' converter tables, so
+/// reading and writing GGUF files can never disagree).
 fn gguf_name(arch: Arch, name: &str) -> Option<String> {
-    const LLAMA: &[(&str, &str)] = &[
-        ("self_attn.q_proj", "attn_q"),
-        ("self_attn.k_proj", "attn_k"),
-        ("self_attn.v_proj", "attn_v"),
-        ("self_attn.o_proj", "attn_output"),
-        ("mlp.gate_proj", "ffn_gate"),
-        ("mlp.up_proj", "ffn_up"),
-        ("mlp.down_proj", "ffn_down"),
-        ("input_layernorm", "attn_norm"),
-        ("post_attention_layernorm", "ffn_norm"),
-    ];
-    const LLAMA_GLOBAL: &[(&str, &str)] =
-        &[("model.embed_tokens", "token_embd"), ("model.norm", "output_norm"), ("lm_head", "output")];
-    const BLOOM: &[(&str, &str)] = &[
-        ("input_layernorm", "attn_norm"),
-        ("self_attention.query_key_value", "attn_qkv"),
-        ("self_attention.dense", "attn_output"),
-        ("post_attention_layernorm", "ffn_norm"),
-        ("mlp.dense_h_to_4h", "ffn_up"),
-        ("mlp.dense_4h_to_h", "ffn_down"),
-    ];
-    const BLOOM_GLOBAL: &[(&str, &str)] = &[
-        ("transformer.word_embeddings", "token_embd"),
-        ("transformer.word_embeddings_layernorm", "token_embd_norm"),
-        ("transformer.ln_f", "output_norm"),
-        ("lm_head", "output"),
-    ];
-    let (prefix, layer, global) = match arch {
-        Arch::Bloom => ("transformer.h.", BLOOM, BLOOM_GLOBAL),
-        _ => ("model.layers.", LLAMA, LLAMA_GLOBAL),
-    };
-    let (stem, suffix) = name.rsplit_once('.')?;
-    if let Some(rest) = stem.strip_prefix(prefix) {
-        let (idx, part) = rest.split_once('.')?;
-        let g = layer.iter().find(|(h, _)| *h == part)?.1;
-        return Some(format!("blk.{idx}.{g}.{suffix}"));
-    }
-    let g = global.iter().find(|(h, _)| *h == stem)?.1;
-    Some(format!("{g}.{suffix}"))
+    zoo_weights::gguf_convert::gguf_tensor_name(arch.name(), name)
 }
 
 /// Opens the checkpoint at `path` (a folder, an index, a `.safetensors`/`.bin`/`.gguf` file).

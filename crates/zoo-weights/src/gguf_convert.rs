@@ -70,6 +70,18 @@ impl OutType {
     }
 }
 
+/// llama.cpp's name for the Hugging Face tensor `hf` of a model whose GGUF architecture is
+/// `arch` (`bloom` and `qwen2` have tables of their own; `llama`, `gemma`, `baichuan` use LLaMA's
+/// names), `None` for tensors llama.cpp does not keep. The runner reads GGUF files with it.
+pub fn gguf_tensor_name(arch: &str, hf: &str) -> Option<String> {
+    let a = match arch {
+        "bloom" => Arch::Bloom,
+        "qwen2" => Arch::Qwen2,
+        _ => Arch::Llama,
+    };
+    a.to_gguf(hf)
+}
+
 /// How [`quantize`] runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QuantizeOptions {
