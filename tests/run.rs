@@ -233,3 +233,57 @@ fn bad_input_gets_one_clear_error() {
     fails(&run(h, &["run", "chimera-inst-chat-7b", "hi"]), 1, "delta");
     fails(&run(h, &["run", "phoenix-inst-chat-7b", "hi"]), 1, "not in the Hugging Face cache");
 }
+
+/// Puts `files` into a Hugging Face cache at `hub` as repo `repo`, revision `main`.
+fn cache_repo(hub: &Path, repo: &str, files: &[(&str, PathBuf)]) {
+    let dir = hub.join(format!("models--{}", repo.replace('/', "--")));
+    let snap = dir.join("snapshots").join("0123456789abcdef0123456789abcdef01234567");
+    std::fs::create_dir_all(&snap).unwrap();
+    std::fs::create_dir_all(dir.join("refs")).unwrap();
+    std::fs::write(dir.join("refs/main"), "0123456789abcdef0123456789abcdef01234567").unwrap();
+    for (name, src) in files {
+        std::os::unix::fs::symlink(src, snap.join(name)).unwrap();
+    }
+}
+
+#[test]
+fn models_are_found_by_registry_name_and_by_cached_repo_id() {
+    let home = tempfile::tempdir().unwrap();
+    let hub = home.path().join("hf/hub");
+    // A GGUF repo in the cache, run by its repo id.
+    cache_repo(&hub, "HuggingFaceTB/SmolLM2-135M-Instruct-GGUF", &[("smollm2.Q4_1.gguf", smollm2_gguf())]);
+    // The registry's phoenix-inst-chat-7b repo, holding (for the test) the tiny BLOOM.
+    let tiny = fixture("tiny-bloom");
+    cache_repo(
+        &hub,
+        "FreedomIntelligence/phoenix-inst-chat-7b",
+        &[("config.json", tiny.join("config.json")), ("model.safetensors", tiny.join("model.safetensors"))],
+    );
+    let run_in = |args: &[&str]| zoo(home.path()).env("HF_HOME", home.path().join("hf")).args(args).output().unwrap();
+    let v = json(&run_in(&[
+        "run",
+        "HuggingFaceTB/SmolLM2-135M-Instruct-GGUF",
+        "Hi",
+        "--greedy",
+        "--max-tokens",
+        "3",
+        "--json",
+    ]));
+    assert_eq!(v["token_ids"].as_array().unwrap().len(), 3);
+    let r = reference("tiny-bloom");
+    let v = json(&run_in(&[
+        "run",
+        "phoenix-inst-chat-7b",
+        "--token-ids",
+        &csv(&r["input_ids"]),
+        "--greedy",
+        "--max-tokens",
+        "16",
+        "--json",
+    ]));
+    assert_eq!(v["model"], "phoenix-inst-chat-7b");
+    assert_eq!(
+        ids(&v["token_ids"]),
+        r["greedy_ids"].to_vec1::<i64>().unwrap().iter().map(|&x| x as u32).collect::<Vec<_>>()
+    );
+}
