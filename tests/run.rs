@@ -287,3 +287,29 @@ fn models_are_found_by_registry_name_and_by_cached_repo_id() {
         r["greedy_ids"].to_vec1::<i64>().unwrap().iter().map(|&x| x as u32).collect::<Vec<_>>()
     );
 }
+
+/// Ctrl-C stops the reply, keeps what was printed, and exits cleanly with the speed line.
+#[test]
+fn interrupt_ends_the_reply_cleanly() {
+    use std::io::Read;
+    let home = tempfile::tempdir().unwrap();
+    let gguf = smollm2_gguf();
+    let mut child = zoo(home.path())
+        .args(["run", s(&gguf), "Tell me a long story about a dragon.", "--max-tokens", "100000", "--ignore-eos"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for streamed text: generation (and the Ctrl-C handler) is running.
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = [0u8; 16];
+    stdout.read_exact(&mut first).unwrap();
+    let status = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let mut rest = Vec::new();
+    stdout.read_to_end(&mut rest).unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "exit {:?}: {}", o.status, stderr(&o));
+    assert!(stderr(&o).contains("tok/s"), "{}", stderr(&o));
+    assert!(rest.ends_with(b"\n"), "the reply ends with a newline");
+}
