@@ -306,7 +306,18 @@ fn gptq_release_to_gguf_and_back() {
     zoo(&[s("quantize"), s("--type"), s("gptq-int4"), s("--in"), p(&tiny), s("--out"), p(&gptq)]);
     assert!(gptq.join("quantize_config.json").is_file());
     let gguf = tmp.path().join("m.gguf");
+    // A staging folder left by a killed run (no such process) is swept; nothing is left behind.
+    let stale = tmp.path().join(".m.gguf.gptq-staging.zoo-tmp-999999999");
+    std::fs::create_dir_all(&stale).unwrap();
+    std::fs::write(stale.join("model.safetensors"), b"half-written").unwrap();
     zoo(&[s("quantize"), s("--type"), s("f32"), s("--in"), p(&gptq), s("--out"), p(&gguf)]);
+    assert!(!stale.exists(), "stale staging folder swept");
+    let leftovers: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with('.'))
+        .collect();
+    assert!(leftovers.is_empty(), "temp files left: {leftovers:?}");
     let via_gguf = tmp.path().join("via-gguf");
     zoo(&[s("dequantize"), p(&gguf), s("--out"), p(&via_gguf)]);
     let direct = tmp.path().join("direct");

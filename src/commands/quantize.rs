@@ -42,8 +42,13 @@ pub async fn quantize(ctx: &Ctx, out: &mut dyn Write, a: QuantizeArgs) -> anyhow
     let mut staged: Option<PathBuf> = None;
     let mut input = a.input.clone();
     if is_gptq_folder(&a.input) {
-        let parent = a.out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        let tmp = parent.join(format!(".zoo-gptq-dequant-{}", std::process::id()));
+        // `.OUT.gptq-staging.zoo-tmp-PID`: the writers' temp naming, so staging folders of
+        // killed runs are swept like their temp files.
+        let name = a.out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let staging = a.out.with_file_name(format!("{name}.gptq-staging"));
+        zoo_weights::writer::remove_stale(&staging);
+        let tmp = zoo_weights::writer::temp_name(&staging, std::process::id())
+            .with_context(|| format!("{} is not a file name", a.out.display()))?;
         let _ = std::fs::remove_dir_all(&tmp);
         let src = a.input.clone();
         let t2 = tmp.clone();

@@ -217,8 +217,8 @@ fn pid_alive(pid: u32) -> bool {
 }
 
 /// Removes temp folders (or files, for single-file outputs like GGUF) for `dest` left by
-/// processes that no longer run.
-pub(crate) fn remove_stale(dest: &Path) {
+/// processes that no longer run (killed with -9, power loss); those of live processes stay.
+pub fn remove_stale(dest: &Path) {
     let (Some(parent), Some(name)) = (dest.parent(), dest.file_name().and_then(|n| n.to_str())) else {
         return;
     };
