@@ -242,7 +242,7 @@ fn unsupported_architecture_is_named_and_nothing_is_written() {
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
-        err.contains("MambaForCausalLM") && err.contains("not supported") && err.contains("llama, qwen2, bloom"),
+        err.contains("MambaForCausalLM") && err.contains("not supported") && err.contains("llama, qwen2, gemma, bloom"),
         "{err}"
     );
     assert_eq!(o.status.code(), Some(1), "a refused input exits 1");

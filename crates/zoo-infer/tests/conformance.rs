@@ -237,3 +237,8 @@ fn perplexity_matches_the_reference_logits() {
         assert_eq!(n2, input.len() - 2);
     }
 }
+
+#[test]
+fn tiny_gemma_from_gguf() {
+    check_gguf(&local("tiny-gemma"));
+}

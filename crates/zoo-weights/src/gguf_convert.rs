@@ -123,6 +123,9 @@ pub struct QuantizeReport {
 enum Arch {
     Llama,
     Qwen2,
+    /// Gemma 1 (Apollo-2B/7B): LLaMA's names, no q/k permutation, and llama.cpp's converter
+    /// stores the RMSNorm weights with Gemma's `+1` added.
+    Gemma,
     Bloom,
 }
 
@@ -131,6 +134,7 @@ impl Arch {
         match self {
             Arch::Llama => "llama",
             Arch::Qwen2 => "qwen2",
+            Arch::Gemma => "gemma",
             Arch::Bloom => "bloom",
         }
     }
@@ -141,17 +145,18 @@ impl Arch {
         match (model_type, arch0) {
             ("llama", _) | (_, "LlamaForCausalLM") => Ok(Arch::Llama),
             ("qwen2", _) | (_, "Qwen2ForCausalLM") => Ok(Arch::Qwen2),
+            ("gemma", _) | (_, "GemmaForCausalLM") => Ok(Arch::Gemma),
             ("bloom", _) | (_, "BloomForCausalLM") => Ok(Arch::Bloom),
             _ => Err(WeightsError::UnsupportedArchitecture {
                 path: folder.join("config.json"),
                 arch: format!("{} (model_type `{model_type}`)", if arch0.is_empty() { "?" } else { arch0 }),
-                supported: "llama, qwen2, bloom",
+                supported: "llama, qwen2, gemma, bloom",
             }),
         }
     }
 
     fn from_gguf(name: &str) -> Option<Arch> {
-        [Arch::Llama, Arch::Qwen2, Arch::Bloom].into_iter().find(|a| a.name() == name)
+        [Arch::Llama, Arch::Qwen2, Arch::Gemma, Arch::Bloom].into_iter().find(|a| a.name() == name)
     }
 }
 
@@ -190,7 +195,7 @@ const BLOOM_GLOBAL: &[(&str, &str)] = &[
 impl Arch {
     fn tables(self) -> (&'static str, NameTable, NameTable) {
         match self {
-            Arch::Llama | Arch::Qwen2 => ("model.layers.", LLAMA_LAYER, LLAMA_GLOBAL),
+            Arch::Llama | Arch::Qwen2 | Arch::Gemma => ("model.layers.", LLAMA_LAYER, LLAMA_GLOBAL),
             Arch::Bloom => ("transformer.h.", BLOOM_LAYER, BLOOM_GLOBAL),
         }
     }
@@ -244,13 +249,26 @@ enum Reorder {
     BloomQkv {
         n_head: usize,
     },
+    /// Not a reordering: Gemma's norm weights get `+1` on the way in (`-1` on the way out).
+    AddOne,
 }
 
 impl Reorder {
+    /// What the GGUF tensor `gguf` (a llama.cpp name) of `arch` needs.
+    fn of(arch: Arch, gguf: &str, n_head: usize, n_kv: usize) -> Reorder {
+        match (arch, gguf.rsplit('.').nth(1)) {
+            (Arch::Llama, Some("attn_q")) => Reorder::Rope { n_head },
+            (Arch::Llama, Some("attn_k")) => Reorder::Rope { n_head: n_kv },
+            (Arch::Bloom, Some("attn_qkv")) => Reorder::BloomQkv { n_head },
+            (Arch::Gemma, Some(part)) if part.ends_with("_norm") && gguf.ends_with(".weight") => Reorder::AddOne,
+            _ => Reorder::None,
+        }
+    }
+
     /// For output row `r` of `rows`, the input row it comes from (`inverse`: the other way).
     fn source_row(self, r: usize, rows: usize, inverse: bool) -> usize {
         let (a, b, c, swap): (usize, usize, usize, bool) = match self {
-            Reorder::None => return r,
+            Reorder::None | Reorder::AddOne => return r,
             Reorder::Rope { n_head } => {
                 let per = rows / n_head.max(1);
                 (n_head, 2, per / 2, true)
@@ -285,6 +303,10 @@ impl Reorder {
         if self == Reorder::None || rows == 0 {
             return x;
         }
+        if self == Reorder::AddOne {
+            let d = if inverse { -1.0 } else { 1.0 };
+            return x.into_iter().map(|v| v + d).collect();
+        }
         let cols = x.len() / rows;
         let mut out = Vec::with_capacity(x.len());
         for r in 0..rows {
@@ -314,7 +336,7 @@ fn arch_metadata(arch: Arch, cfg: &Value) -> Vec<(String, MetaValue)> {
     let hidden = cfg_u64(cfg, &["hidden_size", "n_embed"]);
     let n_head = cfg_u64(cfg, &["num_attention_heads", "n_head"]);
     match arch {
-        Arch::Llama | Arch::Qwen2 => {
+        Arch::Llama | Arch::Qwen2 | Arch::Gemma => {
             u32_key(&mut md, "context_length", cfg_u64(cfg, &["max_position_embeddings"]));
             u32_key(&mut md, "embedding_length", hidden);
             u32_key(&mut md, "block_count", cfg_u64(cfg, &["num_hidden_layers"]));
@@ -505,12 +527,7 @@ pub fn quantize(
                 skipped.push(t.name.clone());
                 continue;
             };
-            let reorder = match (arch, g.rsplit('.').nth(1)) {
-                (Arch::Llama, Some("attn_q")) => Reorder::Rope { n_head },
-                (Arch::Llama, Some("attn_k")) => Reorder::Rope { n_head: n_kv },
-                (Arch::Bloom, Some("attn_qkv")) => Reorder::BloomQkv { n_head },
-                _ => Reorder::None,
-            };
+            let reorder = Reorder::of(arch, &g, n_head, n_kv);
             let (ty, fallback) = pick_type(opts.out_type, &g, &t.shape, n_layer);
             items.push(Item { gguf: g, source: t.clone(), reorder, ty, fallback });
         }
@@ -610,10 +627,15 @@ fn hf_config(arch: Arch, ck: &Checkpoint, dtype: Dtype) -> Value {
     let bos = meta_u64(ck, "tokenizer.ggml.bos_token_id");
     let eos = meta_u64(ck, "tokenizer.ggml.eos_token_id");
     match arch {
-        Arch::Llama | Arch::Qwen2 => {
+        Arch::Llama | Arch::Qwen2 | Arch::Gemma => {
             let tied = ck.get("output.weight").is_none();
+            let class = match arch {
+                Arch::Qwen2 => "Qwen2ForCausalLM",
+                Arch::Gemma => "GemmaForCausalLM",
+                _ => "LlamaForCausalLM",
+            };
             let mut c = json!({
-                "architectures": [if arch == Arch::Llama { "LlamaForCausalLM" } else { "Qwen2ForCausalLM" }],
+                "architectures": [class],
                 "model_type": a,
                 "hidden_size": k("embedding_length"),
                 "intermediate_size": k("feed_forward_length"),
@@ -624,7 +646,7 @@ fn hf_config(arch: Arch, ck: &Checkpoint, dtype: Dtype) -> Value {
                 "rms_norm_eps": meta_f32(ck, &format!("{a}.attention.layer_norm_rms_epsilon")),
                 "rope_theta": meta_f32(ck, &format!("{a}.rope.freq_base")).unwrap_or(10000.0),
                 "vocab_size": vocab,
-                "hidden_act": "silu",
+                "hidden_act": if arch == Arch::Gemma { "gelu_pytorch_tanh" } else { "silu" },
                 "tie_word_embeddings": tied,
                 "bos_token_id": bos,
                 "eos_token_id": eos,
@@ -690,12 +712,7 @@ pub fn dequantize(
                     plan.push((t.name.clone(), t.clone(), Reorder::None));
                     continue;
                 };
-                let r = match (a, t.name.rsplit('.').nth(1)) {
-                    (Arch::Llama, Some("attn_q")) => Reorder::Rope { n_head },
-                    (Arch::Llama, Some("attn_k")) => Reorder::Rope { n_head: n_kv },
-                    (Arch::Bloom, Some("attn_qkv")) => Reorder::BloomQkv { n_head },
-                    _ => Reorder::None,
-                };
+                let r = Reorder::of(a, &t.name, n_head, n_kv);
                 (h, r)
             }
         };
