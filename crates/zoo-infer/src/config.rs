@@ -109,6 +109,12 @@ pub struct ModelConfig {
     pub dtype: Option<String>,
 }
 
+/// BLOOM, and Baichuan-13B / Baichuan2-13B (40 layers), use ALiBi; the 7B Baichuans use RoPE.
+/// This is how llama.cpp tells them apart too: their configs name no position scheme.
+fn uses_alibi(arch: Arch, num_layers: usize) -> bool {
+    arch == Arch::Bloom || (arch == Arch::Baichuan && num_layers == 40)
+}
+
 fn get<'a>(cfg: &'a Value, keys: &[&str]) -> Option<&'a Value> {
     keys.iter().find_map(|k| cfg.get(*k).filter(|v| !v.is_null()))
 }
@@ -121,7 +127,8 @@ fn get_f64(cfg: &Value, keys: &[&str]) -> Option<f64> {
     get(cfg, keys).and_then(Value::as_f64)
 }
 
-fn ids(v: Option<&Value>) -> Vec<u32> {
+/// Token ids given as one integer or a list (`eos_token_id`).
+pub(crate) fn ids(v: Option<&Value>) -> Vec<u32> {
     match v {
         Some(Value::Number(n)) => n.as_u64().and_then(|x| u32::try_from(x).ok()).into_iter().collect(),
         Some(Value::Array(a)) => a.iter().filter_map(|x| x.as_u64().and_then(|x| u32::try_from(x).ok())).collect(),
@@ -183,10 +190,7 @@ impl ModelConfig {
             Arch::Bloom => 1e-5,
             _ => 1e-6,
         });
-        // Baichuan-13B and Baichuan2-13B (40 layers) use ALiBi; the 7B models use RoPE. This is
-        // how llama.cpp tells them apart too: their configs name no position scheme.
-        let alibi = arch == Arch::Bloom || (arch == Arch::Baichuan && num_layers == 40);
-        let positions = if alibi {
+        let positions = if uses_alibi(arch, num_layers) {
             Positions::Alibi
         } else {
             let params = cfg.get("rope_parameters");
@@ -298,8 +302,7 @@ impl ModelConfig {
         };
         let norm_eps =
             float("attention.layer_norm_rms_epsilon").or_else(|| float("attention.layer_norm_epsilon")).unwrap_or(1e-5);
-        let alibi = arch == Arch::Bloom || (arch == Arch::Baichuan && num_layers == 40);
-        let positions = if alibi {
+        let positions = if uses_alibi(arch, num_layers) {
             Positions::Alibi
         } else {
             // llama.cpp's converter permutes q/k rows of LLaMA and Baichuan for its interleaved

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 use zoo_weights::Checkpoint;
 
-use crate::config::ModelConfig;
+use crate::config::{ModelConfig, ids};
 use crate::error::{InferError, Result};
 use crate::generate::Session;
 use crate::models;
@@ -67,14 +67,6 @@ fn layout(path: &Path) -> Result<Layout> {
         1 => Ok(Layout::Gguf(ggufs.remove(0))),
         0 => Err(InferError::config(path, "no config.json and no .gguf file: not a model folder")),
         n => Err(InferError::config(path, format!("{n} .gguf files and no config.json: name the file to run"))),
-    }
-}
-
-fn ids(v: Option<&Value>) -> Vec<u32> {
-    match v {
-        Some(Value::Number(n)) => n.as_u64().and_then(|x| u32::try_from(x).ok()).into_iter().collect(),
-        Some(Value::Array(a)) => a.iter().filter_map(|x| x.as_u64().and_then(|x| u32::try_from(x).ok())).collect(),
-        _ => Vec::new(),
     }
 }
 

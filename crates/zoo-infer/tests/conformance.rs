@@ -29,6 +29,19 @@ fn ids_of(t: &Tensor) -> Vec<u32> {
     t.to_vec1::<i64>().unwrap().into_iter().map(|x| x as u32).collect()
 }
 
+/// `zoo dequantize GGUF --out DEST --dtype f32`.
+fn dequantize_f32(gguf: &Path, dest: &Path) {
+    zoo_weights::gguf_convert::dequantize(
+        gguf,
+        dest,
+        zoo_weights::Dtype::F32,
+        &zoo_weights::WriteOptions::default(),
+        &zoo_progress::Silent,
+        &zoo_progress::CancelToken::new(),
+    )
+    .unwrap();
+}
+
 /// Loads `dir` and checks it against `dir/reference.safetensors`.
 fn check(dir: &Path) {
     let reference = candle_core::safetensors::load(dir.join("reference.safetensors"), &Device::Cpu).unwrap();
@@ -107,7 +120,7 @@ fn tiny_baichuan2_normalizes_its_head() {
 /// what the activation rounding costs, so the kernels and GGUF layouts are under test, not the
 /// weight quantization.
 fn check_gguf(dir: &Path) {
-    use zoo_weights::gguf_convert::{OutType, QuantizeOptions, dequantize, quantize};
+    use zoo_weights::gguf_convert::{OutType, QuantizeOptions, quantize};
     let reference = candle_core::safetensors::load(dir.join("reference.safetensors"), &Device::Cpu).unwrap();
     let input = ids_of(&reference["input_ids"]);
     let tmp = tempfile::tempdir().unwrap();
@@ -134,15 +147,7 @@ fn check_gguf(dir: &Path) {
     for ty in [OutType::F16, OutType::BF16] {
         let gguf = convert(ty);
         let dense_dir = tmp.path().join(format!("{ty:?}-dense"));
-        dequantize(
-            &gguf,
-            &dense_dir,
-            zoo_weights::Dtype::F32,
-            &zoo_weights::WriteOptions::default(),
-            &zoo_progress::Silent,
-            &zoo_progress::CancelToken::new(),
-        )
-        .unwrap();
+        dequantize_f32(&gguf, &dense_dir);
         let dense = zoo_infer::load(&dense_dir).unwrap().session.logits(&input).unwrap();
         let half = zoo_infer::load(&gguf).unwrap().session.logits(&input).unwrap();
         let d = max_diff(&half, &dense);
@@ -151,15 +156,7 @@ fn check_gguf(dir: &Path) {
 
     let q8 = convert(OutType::Pure(zoo_weights::quant::QuantType::Q8_0));
     let dense_dir = tmp.path().join("q8-dequantized");
-    dequantize(
-        &q8,
-        &dense_dir,
-        zoo_weights::Dtype::F32,
-        &zoo_weights::WriteOptions::default(),
-        &zoo_progress::Silent,
-        &zoo_progress::CancelToken::new(),
-    )
-    .unwrap();
+    dequantize_f32(&q8, &dense_dir);
     let dense = zoo_infer::load(&dense_dir).unwrap().session.logits(&input).unwrap();
     let quant = zoo_infer::load(&q8).unwrap().session.logits(&input).unwrap();
     let scale = dense.abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();

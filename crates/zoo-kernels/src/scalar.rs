@@ -77,32 +77,7 @@ fn dot_blocks<const N: usize>(w: &[u8], a: &[BlockQ8], f: impl Fn(&[u8; N], &Blo
     acc + offs
 }
 
-/// ggml's `get_scale_min_k4` for all eight sub-blocks of a Q4_K block: (scales, mins).
-#[inline(always)]
-pub(crate) fn q4k_scales(q: &[u8; 12]) -> ([u8; 8], [u8; 8]) {
-    let [q0, q1, q2, q3, q4, q5, q6, q7, q8, q9, q10, q11] = *q;
-    let scales = [
-        q0 & 63,
-        q1 & 63,
-        q2 & 63,
-        q3 & 63,
-        (q8 & 0x0F) | ((q0 >> 6) << 4),
-        (q9 & 0x0F) | ((q1 >> 6) << 4),
-        (q10 & 0x0F) | ((q2 >> 6) << 4),
-        (q11 & 0x0F) | ((q3 >> 6) << 4),
-    ];
-    let mins = [
-        q4 & 63,
-        q5 & 63,
-        q6 & 63,
-        q7 & 63,
-        (q8 >> 4) | ((q4 >> 6) << 4),
-        (q9 >> 4) | ((q5 >> 6) << 4),
-        (q10 >> 4) | ((q6 >> 6) << 4),
-        (q11 >> 4) | ((q7 >> 6) << 4),
-    ];
-    (scales, mins)
-}
+pub(crate) use zoo_weights::quant::unpack_scale_min_k4 as q4k_scales;
 
 /// Splits a 144-byte Q4_K block into (d, dmin, packed scales, nibbles).
 #[inline(always)]

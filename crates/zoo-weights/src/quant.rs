@@ -14,6 +14,8 @@
 //! Entry points: [`quantize_row`], [`dequantize_row`], [`quantize_rows_parallel`].
 
 mod k;
+
+pub use k::unpack_scale_min_k4;
 mod legacy;
 
 use std::fmt;

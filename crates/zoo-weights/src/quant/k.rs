@@ -57,8 +57,10 @@ fn pack_scale_min_k4(ls: [u8; 8], lm: [u8; 8]) -> [u8; 12] {
     ]
 }
 
-/// ggml's `get_scale_min_k4` for all eight sub-blocks: (scales, mins).
-fn unpack_scale_min_k4(q: &[u8; 12]) -> ([u8; 8], [u8; 8]) {
+/// ggml's `get_scale_min_k4` for all eight sub-blocks: (scales, mins). Also used by the
+/// quantized dot products of `zoo-kernels`.
+#[inline]
+pub fn unpack_scale_min_k4(q: &[u8; 12]) -> ([u8; 8], [u8; 8]) {
     let [q0, q1, q2, q3, q4, q5, q6, q7, q8, q9, q10, q11] = *q;
     let scales = [
         q0 & 63,
