@@ -1,8 +1,16 @@
 //! The standard Hugging Face cache (`models--org--name/{blobs,snapshots,refs}`), shared with
-//! Python's `huggingface_hub`. For now: where a repo lives in the cache and whether a snapshot
-//! of it is present. Downloads come with the hub issue.
+//! Python's `huggingface_hub`: where a repo lives in it ([`HfCache`]), pulling into it with
+//! resume and sha256 checks ([`download`]), hashing files ([`hash`]), and listing, removing and
+//! pruning what it holds ([`scan`]).
 
 use std::path::{Path, PathBuf};
+
+pub mod download;
+pub mod error;
+pub mod hash;
+pub mod scan;
+
+pub use error::{HubError, Result};
 
 /// A Hugging Face hub cache folder (what `HF_HUB_CACHE` points at).
 #[derive(Debug, Clone)]

@@ -1,0 +1,1 @@
+//! Pulling files from the hub into the cache.

@@ -1,0 +1,1 @@
+//! Hashing files: sha256 and git blob sha1, streaming and parallel over files.

@@ -1,0 +1,1 @@
+//! Scanning the cache: repos, revisions, files and sizes; removing and pruning.
