@@ -66,6 +66,16 @@ pub enum Command {
     Run(RunArgs),
     /// Chat with a model in the terminal (streaming, history, /reset /regen /save /load /exit)
     Chat(ChatArgs),
+    /// Download a model into the Hugging Face cache (resumable, sha256-checked); with --base a
+    /// delta release becomes a runnable, registered model
+    Pull(PullArgs),
+    /// Re-hash local files against the registry and the cache's blob names (exit 1 on any problem)
+    Verify(VerifyArgs),
+    /// The Hugging Face cache: list what it holds, remove repos or revisions, prune leftovers
+    #[command(subcommand)]
+    Cache(CacheCommand),
+    /// Register a model you already have (a folder or a GGUF file) as a local model, with hashes
+    Add(AddArgs),
 }
 
 /// How a model is found, prompted and sampled: shared by `run` and `chat`.
@@ -496,6 +506,135 @@ pub struct ImportArgs {
     /// JSON file with one result object or an array of them; `-` reads stdin
     pub file: PathBuf,
     /// Print the recorded run ids as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    /// Registry name or Hugging Face repo id, optionally with a revision: NAME[@REV], ORG/REPO[@REV]
+    #[arg(value_name = "MODEL")]
+    pub model: String,
+    /// Only files matching this glob (fnmatch: `*` also matches `/`); repeatable
+    #[arg(long, value_name = "GLOB")]
+    pub include: Vec<String>,
+    /// Skip files matching this glob; repeatable
+    #[arg(long, value_name = "GLOB")]
+    pub exclude: Vec<String>,
+    /// For a delta release: the base model (folder, registry name or repo id; pulled if needed)
+    #[arg(long, value_name = "PATH|NAME|REPO")]
+    pub base: Option<String>,
+    /// For a delta release: where the applied model goes [default: $XDG_DATA_HOME/zoo/models/NAME]
+    #[arg(long, short = 'o', value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Replace an existing applied model folder
+    #[arg(long)]
+    pub overwrite: bool,
+    /// No network at all: use the cache only (same as HF_HUB_OFFLINE=1)
+    #[arg(long)]
+    pub offline: bool,
+    /// Show what would be downloaded, then stop
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Progress on stderr
+    #[arg(long, value_enum, default_value_t = crate::progress::ProgressMode::Auto)]
+    pub progress: crate::progress::ProgressMode,
+    /// Print a JSON report (repo, commit, snapshot path, files) on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Registry name, cached repo id (ORG/NAME[@REV]) or path (a snapshot or a registered
+    /// folder/file) [default: every cached repo and every registered copy]
+    #[arg(value_name = "TARGET")]
+    pub target: Option<String>,
+    /// Hashing threads [default: all cores]
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// Progress on stderr
+    #[arg(long, value_enum, default_value_t = crate::progress::ProgressMode::Auto)]
+    pub progress: crate::progress::ProgressMode,
+    /// Print the result per file as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// Repos in the Hugging Face cache with sizes and revisions (like `hf cache ls`)
+    #[command(visible_alias = "list")]
+    Ls(CacheLsArgs),
+    /// Remove repos (ORG/NAME or a registry name) or revisions (a commit id) from the cache
+    Rm(CacheRmArgs),
+    /// Remove detached revisions, unreferenced blobs and unfinished downloads
+    Prune(CachePruneArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CacheLsArgs {
+    /// One line per revision
+    #[arg(long)]
+    pub revisions: bool,
+    /// Print JSON instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CacheRmArgs {
+    /// ORG/NAME, a registry name, ORG/NAME@REV or a commit id
+    #[arg(required = true, value_name = "TARGET")]
+    pub targets: Vec<String>,
+    /// Show what would be removed and the space it frees, then stop
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Do not ask for confirmation
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Print the plan and the result as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CachePruneArgs {
+    /// Show what would be removed and the space it frees, then stop
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Do not ask for confirmation
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Print the plan and the result as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AddArgs {
+    /// A model folder (config.json + weights) or a .gguf file
+    #[arg(value_name = "PATH")]
+    pub path: PathBuf,
+    /// The registry name to give it
+    #[arg(long, value_name = "NAME")]
+    pub name: String,
+    /// Prompt format (see `zoo run --help`) [default: the model's own template]
+    #[arg(long, value_name = "FORMAT")]
+    pub template: Option<String>,
+    /// Family to file it under [default: local]
+    #[arg(long, value_name = "FAMILY")]
+    pub family: Option<String>,
+    /// Replace a local model of that name
+    #[arg(long)]
+    pub replace: bool,
+    /// Hashing threads [default: all cores]
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// Progress on stderr
+    #[arg(long, value_enum, default_value_t = crate::progress::ProgressMode::Auto)]
+    pub progress: crate::progress::ProgressMode,
+    /// Print the registered record as JSON
     #[arg(long)]
     pub json: bool,
 }

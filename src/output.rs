@@ -31,6 +31,9 @@ impl Style {
     pub fn dim(&self, s: &str) -> String {
         if self.color { format!("\x1b[2m{s}\x1b[0m") } else { s.to_string() }
     }
+    pub fn green(&self, s: &str) -> String {
+        if self.color { format!("\x1b[32m{s}\x1b[0m") } else { s.to_string() }
+    }
     pub fn red(&self, s: &str) -> String {
         if self.color { format!("\x1b[31m{s}\x1b[0m") } else { s.to_string() }
     }

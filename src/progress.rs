@@ -25,19 +25,21 @@ struct Task {
     started: Instant,
 }
 
+/// Tasks nest (a download of many files, each file its own task): the bar shows the innermost
+/// task, followed by the outermost one's percentage when they differ.
 pub struct StderrProgress {
     mode: ProgressMode,
     tty: bool,
-    state: Mutex<(Option<Task>, Instant)>,
+    state: Mutex<(Vec<Task>, Instant)>,
 }
 
 impl StderrProgress {
     pub fn new(mode: ProgressMode) -> Self {
         let tty = std::io::stderr().is_terminal();
-        StderrProgress { mode, tty, state: Mutex::new((None, Instant::now() - Duration::from_secs(1))) }
+        StderrProgress { mode, tty, state: Mutex::new((Vec::new(), Instant::now() - Duration::from_secs(1))) }
     }
 
-    fn draw(&self, t: &Task, last: bool) {
+    fn draw(&self, t: &Task, outer: Option<&Task>, last: bool) {
         let elapsed = t.started.elapsed().as_secs_f64().max(1e-6);
         let rate = t.done as f64 / elapsed;
         let amount = |v: u64| match t.unit {
@@ -69,6 +71,10 @@ impl StderrProgress {
         } else {
             line.push_str(&format!("  {}", amount(t.done)));
         }
+        if let Some(o) = outer.filter(|o| o.total.is_some_and(|t| t > 0)) {
+            let frac = (o.done as f64 / o.total.unwrap_or(1) as f64).clamp(0.0, 1.0);
+            line.push_str(&format!("  | {} {:.0}%", o.name, frac * 100.0));
+        }
         let mut err = std::io::stderr().lock();
         let _ = write!(err, "\r\x1b[2K{line}");
         if last {
@@ -97,30 +103,39 @@ impl Progress for StderrProgress {
         let bar = self.mode == ProgressMode::Auto && self.tty;
         match event {
             Event::Note { message } => {
-                if bar && st.0.is_some() {
+                if bar && !st.0.is_empty() {
                     eprint!("\r\x1b[2K");
                 }
                 eprintln!("note: {message}");
             }
             Event::Start { task, total, unit } => {
-                st.0 = Some(Task { name: task, total, unit, done: 0, started: Instant::now() });
+                st.0.retain(|t| t.name != task);
+                st.0.push(Task { name: task, total, unit, done: 0, started: Instant::now() });
             }
-            Event::Advance { delta, .. } => {
+            Event::Advance { task, delta } => {
                 let now = Instant::now();
                 let redraw = now.duration_since(st.1) >= Duration::from_millis(100);
-                if let Some(t) = st.0.as_mut() {
-                    t.done += delta;
-                    if bar && redraw {
-                        self.draw(t, false);
+                let i = st.0.iter().rposition(|t| t.name == task).or(st.0.len().checked_sub(1));
+                if let Some(i) = i {
+                    st.0[i].done += delta;
+                    // The innermost task is drawn; an advance of the outer one alone is not.
+                    if bar && redraw && i + 1 == st.0.len() {
+                        let outer = if st.0.len() > 1 { st.0.first() } else { None };
+                        self.draw(&st.0[i], outer, false);
                         st.1 = now;
                     }
                 }
             }
-            Event::Finish { .. } => {
-                if let Some(t) = st.0.take()
-                    && bar
-                {
-                    self.draw(&t, true);
+            Event::Finish { task } => {
+                let i = st.0.iter().rposition(|t| t.name == task).or(st.0.len().checked_sub(1));
+                if let Some(i) = i {
+                    let t = st.0.remove(i);
+                    // Nested tasks end with their line cleared; the outermost keeps its summary.
+                    if bar && st.0.is_empty() {
+                        self.draw(&t, None, true);
+                    } else if bar {
+                        eprint!("\r\x1b[2K");
+                    }
                 }
             }
         }

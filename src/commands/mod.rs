@@ -1,10 +1,12 @@
 //! One module per command; [`Ctx`] holds what every command shares (resolved paths, style)
 //! and opens the registry on demand, syncing the catalog into it when it changed.
 
+mod cache;
 mod delta;
 mod env;
 mod inspect;
 mod list;
+mod pull;
 mod quantize;
 mod registry;
 mod results;
@@ -94,6 +96,10 @@ pub async fn run(cli: Cli, matches: &ArgMatches, style: Style) -> anyhow::Result
         Command::Inspect(a) => inspect::inspect(&ctx, &mut out, a)?,
         Command::Quantize(a) => quantize::quantize(&ctx, &mut out, a).await?,
         Command::Dequantize(a) => quantize::dequantize(&ctx, &mut out, a).await?,
+        Command::Pull(a) => pull::pull(&ctx, &mut out, a).await?,
+        Command::Verify(a) => cache::verify(&ctx, &mut out, a).await?,
+        Command::Cache(c) => cache::cache(&ctx, &mut out, c).await?,
+        Command::Add(a) => cache::add(&ctx, &mut out, a).await?,
         Command::Run(_) | Command::Chat(_) => unreachable!("handled above"),
         Command::Registry(rc) => match rc {
             RegistryCommand::Query(a) => list::query(&ctx, &mut out, a).await?,

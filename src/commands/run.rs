@@ -58,15 +58,28 @@ async fn resolve(ctx: &Ctx, spec: &str) -> anyhow::Result<Resolved> {
         },
     };
     let names = if record.is_none() { reg.model_names().await? } else { Vec::new() };
+    // Registered copies (an applied delta, a model added with `zoo add`), newest first.
+    let copy = match &record {
+        Some(m) => {
+            reg.local_copies(Some(&m.name)).await?.into_iter().map(|c| PathBuf::from(c.path)).find(|p| p.exists())
+        }
+        None => None,
+    };
     reg.close().await;
+    if let (Some(m), Some(path)) = (&record, &copy)
+        && (m.kind == "delta" || m.origin == "local" || m.hf_repo.is_none())
+    {
+        return Ok(Resolved { path: path.clone(), template: m.chat_template.clone(), label: m.name.clone() });
+    }
     let (repo, template, label) = match &record {
         Some(m) => {
             if m.kind == "delta" {
                 bail!(ModelNotFound(format!(
-                    "{} is a delta release: it only works added to its base ({}); apply it with \
-                     `zoo delta apply`, then run the result",
+                    "{} is a delta release: it only works added to its base ({}); get a runnable copy with \
+                     `zoo pull {} --base PATH|REPO` (or `zoo delta apply`, then run the result)",
                     m.name,
-                    m.base.as_deref().unwrap_or("see `zoo show`")
+                    m.base.as_deref().unwrap_or("see `zoo show`"),
+                    m.name
                 )));
             }
             if m.kind == "api" {
@@ -87,10 +100,10 @@ async fn resolve(ctx: &Ctx, spec: &str) -> anyhow::Result<Resolved> {
         }
     };
     let rev = rev.or(record.as_ref().and_then(|m| m.revision.as_deref()));
-    match cache.as_ref().and_then(|c| c.snapshot_dir(&repo, rev)) {
+    match cache.as_ref().and_then(|c| c.snapshot_dir(&repo, rev)).or(copy) {
         Some(path) => Ok(Resolved { path, template, label }),
         None => bail!(ModelNotFound(format!(
-            "{label} ({repo}) is not in the Hugging Face cache{}; download it first (`hf download {repo}`)",
+            "{label} ({repo}) is not in the Hugging Face cache{}; download it first (`zoo pull {label}`)",
             cache.map(|c| format!(" at {}", c.root().display())).unwrap_or_default()
         ))),
     }

@@ -9,6 +9,7 @@ pub mod download;
 pub mod error;
 pub mod hash;
 pub mod scan;
+pub mod select;
 
 pub use error::{HubError, Result};
 

@@ -8,6 +8,7 @@
 pub mod catalog;
 pub mod check;
 pub mod db;
+pub mod local;
 pub mod model;
 pub mod query;
 pub mod sync;
@@ -17,6 +18,7 @@ use std::path::PathBuf;
 pub use catalog::Catalog;
 pub use check::{Problem, ProblemKind, check};
 pub use db::{Registry, known_schema_version};
+pub use local::{LocalCopy, manifest_sha256};
 pub use query::{ModelFilter, ResultTable, SortKey};
 pub use sync::SyncReport;
 
@@ -43,6 +45,8 @@ pub enum Error {
     CatalogProblems { count: usize, first: String },
     #[error("unknown model {name:?}")]
     UnknownModel { name: String },
+    #[error("the name {name:?} is taken by a {origin} model; choose another name")]
+    NameTaken { name: String, origin: String },
     #[error("unknown benchmark {name:?}")]
     UnknownBenchmark { name: String },
     #[error("benchmark {benchmark:?} has no column {column:?}")]

@@ -17,7 +17,7 @@ pub struct FamilyRecord {
 }
 
 /// A model of the zoo. `params` is in billions.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ModelRecord {
     pub name: String,
     pub display_name: Option<String>,

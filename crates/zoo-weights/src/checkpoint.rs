@@ -311,7 +311,14 @@ impl Checkpoint {
                 }
                 Err(e) => return Err(WeightsError::Io { path, op: "resolve", source: e }),
             };
-            if !real.starts_with(&root) {
+            // Inside the folder, or (a Hugging Face cache snapshot, whose files are links to
+            // `../../blobs/<hash>`) inside the repo's blobs folder.
+            let hf_blobs = root
+                .parent()
+                .filter(|p| p.file_name().is_some_and(|n| n == "snapshots"))
+                .and_then(Path::parent)
+                .map(|repo| repo.join("blobs"));
+            if !real.starts_with(&root) && !hf_blobs.is_some_and(|b| real.starts_with(b)) {
                 return Err(WeightsError::ShardOutsideFolder { index: index.into(), shard: (*shard).into() });
             }
             let (file, len) = open_file(&path)?;

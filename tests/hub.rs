@@ -1,0 +1,498 @@
+//! `zoo pull`, `zoo verify`, `zoo cache`, `zoo add` end to end, against the loopback hub of
+//! `zoo-testhub` serving repos built from `../shared/fixtures`, and with the real Python
+//! `huggingface_hub` sharing the same cache both ways.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::{fixture, zoo};
+use serde_json::Value;
+use sha2::Digest;
+use zoo_testhub::TestHub;
+
+const REPO: &str = "zoo-test/tiny-llama";
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// `zoo` against `hub`, with the HF cache under `home/hub`.
+fn zoo_hub(home: &Path, hub: &TestHub) -> Command {
+    let mut c = zoo(home);
+    c.env("HF_ENDPOINT", hub.endpoint()).env("HF_HUB_CACHE", home.join("hub")).env("XDG_DATA_HOME", home.join("data"));
+    c
+}
+
+fn run(mut c: Command, args: &[&str]) -> Output {
+    c.args(args).output().unwrap()
+}
+
+fn ok(o: &Output) {
+    assert!(o.status.success(), "exit {:?}\nstdout: {}\nstderr: {}", o.status.code(), stdout(o), stderr(o));
+}
+
+fn fails(o: &Output, code: i32, needle: &str) {
+    assert_eq!(o.status.code(), Some(code), "stdout: {}\nstderr: {}", stdout(o), stderr(o));
+    assert!(stderr(o).contains(needle), "expected {needle:?} in stderr: {}", stderr(o));
+    assert!(!stderr(o).contains("panicked"), "{}", stderr(o));
+}
+
+fn sha256_hex(b: &[u8]) -> String {
+    sha2::Sha256::digest(b).iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn repo_dir(home: &Path, repo: &str) -> PathBuf {
+    home.join("hub").join(format!("models--{}", repo.replace('/', "--")))
+}
+
+fn tiny_hub() -> (TestHub, String) {
+    let hub = TestHub::start();
+    let commit = hub.add_dir(REPO, &fixture("tiny-llama")).unwrap();
+    (hub, commit)
+}
+
+/// The reference's prompt ids and first greedy ids, as `--token-ids` csv and a vec.
+fn reference_ids() -> (String, Vec<u64>) {
+    let r =
+        candle_core::safetensors::load(fixture("tiny-llama/reference.safetensors"), &candle_core::Device::Cpu).unwrap();
+    let csv = r["input_ids"].to_vec1::<i64>().unwrap().iter().map(|i| i.to_string()).collect::<Vec<_>>().join(",");
+    let greedy = r["greedy_ids"].to_vec1::<i64>().unwrap().iter().map(|&i| i as u64).collect();
+    (csv, greedy)
+}
+
+fn run_greedy(mut c: Command, model: &str) -> Vec<u64> {
+    let (csv, _) = reference_ids();
+    let o = c.args(["run", model, "--token-ids", &csv, "--greedy", "--max-tokens", "4", "--json"]).output().unwrap();
+    ok(&o);
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    v["token_ids"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap()).collect()
+}
+
+#[test]
+fn pull_fills_the_standard_cache_and_the_model_runs_offline() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let (hub, commit) = tiny_hub();
+    let o = run(zoo_hub(h, &hub), &["pull", REPO]);
+    ok(&o);
+    let dir = repo_dir(h, REPO);
+    let snap = dir.join("snapshots").join(&commit);
+    assert_eq!(stdout(&o).trim(), s(&snap));
+    assert!(stderr(&o).contains("files"), "the plan is shown: {}", stderr(&o));
+    // The layout Python uses: blobs by sha256 (LFS) or git blob id, relative links, refs/main.
+    let weights = std::fs::read(fixture("tiny-llama/model.safetensors")).unwrap();
+    let sha = sha256_hex(&weights);
+    assert_eq!(std::fs::read(dir.join("blobs").join(&sha)).unwrap(), weights);
+    let link = std::fs::read_link(snap.join("model.safetensors")).unwrap();
+    assert_eq!(link, Path::new("../../blobs").join(&sha));
+    assert_eq!(std::fs::read_to_string(dir.join("refs/main")).unwrap().trim(), commit);
+    assert_eq!(
+        std::fs::read(snap.join("config.json")).unwrap(),
+        std::fs::read(fixture("tiny-llama/config.json")).unwrap()
+    );
+
+    // Pulling again downloads nothing.
+    let before = hub.requests().len();
+    let o = run(zoo_hub(h, &hub), &["pull", REPO]);
+    ok(&o);
+    assert!(stderr(&o).contains("0 B to download"), "{}", stderr(&o));
+    assert!(hub.requests()[before..].iter().all(|r| r.contains("/api/models/")), "{:?}", &hub.requests()[before..]);
+
+    // Offline: no socket at all, and the model runs from the cache by repo id.
+    let conns = hub.connections();
+    let mut c = zoo_hub(h, &hub);
+    c.env("HF_HUB_OFFLINE", "1");
+    let (_, greedy) = reference_ids();
+    assert_eq!(run_greedy(c, REPO), greedy[..4]);
+    let mut c = zoo_hub(h, &hub);
+    c.env("HF_HUB_OFFLINE", "1");
+    ok(&run(c, &["pull", REPO]));
+    assert_eq!(hub.connections(), conns, "offline commands opened a socket");
+}
+
+#[test]
+fn offline_never_opens_a_socket_and_a_missing_model_fails_at_once() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let (hub, _) = tiny_hub();
+    let mut c = zoo_hub(h, &hub);
+    c.env("HF_HUB_OFFLINE", "1");
+    let t = std::time::Instant::now();
+    fails(&run(c, &["pull", REPO]), 1, "offline");
+    assert!(t.elapsed() < std::time::Duration::from_secs(5));
+    fails(&run(zoo_hub(h, &hub), &["pull", REPO, "--offline"]), 1, "not in the cache");
+    let mut c = zoo_hub(h, &hub);
+    c.env("HF_HUB_OFFLINE", "1");
+    fails(&run(c, &["run", REPO, "--token-ids", "1,2"]), 1, "not in the Hugging Face cache");
+    assert_eq!(hub.connections(), 0);
+    // Online, an unknown repo and an unknown revision are named.
+    fails(&run(zoo_hub(h, &hub), &["pull", "zoo-test/nope"]), 1, "not found");
+    fails(&run(zoo_hub(h, &hub), &["pull", &format!("{REPO}@v9")]), 1, "revision");
+}
+
+#[test]
+fn an_interrupted_download_resumes_and_ends_verified() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let (hub, commit) = tiny_hub();
+    let weights = std::fs::read(fixture("tiny-llama/model.safetensors")).unwrap();
+    let sha = sha256_hex(&weights);
+
+    // The server drops the connection mid-file; the pull retries from where it stopped.
+    hub.fail_once(REPO, "model.safetensors", 100_000);
+    let o = run(zoo_hub(h, &hub), &["pull", REPO]);
+    ok(&o);
+    assert!(stderr(&o).contains("retrying from byte 100000"), "{}", stderr(&o));
+    assert!(hub.requests().iter().any(|r| r.contains("bytes=100000-")), "{:?}", hub.requests());
+    let dir = repo_dir(h, REPO);
+    assert_eq!(std::fs::read(dir.join("blobs").join(&sha)).unwrap(), weights);
+
+    // A partial file left by an earlier run (ours or Python's: same name) is resumed.
+    let home2 = tempfile::tempdir().unwrap();
+    let h2 = home2.path();
+    let blobs = repo_dir(h2, REPO).join("blobs");
+    std::fs::create_dir_all(&blobs).unwrap();
+    std::fs::write(blobs.join(format!("{sha}.incomplete")), &weights[..54_321]).unwrap();
+    let o = run(zoo_hub(h2, &hub), &["pull", REPO]);
+    ok(&o);
+    assert!(hub.requests().iter().any(|r| r.contains("bytes=54321-")), "{:?}", hub.requests());
+    assert_eq!(std::fs::read(blobs.join(&sha)).unwrap(), weights);
+    assert!(!blobs.join(format!("{sha}.incomplete")).exists());
+    ok(&run(zoo_hub(h2, &hub), &["verify", &format!("{REPO}@{commit}")]));
+}
+
+#[test]
+fn a_corrupt_byte_on_the_server_is_caught_and_nothing_corrupt_stays() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let (hub, commit) = tiny_hub();
+    hub.corrupt(REPO, "model.safetensors", 1000);
+    let o = run(zoo_hub(h, &hub), &["pull", REPO]);
+    fails(&o, 1, "sha256 mismatch");
+    let dir = repo_dir(h, REPO);
+    let left: Vec<String> = std::fs::read_dir(dir.join("blobs"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.len() != 40)
+        .collect();
+    assert!(left.is_empty(), "corrupt or partial blobs stayed: {left:?}");
+    assert!(!dir.join("snapshots").join(&commit).join("model.safetensors").exists());
+}
+
+#[test]
+fn hostile_listings_and_links_are_refused() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let (hub, _) = tiny_hub();
+    for name in ["../../../evil.txt", "/tmp/zoo-evil.txt", "a/../../evil.txt"] {
+        hub.add_listing_entry(REPO, name, b"evil".to_vec());
+    }
+    let o = run(zoo_hub(h, &hub), &["pull", REPO]);
+    ok(&o);
+    assert!(stderr(&o).contains("refused file name"), "{}", stderr(&o));
+    assert!(!h.join("evil.txt").exists() && !h.join("hub/evil.txt").exists());
+    // A snapshot link that leaves the cache is neither followed nor hashed nor deleted.
+    let outside = h.join("outside.txt");
+    std::fs::write(&outside, b"keep me").unwrap();
+    let snaps = repo_dir(h, REPO).join("snapshots");
+    let snap = std::fs::read_dir(&snaps).unwrap().flatten().next().unwrap().path();
+    std::os::unix::fs::symlink(&outside, snap.join("escape.txt")).unwrap();
+    let o = run(zoo_hub(h, &hub), &["cache", "ls", "--json"]);
+    ok(&o);
+    let o = run(zoo_hub(h, &hub), &["cache", "rm", REPO, "--yes"]);
+    ok(&o);
+    assert_eq!(std::fs::read(&outside).unwrap(), b"keep me");
+    fails(&run(zoo_hub(h, &hub), &["cache", "rm", "../x", "--yes"]), 1, "");
+}
+
+#[test]
+fn cache_ls_rm_and_prune_report_what_they_free() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let (hub, first) = tiny_hub();
+    ok(&run(zoo_hub(h, &hub), &["pull", REPO]));
+    // A new commit on main: the old revision becomes detached after the next pull.
+    let mut files: Vec<(String, Vec<u8>)> = ["config.json", "model.safetensors"]
+        .iter()
+        .map(|n| (n.to_string(), std::fs::read(fixture("tiny-llama").join(n)).unwrap()))
+        .collect();
+    files[0].1.extend_from_slice(b"\n");
+    let second = hub.add_commit(REPO, files);
+    ok(&run(zoo_hub(h, &hub), &["pull", REPO]));
+
+    let o = run(zoo_hub(h, &hub), &["cache", "ls", "--json"]);
+    ok(&o);
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let repo = v["repos"].as_array().unwrap().iter().find(|r| r["repo_id"] == REPO).unwrap();
+    let revs: Vec<&str> = repo["revisions"].as_array().unwrap().iter().map(|r| r["commit"].as_str().unwrap()).collect();
+    assert!(revs.contains(&first.as_str()) && revs.contains(&second.as_str()), "{revs:?}");
+    let weights_len = std::fs::metadata(fixture("tiny-llama/model.safetensors")).unwrap().len();
+    assert!(repo["size_on_disk"].as_u64().unwrap() >= weights_len, "{repo}");
+    assert!(repo["size_on_disk"].as_u64().unwrap() < 2 * weights_len, "shared blobs are counted once: {repo}");
+    let o = run(zoo_hub(h, &hub), &["cache", "ls"]);
+    ok(&o);
+    assert!(stdout(&o).contains(REPO));
+
+    // Prune: the detached first revision goes, the shared weights stay.
+    let o = run(zoo_hub(h, &hub), &["cache", "prune", "--dry-run"]);
+    ok(&o);
+    assert!(stdout(&o).contains(&first[..12]) || stderr(&o).contains(&first[..12]), "{}", stdout(&o));
+    assert!(repo_dir(h, REPO).join("snapshots").join(&first).exists(), "dry run removed something");
+    let o = run(zoo_hub(h, &hub), &["cache", "prune", "--yes"]);
+    ok(&o);
+    assert!(stdout(&o).contains("freed"), "{}", stdout(&o));
+    assert!(!repo_dir(h, REPO).join("snapshots").join(&first).exists());
+    let mut c = zoo_hub(h, &hub);
+    c.env("HF_HUB_OFFLINE", "1");
+    assert_eq!(run_greedy(c, REPO).len(), 4, "the current revision still runs");
+
+    // rm: the whole repo, with a summary.
+    let o = run(zoo_hub(h, &hub), &["cache", "rm", REPO, "--yes"]);
+    ok(&o);
+    assert!(stdout(&o).contains("freed"), "{}", stdout(&o));
+    assert!(!repo_dir(h, REPO).exists());
+    // Without --yes and without a terminal to ask on, nothing is removed.
+    ok(&run(zoo_hub(h, &hub), &["pull", REPO]));
+    let o = run(zoo_hub(h, &hub), &["cache", "rm", REPO]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(repo_dir(h, REPO).exists());
+}
+
+/// A catalog with a Chimera-shaped delta over a LLaMA-shaped base, both on the test hub.
+fn delta_catalog(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(
+        dir.join("test.toml"),
+        r#"
+[family]
+name = "testzoo"
+title = "Test zoo"
+description = "Fixture models served by the loopback hub."
+
+[[model]]
+name = "test-llama-base"
+kind = "full"
+hf_repo = "zoo-test/llama-base"
+arch = "llama"
+languages = ["en"]
+chat_template = "none"
+description = "The base of the delta fixture."
+source = "../shared/fixtures/delta/base"
+
+[[model]]
+name = "test-chimera"
+kind = "delta"
+hf_repo = "zoo-test/chimera-delta"
+arch = "llama"
+languages = ["en"]
+chat_template = "llmzoo"
+base = "test-llama-base"
+delta_algorithm = "llmzoo"
+description = "The delta fixture (vocabulary + 1 <pad> row, PyTorch pickle shards)."
+source = "../shared/fixtures/delta/delta"
+"#,
+    )
+    .unwrap();
+}
+
+fn assert_same_tensors(a: &Path, b: &Path) {
+    use zoo_weights::Checkpoint;
+    let (a, b) = (Checkpoint::open(a).unwrap(), Checkpoint::open(b).unwrap());
+    let mut an: Vec<_> = a.tensors().iter().map(|t| t.name.clone()).collect();
+    let mut bn: Vec<_> = b.tensors().iter().map(|t| t.name.clone()).collect();
+    an.sort();
+    bn.sort();
+    assert_eq!(an, bn);
+    for t in a.tensors() {
+        let u = b.get(&t.name).unwrap();
+        assert_eq!((t.dtype, &t.shape), (u.dtype, &u.shape), "{}", t.name);
+        assert_eq!(a.read_to_vec(t, 1 << 30).unwrap(), b.read_to_vec(u, 1 << 30).unwrap(), "bytes of {}", t.name);
+    }
+}
+
+#[test]
+fn a_delta_release_becomes_a_registered_runnable_model_in_one_pull() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let hub = TestHub::start();
+    hub.add_dir("zoo-test/llama-base", &fixture("delta/base")).unwrap();
+    let delta_commit = hub.add_dir("zoo-test/chimera-delta", &fixture("delta/delta")).unwrap();
+    let cat = h.join("catalog");
+    delta_catalog(&cat);
+    let zc = || {
+        let mut c = zoo_hub(h, &hub);
+        c.env("ZOO_CATALOG", &cat);
+        c
+    };
+    // Without a base anywhere the registry's base is pulled from the hub too.
+    let out = h.join("models/test-chimera");
+    let o = run(zc(), &["pull", "test-chimera", "--out", s(&out), "--json"]);
+    ok(&o);
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["commit"], delta_commit.as_str());
+    assert_eq!(v["applied"]["algorithm"], "llmzoo");
+    assert_same_tensors(&out, &fixture("delta/expected"));
+    assert!(repo_dir(h, "zoo-test/llama-base").join("refs/main").exists(), "the base was pulled into the cache");
+
+    // Registered: `zoo run` finds it by name, `zoo verify` re-hashes it.
+    let o = run(zc(), &["run", "test-chimera", "--token-ids", "1,2,3", "--greedy", "--max-tokens", "3", "--json"]);
+    ok(&o);
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["token_ids"].as_array().unwrap().len(), 3);
+    ok(&run(zc(), &["verify", "test-chimera"]));
+    let shown = run(zc(), &["show", "test-chimera", "--json"]);
+    ok(&shown);
+
+    // With --base PATH the local folder is used and the result is the same.
+    let out2 = h.join("models/second");
+    let o = run(zc(), &["pull", "test-chimera", "--base", s(&fixture("delta/base")), "--out", s(&out2)]);
+    ok(&o);
+    assert_eq!(stdout(&o).trim(), s(&std::fs::canonicalize(&out2).unwrap()));
+    assert_same_tensors(&out2, &fixture("delta/expected"));
+
+    // One flipped byte in the applied model: verify says which file and exits 1.
+    let st = std::fs::read_dir(&out2)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "safetensors"))
+        .unwrap();
+    let mut bytes = std::fs::read(&st).unwrap();
+    let n = bytes.len();
+    bytes[n - 1] ^= 1;
+    std::fs::write(&st, bytes).unwrap();
+    let o = run(zc(), &["verify", "test-chimera", "--json"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stdout(&o).contains("corrupt"), "{}", stdout(&o));
+}
+
+#[test]
+fn add_registers_a_folder_with_hashes() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let copy = h.join("my-tiny");
+    std::fs::create_dir_all(&copy).unwrap();
+    for f in ["config.json", "model.safetensors"] {
+        std::fs::copy(fixture("tiny-llama").join(f), copy.join(f)).unwrap();
+    }
+    let o = run(zoo(h), &["add", s(&copy), "--name", "my-tiny", "--json"]);
+    ok(&o);
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let sha = sha256_hex(&std::fs::read(copy.join("model.safetensors")).unwrap());
+    assert!(v.to_string().contains(&sha), "{v}");
+    let o = run(zoo(h), &["list", "--json"]);
+    ok(&o);
+    assert!(stdout(&o).contains("my-tiny"));
+    let (_, greedy) = reference_ids();
+    assert_eq!(run_greedy(zoo(h), "my-tiny"), greedy[..4]);
+    ok(&run(zoo(h), &["verify", "my-tiny"]));
+    // A catalog name is not taken over, and a second add of the name needs --replace.
+    fails(&run(zoo(h), &["add", s(&copy), "--name", "chimera-chat-7b"]), 1, "taken");
+    fails(&run(zoo(h), &["add", s(&copy), "--name", "my-tiny"]), 1, "taken");
+    ok(&run(zoo(h), &["add", s(&copy), "--name", "my-tiny", "--replace"]));
+    // Not a model at all.
+    let junk = h.join("junk");
+    std::fs::create_dir_all(&junk).unwrap();
+    std::fs::write(junk.join("notes.txt"), "hi").unwrap();
+    fails(&run(zoo(h), &["add", s(&junk), "--name", "junk"]), 1, "");
+    std::fs::write(copy.join("model.safetensors"), b"truncated").unwrap();
+    fails(&run(zoo(h), &["verify", "my-tiny"]), 1, "");
+}
+
+// ---- the real Python huggingface_hub on the same cache ----
+
+fn py_hub() -> PathBuf {
+    static P: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    P.get_or_init(|| {
+        let dest = Path::new(env!("CARGO_TARGET_TMPDIR")).join("py-hub");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/py-hub.sh");
+        let o = Command::new("bash").arg(script).arg(&dest).output().unwrap();
+        assert!(o.status.success(), "scripts/py-hub.sh failed: {}", stderr(&o));
+        PathBuf::from(stdout(&o).trim().lines().last().unwrap())
+    })
+    .clone()
+}
+
+fn python(h: &Path, hub: &TestHub, code: &str, offline: bool) -> Output {
+    let mut c = Command::new("python3");
+    c.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", h)
+        .env("PYTHONPATH", py_hub())
+        .env("HF_ENDPOINT", hub.endpoint())
+        .env("HF_HUB_CACHE", h.join("hub"))
+        .env("HF_HUB_DISABLE_TELEMETRY", "1")
+        .env("HF_HUB_DISABLE_XET", "1")
+        .args(["-c", code]);
+    if offline {
+        c.env("HF_HUB_OFFLINE", "1");
+    }
+    c.output().unwrap()
+}
+
+#[test]
+fn python_huggingface_hub_and_zoo_share_the_cache_both_ways() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let (hub, commit) = tiny_hub();
+    // Python downloads; zoo lists, verifies and runs it offline.
+    let o = python(
+        h,
+        &hub,
+        &format!("from huggingface_hub import snapshot_download\nprint(snapshot_download({REPO:?}))"),
+        false,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let conns = hub.connections();
+    let offline = || {
+        let mut c = zoo_hub(h, &hub);
+        c.env("HF_HUB_OFFLINE", "1");
+        c
+    };
+    let o = run(offline(), &["cache", "ls", "--json"]);
+    ok(&o);
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let repo = v["repos"].as_array().unwrap().iter().find(|r| r["repo_id"] == REPO).expect("listed");
+    assert_eq!(repo["revisions"][0]["commit"], commit.as_str());
+    ok(&run(offline(), &["verify", REPO]));
+    let (_, greedy) = reference_ids();
+    assert_eq!(run_greedy(offline(), REPO), greedy[..4]);
+    assert_eq!(hub.connections(), conns, "zoo went online");
+    // One flipped byte in a blob: verify names it and exits 1.
+    let sha = sha256_hex(&std::fs::read(fixture("tiny-llama/model.safetensors")).unwrap());
+    let blob = repo_dir(h, REPO).join("blobs").join(&sha);
+    let mut b = std::fs::read(&blob).unwrap();
+    b[4242] ^= 0x40;
+    std::fs::write(&blob, b).unwrap();
+    let o = run(offline(), &["verify", REPO, "--json"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stdout(&o).contains("corrupt") && stdout(&o).contains("model.safetensors"), "{}", stdout(&o));
+
+    // zoo downloads; Python finds every file offline, at the same paths.
+    let home2 = tempfile::tempdir().unwrap();
+    let h2 = home2.path();
+    let o = run(zoo_hub(h2, &hub), &["pull", REPO]);
+    ok(&o);
+    let snap = stdout(&o).trim().to_string();
+    let code = format!(
+        "from huggingface_hub import snapshot_download, hf_hub_download\n\
+         print(snapshot_download({REPO:?}))\n\
+         print(hf_hub_download({REPO:?}, 'model.safetensors'))"
+    );
+    let o = python(h2, &hub, &code, true);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let lines: Vec<String> = stdout(&o).lines().map(str::to_string).collect();
+    assert_eq!(lines[0], snap);
+    assert_eq!(lines[1], format!("{snap}/model.safetensors"));
+}
