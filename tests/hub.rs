@@ -408,6 +408,56 @@ fn add_registers_a_folder_with_hashes() {
     fails(&run(zoo(h), &["add", s(&junk), "--name", "junk"]), 1, "");
     std::fs::write(copy.join("model.safetensors"), b"truncated").unwrap();
     fails(&run(zoo(h), &["verify", "my-tiny"]), 1, "");
+
+    // A GGUF file is a model too.
+    let gguf = common::smollm2_gguf();
+    let o = run(zoo(h), &["add", s(&gguf), "--name", "smol", "--template", "chatml"]);
+    ok(&o);
+    assert!(stdout(&o).contains("quantized llama"), "{}", stdout(&o));
+    let o = run(zoo(h), &["run", "smol", "--token-ids", "1,2,3", "--max-tokens", "2", "--greedy", "--json"]);
+    ok(&o);
+    ok(&run(zoo(h), &["verify", "smol"]));
+}
+
+#[test]
+fn tokens_globs_and_registry_hashes_are_honoured() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let (hub, _) = tiny_hub();
+    hub.require_token(REPO, "hf_secret");
+    fails(&run(zoo_hub(h, &hub), &["pull", REPO]), 1, "HF_TOKEN");
+    let mut c = zoo_hub(h, &hub);
+    c.env("HF_TOKEN", "hf_secret");
+    // --include/--exclude pick files; --dry-run downloads nothing.
+    let o = run(c, &["pull", REPO, "--include", "*.json", "--exclude", "generation_*", "--dry-run", "--json"]);
+    ok(&o);
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let files: Vec<&str> = v["files"].as_array().unwrap().iter().map(|f| f["path"].as_str().unwrap()).collect();
+    assert_eq!(files, ["config.json"]);
+    assert!(!repo_dir(h, REPO).join("blobs").exists(), "a dry run wrote blobs");
+    // A token in $HF_HOME/token works too.
+    std::fs::create_dir_all(h.join("hf")).unwrap();
+    std::fs::write(h.join("hf/token"), "hf_secret\n").unwrap();
+    let mut c = zoo_hub(h, &hub);
+    c.env("HF_HOME", h.join("hf"));
+    ok(&run(c, &["pull", REPO, "--include", "config.json"]));
+
+    // The registry's sha256 for a file must agree with the hub's, before any byte is fetched.
+    let cat = h.join("catalog");
+    std::fs::create_dir_all(&cat).unwrap();
+    std::fs::write(
+        cat.join("t.toml"),
+        format!(
+            "[family]\nname = \"t\"\ntitle = \"T\"\ndescription = \"d\"\n\n[[model]]\nname = \"tiny\"\nkind = \"full\"\n\
+             hf_repo = \"{REPO}\"\narch = \"llama\"\nlanguages = [\"en\"]\ndescription = \"d\"\nsource = \"s\"\n\n\
+             [[model.files]]\npath = \"model.safetensors\"\nsha256 = \"{}\"\n",
+            "0".repeat(64)
+        ),
+    )
+    .unwrap();
+    let mut c = zoo_hub(h, &hub);
+    c.env("HF_TOKEN", "hf_secret").env("ZOO_CATALOG", &cat);
+    fails(&run(c, &["pull", "tiny"]), 1, "registry");
 }
 
 // ---- the real Python huggingface_hub on the same cache ----
