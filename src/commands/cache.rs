@@ -442,6 +442,9 @@ async fn rm(ctx: &Ctx, out: &mut dyn Write, a: CacheRmArgs) -> anyhow::Result<u8
     let info = scan()?;
     let reg = ctx.registry().await?;
     let mut plans: Vec<DeletePlan> = Vec::new();
+    // Revisions are planned per repo in one call, so blobs shared only by removed revisions
+    // are freed too.
+    let mut revisions: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for t in &a.targets {
         let (id, rev) = match t.split_once('@') {
             Some((i, r)) => (i.to_string(), Some(r.to_string())),
@@ -456,7 +459,7 @@ async fn rm(ctx: &Ctx, out: &mut dyn Write, a: CacheRmArgs) -> anyhow::Result<u8
         if is_commit {
             let owner = info.repos.iter().find(|r| r.revisions.iter().any(|v| v.commit == id));
             match owner {
-                Some(r) => plans.push(info.plan_remove_revisions(&r.repo_id, std::slice::from_ref(&id))),
+                Some(r) => revisions.entry(r.repo_id.clone()).or_default().push(id.clone()),
                 None => bail!(ModelNotFound(format!("no cached revision {id}"))),
             }
             continue;
@@ -473,12 +476,20 @@ async fn rm(ctx: &Ctx, out: &mut dyn Write, a: CacheRmArgs) -> anyhow::Result<u8
                 if !repo.revisions.iter().any(|v| v.commit == commit) {
                     bail!(ModelNotFound(format!("{id} has no cached revision {rev}")));
                 }
-                plans.push(info.plan_remove_revisions(&repo.repo_id, &[commit]));
+                revisions.entry(repo.repo_id.clone()).or_default().push(commit);
             }
             None => plans.extend(info.plan_remove_repo(&repo.repo_id)),
         }
     }
     reg.close().await;
+    for (repo, mut commits) in revisions {
+        if plans.iter().any(|p| p.repos.contains(&repo)) {
+            continue; // the whole repo goes anyway
+        }
+        commits.sort();
+        commits.dedup();
+        plans.push(info.plan_remove_revisions(&repo, &commits));
+    }
     let mut plan = DeletePlan::default();
     for p in plans {
         plan.freed_bytes += p.freed_bytes;
