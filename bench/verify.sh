@@ -7,6 +7,7 @@
 #   sha256sum <every blob>                    one process, the usual way
 #   xargs -P 2 sha256sum                      two processes, a peer for a multi-threaded zoo
 #   zoo verify org/bench                      HF_HUB_CACHE pointing at the temporary cache
+#   zoo verify org/bench --threads 1          the same on one thread, like for like
 # and prints MB/s (1 MB = 10^6 bytes) of each and the ratios zoo / sha256sum.
 #
 # Page cache: nothing is dropped. Every tool reads the files from memory (they were just
@@ -88,6 +89,7 @@ best_ns() {
 sha256sum_all() { sha256sum -- "${blobs[@]}"; }
 sha256sum_xargs() { printf '%s\0' "${blobs[@]}" | xargs -0 -n 1 -P 2 sha256sum --; }
 zoo_verify() { HF_HUB_CACHE="$root" ZOO_DB="$tmp/registry.db" "$bin" verify org/bench; }
+zoo_verify_1() { HF_HUB_CACHE="$root" ZOO_DB="$tmp/registry.db" "$bin" verify org/bench --threads 1; }
 
 # One untimed run of zoo: it must pass (exit 0), and it creates its private registry database.
 if ! out="$(zoo_verify 2>&1)"; then
@@ -99,6 +101,7 @@ fi
 ns_sum=$(best_ns sha256sum_all)
 ns_xargs=$(best_ns sha256sum_xargs)
 ns_zoo=$(best_ns zoo_verify)
+ns_zoo1=$(best_ns zoo_verify_1)
 
 mbps() { awk -v b="$bytes" -v ns="$1" 'BEGIN { printf "%.0f", b / (ns / 1e9) / 1e6 }'; }
 line() { printf '%-34s best of %d: %7.3f s  %6s MB/s\n' "$1" "$runs" "$(awk -v ns="$2" 'BEGIN { print ns / 1e9 }')" "$(mbps "$2")"; }
@@ -108,5 +111,7 @@ echo "$files x $size_mib MiB = $((bytes >> 20)) MiB, all from page cache; $(npro
 line "sha256sum (1 process)" "$ns_sum"
 line "sha256sum (xargs -P 2)" "$ns_xargs"
 line "zoo verify org/bench" "$ns_zoo"
+line "zoo verify org/bench --threads 1" "$ns_zoo1"
 echo "zoo / sha256sum:             $(ratio "$ns_zoo" "$ns_sum")x   (target >= 0.9x)"
+echo "zoo --threads 1 / sha256sum: $(ratio "$ns_zoo1" "$ns_sum")x"
 echo "zoo / sha256sum (xargs -P 2): $(ratio "$ns_zoo" "$ns_xargs")x"

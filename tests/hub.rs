@@ -353,6 +353,12 @@ fn a_delta_release_becomes_a_registered_runnable_model_in_one_pull() {
     ok(&run(zc(), &["verify", "test-chimera"]));
     let shown = run(zc(), &["show", "test-chimera", "--json"]);
     ok(&shown);
+    let v: Value = serde_json::from_slice(&shown.stdout).unwrap();
+    let copy = &v["local_copies"][0];
+    assert_eq!(copy["derived_from"]["algorithm"], "llmzoo");
+    assert_eq!(copy["derived_from"]["delta"]["commit"], delta_commit.as_str());
+    assert!(copy["derived_from"]["base"]["commit"].is_string(), "{copy}");
+    assert!(copy["files"].as_array().unwrap().iter().all(|f| f["sha256"].as_str().unwrap().len() == 64));
 
     // With --base PATH the local folder is used and the result is the same.
     let out2 = h.join("models/second");

@@ -19,6 +19,8 @@ struct Detail<'a> {
     derived: Vec<String>,
     /// Where a copy of it lives in the Hugging Face cache, if any.
     hf_cache_path: Option<String>,
+    /// Registered copies (pulled, applied deltas, `zoo add`), with their hashes and provenance.
+    local_copies: &'a [zoo_registry::LocalCopy],
     results: &'a [ResultTable],
 }
 
@@ -46,6 +48,7 @@ pub async fn show(ctx: &Ctx, out: &mut dyn Write, a: ShowArgs) -> anyhow::Result
     let filter = zoo_registry::ModelFilter { base: Some(m.name.clone()), ..Default::default() };
     let derived: Vec<String> = reg.models(&filter, None).await?.into_iter().map(|d| d.name).collect();
     let results = reg.results(Some(&m.name), None).await?;
+    let copies = reg.local_copies(Some(&m.name)).await?;
     reg.close().await;
     let cache_path = match (&m.hf_repo, crate::paths::hf_cache().value) {
         (Some(repo), Some(root)) if m.local == Some(true) => {
@@ -54,7 +57,10 @@ pub async fn show(ctx: &Ctx, out: &mut dyn Write, a: ShowArgs) -> anyhow::Result
         _ => None,
     };
     if a.json {
-        write_json(out, &Detail { model: &m, derived, hf_cache_path: cache_path, results: &results })?;
+        write_json(
+            out,
+            &Detail { model: &m, derived, hf_cache_path: cache_path, local_copies: &copies, results: &results },
+        )?;
         return Ok(EXIT_OK);
     }
 
@@ -133,6 +139,24 @@ pub async fn show(ctx: &Ctx, out: &mut dyn Write, a: ShowArgs) -> anyhow::Result
             },
         ),
     ]);
+    for c in &copies {
+        let how = match c.derived_from.as_ref() {
+            Some(d) if d.get("delta").is_some() => "delta applied",
+            Some(d) if d.get("added").is_some() => "added",
+            Some(d) if d.get("pulled").is_some() => "pulled",
+            _ => "registered",
+        };
+        facts.push((
+            "registered copy",
+            format!(
+                "{} ({how}, {} files, manifest sha256 {}, verified {})",
+                c.path,
+                c.files.len(),
+                c.sha256.as_deref().map(|s| &s[..16.min(s.len())]).unwrap_or("-"),
+                c.verified_at.as_deref().unwrap_or("never")
+            ),
+        ));
+    }
     if !derived.is_empty() {
         facts.push(("built on it", derived.join(", ")));
     }
