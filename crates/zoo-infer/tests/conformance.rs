@@ -239,3 +239,11 @@ fn perplexity_matches_the_reference_logits() {
 fn tiny_gemma_from_gguf() {
     check_gguf(&local("tiny-gemma"));
 }
+
+/// Baichuan's W_pack goes into GGUF as q, k, v (q/k permuted, as llama.cpp's converter does)
+/// and comes back packed; Baichuan2's head is stored normalized.
+#[test]
+fn tiny_baichuan_from_gguf() {
+    check_gguf(&local("tiny-baichuan"));
+    check_gguf(&local("tiny-baichuan2"));
+}

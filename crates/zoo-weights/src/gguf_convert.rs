@@ -127,6 +127,9 @@ enum Arch {
     /// stores the RMSNorm weights with Gemma's `+1` added.
     Gemma,
     Bloom,
+    /// Baichuan / Baichuan2 (HuatuoGPT-7B, HuatuoGPT2): LLaMA's names, the packed `W_pack`
+    /// split into q, k, v (q and k permuted), Baichuan2's head stored normalized.
+    Baichuan,
 }
 
 impl Arch {
@@ -136,6 +139,7 @@ impl Arch {
             Arch::Qwen2 => "qwen2",
             Arch::Gemma => "gemma",
             Arch::Bloom => "bloom",
+            Arch::Baichuan => "baichuan",
         }
     }
 
@@ -147,16 +151,17 @@ impl Arch {
             ("qwen2", _) | (_, "Qwen2ForCausalLM") => Ok(Arch::Qwen2),
             ("gemma", _) | (_, "GemmaForCausalLM") => Ok(Arch::Gemma),
             ("bloom", _) | (_, "BloomForCausalLM") => Ok(Arch::Bloom),
+            ("baichuan", _) | (_, "BaichuanForCausalLM" | "BaiChuanForCausalLM") => Ok(Arch::Baichuan),
             _ => Err(WeightsError::UnsupportedArchitecture {
                 path: folder.join("config.json"),
                 arch: format!("{} (model_type `{model_type}`)", if arch0.is_empty() { "?" } else { arch0 }),
-                supported: "llama, qwen2, gemma, bloom",
+                supported: "llama, qwen2, gemma, bloom, baichuan",
             }),
         }
     }
 
     fn from_gguf(name: &str) -> Option<Arch> {
-        [Arch::Llama, Arch::Qwen2, Arch::Gemma, Arch::Bloom].into_iter().find(|a| a.name() == name)
+        [Arch::Llama, Arch::Qwen2, Arch::Gemma, Arch::Bloom, Arch::Baichuan].into_iter().find(|a| a.name() == name)
     }
 }
 
@@ -195,7 +200,7 @@ const BLOOM_GLOBAL: &[(&str, &str)] = &[
 impl Arch {
     fn tables(self) -> (&'static str, NameTable, NameTable) {
         match self {
-            Arch::Llama | Arch::Qwen2 | Arch::Gemma => ("model.layers.", LLAMA_LAYER, LLAMA_GLOBAL),
+            Arch::Llama | Arch::Qwen2 | Arch::Gemma | Arch::Baichuan => ("model.layers.", LLAMA_LAYER, LLAMA_GLOBAL),
             Arch::Bloom => ("transformer.h.", BLOOM_LAYER, BLOOM_GLOBAL),
         }
     }
@@ -251,14 +256,18 @@ enum Reorder {
     },
     /// Not a reordering: Gemma's norm weights get `+1` on the way in (`-1` on the way out).
     AddOne,
+    /// Not a reordering: every row divided by its L2 norm (Baichuan2's NormHead, applied once
+    /// at conversion as llama.cpp expects; the way out keeps the normalized rows, which the
+    /// NormHead normalizes again to the same values).
+    NormRows,
 }
 
 impl Reorder {
     /// What the GGUF tensor `gguf` (a llama.cpp name) of `arch` needs.
     fn of(arch: Arch, gguf: &str, n_head: usize, n_kv: usize) -> Reorder {
         match (arch, gguf.rsplit('.').nth(1)) {
-            (Arch::Llama, Some("attn_q")) => Reorder::Rope { n_head },
-            (Arch::Llama, Some("attn_k")) => Reorder::Rope { n_head: n_kv },
+            (Arch::Llama | Arch::Baichuan, Some("attn_q")) => Reorder::Rope { n_head },
+            (Arch::Llama | Arch::Baichuan, Some("attn_k")) => Reorder::Rope { n_head: n_kv },
             (Arch::Bloom, Some("attn_qkv")) => Reorder::BloomQkv { n_head },
             (Arch::Gemma, Some(part)) if part.ends_with("_norm") && gguf.ends_with(".weight") => Reorder::AddOne,
             _ => Reorder::None,
@@ -268,7 +277,7 @@ impl Reorder {
     /// For output row `r` of `rows`, the input row it comes from (`inverse`: the other way).
     fn source_row(self, r: usize, rows: usize, inverse: bool) -> usize {
         let (a, b, c, swap): (usize, usize, usize, bool) = match self {
-            Reorder::None | Reorder::AddOne => return r,
+            Reorder::None | Reorder::AddOne | Reorder::NormRows => return r,
             Reorder::Rope { n_head } => {
                 let per = rows / n_head.max(1);
                 (n_head, 2, per / 2, true)
@@ -307,6 +316,19 @@ impl Reorder {
             let d = if inverse { -1.0 } else { 1.0 };
             return x.into_iter().map(|v| v + d).collect();
         }
+        if self == Reorder::NormRows {
+            if inverse {
+                return x;
+            }
+            let cols = x.len() / rows;
+            let mut x = x;
+            for row in x.chunks_mut(cols.max(1)) {
+                // torch.nn.functional.normalize: v / max(||v||, 1e-12), the norm in f32.
+                let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
+                row.iter_mut().for_each(|v| *v /= norm);
+            }
+            return x;
+        }
         let cols = x.len() / rows;
         let mut out = Vec::with_capacity(x.len());
         for r in 0..rows {
@@ -336,8 +358,9 @@ fn arch_metadata(arch: Arch, cfg: &Value) -> Vec<(String, MetaValue)> {
     let hidden = cfg_u64(cfg, &["hidden_size", "n_embed"]);
     let n_head = cfg_u64(cfg, &["num_attention_heads", "n_head"]);
     match arch {
-        Arch::Llama | Arch::Qwen2 | Arch::Gemma => {
-            u32_key(&mut md, "context_length", cfg_u64(cfg, &["max_position_embeddings"]));
+        Arch::Llama | Arch::Qwen2 | Arch::Gemma | Arch::Baichuan => {
+            // Baichuan-13B names its context `model_max_length`.
+            u32_key(&mut md, "context_length", cfg_u64(cfg, &["max_position_embeddings", "model_max_length"]));
             u32_key(&mut md, "embedding_length", hidden);
             u32_key(&mut md, "block_count", cfg_u64(cfg, &["num_hidden_layers"]));
             u32_key(&mut md, "feed_forward_length", cfg_u64(cfg, &["intermediate_size"]));
@@ -466,6 +489,8 @@ fn quant_err(e: quant::QuantError) -> WeightsError {
 struct Item {
     gguf: String,
     source: TensorInfo,
+    /// `Some((k, n))`: only the k-th of n equal row blocks of `source` (Baichuan's `W_pack`).
+    part: Option<(usize, usize)>,
     reorder: Reorder,
     ty: GgmlType,
     fallback: Option<String>,
@@ -505,7 +530,14 @@ pub fn quantize(
                 ty = GgmlType::F32;
                 fallback = fallback.map(|f| format!("{}: F32 (--raw)", f.rsplit_once(':').map_or(f.as_str(), |x| x.0)));
             }
-            items.push(Item { gguf: t.name.clone(), source: t.clone(), reorder: Reorder::None, ty, fallback });
+            items.push(Item {
+                gguf: t.name.clone(),
+                source: t.clone(),
+                part: None,
+                reorder: Reorder::None,
+                ty,
+                fallback,
+            });
         }
         None
     } else {
@@ -522,14 +554,42 @@ pub fn quantize(
         md.push(("general.file_type".into(), MetaValue::U32(opts.out_type.file_type())));
         md.push(("general.quantization_version".into(), MetaValue::U32(2)));
         md.extend(crate::gguf_vocab::metadata_from_folder(&dir, &cfg)?);
+        // Baichuan2's NormHead (its configs carry `z_loss_weight`; vocabulary 125696), as the
+        // runner detects it.
+        let norm_head = arch == Arch::Baichuan
+            && (cfg.get("z_loss_weight").is_some() || cfg_u64(&cfg, &["vocab_size"]) == Some(125_696));
         for t in ck.tensors() {
+            // Baichuan's W_pack is [Q; K; V] by rows: three GGUF tensors, as llama.cpp's
+            // converter writes them.
+            if arch == Arch::Baichuan
+                && let Some(layer) =
+                    t.name.strip_prefix("model.layers.").and_then(|r| r.strip_suffix(".self_attn.W_pack.weight"))
+                && layer.parse::<usize>().is_ok()
+            {
+                let rows = t.shape.first().copied().unwrap_or(0);
+                if t.shape.len() != 2 || rows % 3 != 0 {
+                    return Err(WeightsError::InvalidOutput {
+                        reason: format!("`{}`: shape {:?} is not [3 x hidden, hidden]", t.name, t.shape),
+                    });
+                }
+                for (k, part) in ["attn_q", "attn_k", "attn_v"].iter().enumerate() {
+                    let g = format!("blk.{layer}.{part}.weight");
+                    let mut src = t.clone();
+                    src.shape = vec![rows / 3, t.shape[1]];
+                    let reorder = Reorder::of(arch, &g, n_head, n_kv);
+                    let (ty, fallback) = pick_type(opts.out_type, &g, &src.shape, n_layer);
+                    items.push(Item { gguf: g, source: src, part: Some((k, 3)), reorder, ty, fallback });
+                }
+                continue;
+            }
             let Some(g) = arch.to_gguf(&t.name) else {
                 skipped.push(t.name.clone());
                 continue;
             };
-            let reorder = Reorder::of(arch, &g, n_head, n_kv);
+            let reorder =
+                if norm_head && g == "output.weight" { Reorder::NormRows } else { Reorder::of(arch, &g, n_head, n_kv) };
             let (ty, fallback) = pick_type(opts.out_type, &g, &t.shape, n_layer);
-            items.push(Item { gguf: g, source: t.clone(), reorder, ty, fallback });
+            items.push(Item { gguf: g, source: t.clone(), part: None, reorder, ty, fallback });
         }
         // BLOOM ties the output to the embeddings; llama.cpp stores the copy.
         if arch == Arch::Bloom
@@ -540,6 +600,7 @@ pub fn quantize(
             items.push(Item {
                 gguf: "output.weight".into(),
                 source: e.source.clone(),
+                part: None,
                 reorder: Reorder::None,
                 ty,
                 fallback,
@@ -563,7 +624,16 @@ pub fn quantize(
         if cancel.is_cancelled() {
             return Err(WeightsError::Cancelled);
         }
-        let x = read_f32(&ck, &it.source)?;
+        let x = match it.part {
+            None => read_f32(&ck, &it.source)?,
+            Some((k, n)) => {
+                // The source's shape was narrowed to one part; read the whole tensor, keep it.
+                let whole = ck.get(&it.source.name).unwrap_or(&it.source);
+                let all = read_f32(&ck, whole)?;
+                let len = all.len() / n.max(1);
+                all.get(k * len..(k + 1) * len).map(<[f32]>::to_vec).unwrap_or_default()
+            }
+        };
         let rows = it.source.shape.first().copied().unwrap_or(1) as usize;
         let x = it.reorder.apply(x, rows.max(1), false);
         let row = it.source.shape.last().copied().unwrap_or(1).max(1) as usize;
@@ -627,6 +697,23 @@ fn hf_config(arch: Arch, ck: &Checkpoint, dtype: Dtype) -> Value {
     let bos = meta_u64(ck, "tokenizer.ggml.bos_token_id");
     let eos = meta_u64(ck, "tokenizer.ggml.eos_token_id");
     match arch {
+        Arch::Baichuan => json!({
+            "architectures": ["BaichuanForCausalLM"],
+            "model_type": "baichuan",
+            "hidden_size": k("embedding_length"),
+            "intermediate_size": k("feed_forward_length"),
+            "num_hidden_layers": k("block_count"),
+            "num_attention_heads": k("attention.head_count"),
+            "max_position_embeddings": k("context_length"),
+            "model_max_length": k("context_length"),
+            "rms_norm_eps": meta_f32(ck, "baichuan.attention.layer_norm_rms_epsilon"),
+            "vocab_size": vocab,
+            "hidden_act": "silu",
+            "tie_word_embeddings": false,
+            "bos_token_id": bos,
+            "eos_token_id": eos,
+            "torch_dtype": torch_dtype,
+        }),
         Arch::Llama | Arch::Qwen2 | Arch::Gemma => {
             let tied = ck.get("output.weight").is_none();
             let class = match arch {
@@ -697,55 +784,93 @@ pub fn dequantize(
     let arch = Arch::from_gguf(&arch_name);
     let heads = |key: &str| meta_u64(&ck, &format!("{arch_name}.{key}")).unwrap_or(1) as usize;
     let (n_head, n_kv) = (heads("attention.head_count"), heads("attention.head_count_kv"));
-    let mut plan = Vec::new();
+    // Each output tensor: its HF name and the GGUF tensors stacked by rows to make it (one,
+    // except Baichuan's W_pack = [q; k; v]).
+    let mut plan: Vec<(String, Vec<u64>, Vec<(TensorInfo, Reorder)>)> = Vec::new();
     for t in ck.tensors() {
         let (name, reorder) = match arch {
             None => (t.name.clone(), Reorder::None),
             // A tied BLOOM output is the embedding again.
             Some(Arch::Bloom) if t.name == "output.weight" => continue,
+            Some(Arch::Baichuan) if t.name.starts_with("blk.") && t.name.ends_with(".attn_q.weight") => {
+                let stem = t.name.trim_end_matches(".attn_q.weight");
+                let (Some(k), Some(v)) =
+                    (ck.get(&format!("{stem}.attn_k.weight")), ck.get(&format!("{stem}.attn_v.weight")))
+                else {
+                    return Err(WeightsError::InvalidOutput {
+                        reason: format!("`{}` without its attn_k/attn_v", t.name),
+                    });
+                };
+                let layer = stem.trim_start_matches("blk.");
+                let mut shape = t.shape.clone();
+                if let (Some(r), Some(kr), Some(vr)) = (shape.first_mut(), k.shape.first(), v.shape.first()) {
+                    *r += kr + vr;
+                }
+                plan.push((
+                    format!("model.layers.{layer}.self_attn.W_pack.weight"),
+                    shape,
+                    vec![
+                        (t.clone(), Reorder::Rope { n_head }),
+                        (k.clone(), Reorder::Rope { n_head: n_kv }),
+                        (v.clone(), Reorder::None),
+                    ],
+                ));
+                continue;
+            }
+            Some(Arch::Baichuan) if t.name.ends_with(".attn_k.weight") || t.name.ends_with(".attn_v.weight") => {
+                continue;
+            }
             Some(a) => {
                 // Tensors llama.cpp adds (e.g. `rope_freqs.weight`) keep their GGUF name.
                 let Some(h) = a.to_hf(&t.name) else {
                     progress.event(Event::Note {
                         message: format!("`{}` has no Hugging Face name for {}; kept as it is", t.name, a.name()),
                     });
-                    plan.push((t.name.clone(), t.clone(), Reorder::None));
+                    plan.push((t.name.clone(), t.shape.clone(), vec![(t.clone(), Reorder::None)]));
                     continue;
                 };
                 let r = Reorder::of(a, &t.name, n_head, n_kv);
                 (h, r)
             }
         };
-        plan.push((name, t.clone(), reorder));
+        plan.push((name, t.shape.clone(), vec![(t.clone(), reorder)]));
     }
-    let specs = plan.iter().map(|(n, t, _)| TensorSpec { name: n.clone(), dtype, shape: t.shape.clone() }).collect();
+    let specs = plan.iter().map(|(n, shape, _)| TensorSpec { name: n.clone(), dtype, shape: shape.clone() }).collect();
     let mut w = SafetensorsWriter::create(dest, specs, options)?;
     let task = "dequantize";
     progress.event(Event::Start { task: task.into(), total: Some(plan.len() as u64), unit: Unit::Items });
-    for (_, t, reorder) in &plan {
+    for (_, _, sources) in &plan {
         if cancel.is_cancelled() {
             return Err(WeightsError::Cancelled);
         }
-        let bytes = ck.read_to_vec(t, MAX_TENSOR_BYTES)?;
-        let n = crate::dtype::numel(&t.shape).unwrap_or(0) as usize;
-        let ty = match t.dtype {
-            Dtype::Ggml(g) => g,
-            Dtype::F32 => GgmlType::F32,
-            Dtype::F16 => GgmlType::F16,
-            Dtype::BF16 => GgmlType::BF16,
-            other => {
-                return Err(WeightsError::UnsupportedDtype { tensor: t.name.clone(), dtype: other, op: "dequantize" });
-            }
-        };
-        let x = decode(&t.name, ty, &bytes, n)?;
-        let rows = t.shape.first().copied().unwrap_or(1).max(1) as usize;
-        let x = reorder.apply(x, rows, true);
-        let ggml = match dtype {
-            Dtype::F16 => GgmlType::F16,
-            Dtype::BF16 => GgmlType::BF16,
-            _ => GgmlType::F32,
-        };
-        w.write(&encode(ggml, &x, 1, 1)?)?;
+        let mut out = Vec::new();
+        for (t, reorder) in sources {
+            let bytes = ck.read_to_vec(t, MAX_TENSOR_BYTES)?;
+            let n = crate::dtype::numel(&t.shape).unwrap_or(0) as usize;
+            let ty = match t.dtype {
+                Dtype::Ggml(g) => g,
+                Dtype::F32 => GgmlType::F32,
+                Dtype::F16 => GgmlType::F16,
+                Dtype::BF16 => GgmlType::BF16,
+                other => {
+                    return Err(WeightsError::UnsupportedDtype {
+                        tensor: t.name.clone(),
+                        dtype: other,
+                        op: "dequantize",
+                    });
+                }
+            };
+            let x = decode(&t.name, ty, &bytes, n)?;
+            let rows = t.shape.first().copied().unwrap_or(1).max(1) as usize;
+            let x = reorder.apply(x, rows, true);
+            let ggml = match dtype {
+                Dtype::F16 => GgmlType::F16,
+                Dtype::BF16 => GgmlType::BF16,
+                _ => GgmlType::F32,
+            };
+            out.extend(encode(ggml, &x, 1, 1)?);
+        }
+        w.write(&out)?;
         progress.event(Event::Advance { task: task.into(), delta: 1 });
     }
     if let Some(a) = arch {
