@@ -162,7 +162,7 @@ pub struct QuantizeArgs {
     /// Output GGUF file (must not exist unless --overwrite)
     #[arg(long, short = 'o', value_name = "FILE.gguf")]
     pub out: PathBuf,
-    /// Output type: f32, f16, bf16, q4_0, q4_1, q5_0, q5_1, q8_0, q4_k, q6_k, or the mix q4_k_m
+    /// Output type: f32, f16, bf16, q4_0, q4_1, q5_0, q5_1, q8_0, q4_k, q5_k, q6_k, or the mix q4_k_m
     #[arg(long = "type", short = 't', value_name = "TYPE", default_value = "q8_0", value_parser = parse_out_type)]
     pub out_type: QuantTarget,
     /// Keep every tensor name as it is and write no architecture metadata

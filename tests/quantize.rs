@@ -55,18 +55,24 @@ fn raw_quantization_gives_the_reference_blocks() {
     let tmp = tempfile::tempdir().unwrap();
     let src = fixture("quant/quant-shared.safetensors");
     let reference = Checkpoint::open(&src).unwrap();
+    // Q5_K's blocks for the same inputs are in our own fixture (tests/fixtures/quant/make_q5_k.sh).
+    let q5_k =
+        Checkpoint::open(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/quant/q5_k-llama.safetensors"))
+            .expect("tests/fixtures/quant/q5_k-llama.safetensors: make it with tests/fixtures/quant/make_q5_k.sh");
     let mut checked = 0;
     for t in QuantType::ALL {
         let out = tmp.path().join(format!("{}.gguf", t.name()));
         ok(&run(tmp.path(), &["quantize", "--raw", "--in", s(&src), "--out", s(&out), "--type", t.name()]));
         let g = Checkpoint::open(&out).unwrap();
         for input in reference.tensors().iter().filter(|x| x.dtype == Dtype::F32) {
-            let want = reference.get(&format!("{}.{}", input.name, t.name().to_lowercase())).unwrap();
+            let ref_name = format!("{}.{}", input.name, t.name().to_lowercase());
+            let ck = if t == QuantType::Q5K { &q5_k } else { &reference };
+            let want = ck.get(&ref_name).unwrap_or_else(|| panic!("{ref_name} missing from the reference"));
             let got = g.get(&input.name).unwrap_or_else(|| panic!("{} missing from {}", input.name, out.display()));
             assert_eq!(got.dtype, Dtype::Ggml(t.ggml_type()), "{}", input.name);
             assert_eq!(got.shape, input.shape, "{}", input.name);
             assert!(
-                g.read_to_vec(got, 1 << 26).unwrap() == reference.read_to_vec(want, 1 << 26).unwrap(),
+                g.read_to_vec(got, 1 << 26).unwrap() == ck.read_to_vec(want, 1 << 26).unwrap(),
                 "{} as {t}: bytes differ from the reference",
                 input.name
             );
@@ -226,6 +232,46 @@ fn bloom_round_trip_with_fused_qkv_and_embedding_norm() {
         let bt = b.get(&t.name).unwrap_or_else(|| panic!("{} missing after dequantize", t.name));
         assert!(b.read_to_vec(bt, 1 << 26).unwrap() == hf.read_to_vec(t, 1 << 26).unwrap(), "{} differs", t.name);
     }
+}
+
+/// `--type q5_k` and `q4_k_m` on BLOOM, whose `ffn_down` rows (4 × 64 = 256) fit a k-quant
+/// block: the types llama-quantize picks for the same model (run by hand on the f32 GGUF:
+/// `llama-quantize --pure bloom.gguf out.gguf Q5_K_S`, and `... Q4_K_M`), and `general.file_type`.
+#[test]
+fn bloom_q5_k_and_q4_k_m_types() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = model_dir(tmp.path(), "tiny-bloom");
+    let types = |ty: &str| {
+        let gguf = tmp.path().join(format!("{ty}.gguf"));
+        ok(&run(tmp.path(), &["quantize", "--in", s(&dir), "--out", s(&gguf), "--type", ty]));
+        let g = Checkpoint::open(&gguf).unwrap();
+        let file_type = g.gguf().unwrap().get("general.file_type").cloned();
+        let dtype = move |n: &str| match g.get(n).unwrap().dtype {
+            Dtype::Ggml(t) => t,
+            d => panic!("{n}: {d:?}"),
+        };
+        (dtype, file_type, gguf)
+    };
+    // Pure Q5_K: rows of 256 are Q5_K; rows of 64 fall back to Q5_1, as in llama-quantize.
+    let (dtype, file_type, gguf) = types("q5_k");
+    assert_eq!(file_type, Some(MetaValue::U32(16)), "LLAMA_FTYPE_MOSTLY_Q5_K_S");
+    for l in 0..2 {
+        assert_eq!(dtype(&format!("blk.{l}.ffn_down.weight")), GgmlType::Q5_K);
+        assert_eq!(dtype(&format!("blk.{l}.attn_qkv.weight")), GgmlType::Q5_1);
+    }
+    assert_eq!(dtype("output.weight"), GgmlType::Q5_1);
+    let back = tmp.path().join("back-q5_k");
+    ok(&run(tmp.path(), &["dequantize", s(&gguf), "--out", s(&back)]));
+    assert!(Checkpoint::open(&back).unwrap().get("transformer.h.0.mlp.dense_4h_to_h.weight").is_some());
+
+    // Q4_K_M: the fused QKV follows attn_v's rule (Q6_K on layer 1 of 2, Q4_K on layer 0), then
+    // falls back for rows of 64; ffn_down likewise, with rows that fit.
+    let (dtype, file_type, _) = types("q4_k_m");
+    assert_eq!(file_type, Some(MetaValue::U32(15)));
+    assert_eq!(dtype("blk.0.attn_qkv.weight"), GgmlType::Q5_0);
+    assert_eq!(dtype("blk.1.attn_qkv.weight"), GgmlType::Q8_0);
+    assert_eq!(dtype("blk.0.ffn_down.weight"), GgmlType::Q4_K);
+    assert_eq!(dtype("blk.1.ffn_down.weight"), GgmlType::Q6_K);
 }
 
 #[test]

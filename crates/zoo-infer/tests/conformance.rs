@@ -182,6 +182,47 @@ fn tiny_qwen2_from_gguf() {
     check_gguf(&local("tiny-qwen2"));
 }
 
+/// A Q5_K GGUF runs on the quantized kernels. Only tiny BLOOM has rows that fit a 256-value
+/// block (`ffn_down`: 4 × 64 = 256 inputs); its other matrices fall back to Q5_1, as
+/// llama-quantize does. Logits must match the same weights dequantized and run densely, to
+/// within what 8-bit activations cost (as for Q8_0 in `check_gguf`); the kernel itself is held
+/// to 1e-4 on synthetic matrices in zoo-kernels' tests.
+#[test]
+fn tiny_bloom_q5_k_gguf_runs_on_the_kernels() {
+    use zoo_weights::gguf_convert::{OutType, QuantizeOptions, quantize};
+    use zoo_weights::{Checkpoint, Dtype, GgmlType};
+    let dir = shared("tiny-bloom");
+    let reference = candle_core::safetensors::load(dir.join("reference.safetensors"), &Device::Cpu).unwrap();
+    let input = ids_of(&reference["input_ids"]);
+    let tmp = tempfile::tempdir().unwrap();
+    let gguf = tmp.path().join("q5_k.gguf");
+    let opts = QuantizeOptions {
+        out_type: OutType::Pure(zoo_weights::quant::QuantType::Q5K),
+        raw: false,
+        threads: 1,
+        overwrite: false,
+        measure: false,
+    };
+    quantize(&dir, &gguf, &opts, &zoo_progress::Silent, &zoo_progress::CancelToken::new()).unwrap();
+    let ck = Checkpoint::open(&gguf).unwrap();
+    for l in 0..2 {
+        let t = ck.get(&format!("blk.{l}.ffn_down.weight")).unwrap();
+        assert_eq!(t.dtype, Dtype::Ggml(GgmlType::Q5_K), "blk.{l}.ffn_down.weight");
+    }
+
+    let dense_dir = tmp.path().join("q5_k-dequantized");
+    dequantize_f32(&gguf, &dense_dir);
+    let dense = zoo_infer::load(&dense_dir).unwrap().session.logits(&input).unwrap();
+    let mut m = zoo_infer::load(&gguf).unwrap();
+    let quant = m.session.logits(&input).unwrap();
+    let scale = dense.abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
+    let d = max_diff(&quant, &dense);
+    assert!(d < 0.15 * scale, "Q5_K kernels vs the same weights dense: {d} (logits up to {scale})");
+    // And it is still the model: 5-bit weights stay near the f32 reference.
+    let d = max_diff(&quant, &reference["logits"]);
+    assert!(d < 0.5 * scale, "Q5_K GGUF vs the f32 reference: {d} (logits up to {scale})");
+}
+
 /// A GPTQ int4 folder (our `--type gptq-int4` packer, checked elsewhere against an independent
 /// torch packer) runs directly: its linears come out of `g_idx` exactly and are requantized to
 /// Q8_0; logits must match the same GPTQ weights dequantized to f32 and run densely, to within

@@ -5,8 +5,8 @@
 //! of `R` weight rows × `C` activation rows keeps `R * C` f32x8 accumulators, so each weight
 //! block is unpacked once and used `C` times, and each activation block is loaded once and used
 //! `R` times. Decode (one activation row) uses `R` rows × 1, which also gives the memory system
-//! `R` independent streams. K-quants use ggml's per-block arithmetic, one weight row × `C`
-//! activation rows.
+//! `R` independent streams. K-quants (Q4_K, Q5_K, Q6_K) use ggml's per-block arithmetic, one
+//! weight row × `C` activation rows.
 //!
 //! Safety model: every `unsafe fn` here requires (1) a CPU with AVX2, FMA and F16C (the entry
 //! points check [`available`] before calling in) and (2) raw pointers valid for the number of
@@ -70,7 +70,7 @@ pub fn legacy_rows(
             QuantType::Q5_0 => rows_impl::<Q5_0>(w, acts, m, nb, rows, n, out),
             QuantType::Q5_1 => rows_impl::<Q5_1>(w, acts, m, nb, rows, n, out),
             QuantType::Q8_0 => rows_impl::<Q8_0>(w, acts, m, nb, rows, n, out),
-            QuantType::Q4K | QuantType::Q6K => return false,
+            QuantType::Q4K | QuantType::Q5K | QuantType::Q6K => return false,
         }
     }
     true
@@ -100,6 +100,7 @@ pub fn k_rows(
     unsafe {
         match t {
             QuantType::Q4K => k_rows_impl::<Q4K>(w, acts, m, nb, rows, n, out),
+            QuantType::Q5K => k_rows_impl::<Q5K>(w, acts, m, nb, rows, n, out),
             QuantType::Q6K => k_rows_impl::<Q6K>(w, acts, m, nb, rows, n, out),
             _ => return false,
         }
@@ -495,6 +496,7 @@ trait KQuant {
 }
 
 struct Q4K;
+struct Q5K;
 struct Q6K;
 
 impl KQuant for Q4K {
@@ -502,40 +504,77 @@ impl KQuant for Q4K {
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn block<const C: usize>(p: *const u8, a: &[*const BlockQ8K; C], b: usize, acc: &mut [__m256; C]) {
-        let (d, dmin) = unsafe { (f16_at(p), f16_at(p.add(2))) };
-        let (sc, mn) = q4k_scales(unsafe { &*p.add(4).cast::<[u8; 12]>() });
         let m4 = _mm256_set1_epi8(0x0F);
         // Unpack the 256 values once: 8 registers of 32, sub-block order.
         let mut q = [_mm256_setzero_si256(); 8];
-        let mut s = [_mm256_setzero_si256(); 8];
         for j in 0..4 {
             let bits = unsafe { load32(p.add(16 + 32 * j)) };
             q[2 * j] = _mm256_and_si256(bits, m4);
             q[2 * j + 1] = _mm256_and_si256(_mm256_srli_epi16::<4>(bits), m4);
-            s[2 * j] = _mm256_set1_epi16(i16::from(sc[2 * j]));
-            s[2 * j + 1] = _mm256_set1_epi16(i16::from(sc[2 * j + 1]));
         }
-        // SAFETY: `mn` is 8 bytes.
-        let mins = _mm_cvtepu8_epi16(unsafe { _mm_loadl_epi64(mn.as_ptr().cast()) });
-        for c in 0..C {
-            // SAFETY: block `b` of an activation row of `nb` blocks.
-            let y = unsafe { &*a[c].add(b) };
-            // Minimums: Σ_j min_j (bsums[2j] + bsums[2j+1]).
-            let bs = unsafe { _mm256_loadu_si256(y.bsums.as_ptr().cast()) };
-            let pair_sums = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256::<1>(bs));
-            let msum = _mm_madd_epi16(mins, pair_sums);
-            let mut sumi = _mm256_setzero_si256();
-            for j in 0..8 {
-                let qy = unsafe { load32(y.qs.as_ptr().add(32 * j).cast()) };
-                let p16 = _mm256_madd_epi16(s[j], _mm256_maddubs_epi16(q[j], qy));
-                sumi = _mm256_add_epi32(sumi, p16);
-            }
-            // Fold the 4 minimum lanes into the 8-lane sum: the lanes are summed at the end.
-            let mlanes = _mm256_cvtepi32_ps(_mm256_castsi128_si256(msum));
-            let mlanes = _mm256_blend_ps::<0x0F>(_mm256_setzero_ps(), mlanes);
-            let t = _mm256_fmadd_ps(_mm256_set1_ps(d * y.d), _mm256_cvtepi32_ps(sumi), acc[c]);
-            acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(-dmin * y.d), mlanes, t);
+        unsafe { k4_block::<C>(p, &q, a, b, acc) };
+    }
+}
+
+impl KQuant for Q5K {
+    const BYTES: usize = 176;
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn block<const C: usize>(p: *const u8, a: &[*const BlockQ8K; C], b: usize, acc: &mut [__m256; C]) {
+        let m4 = _mm256_set1_epi8(0x0F);
+        let sixteen = _mm256_set1_epi8(0x10);
+        // Bit j of qh[l] is the fifth bit of value l of sub-block j.
+        let hbits = unsafe { load32(p.add(16)) };
+        let fifth = |j: usize| {
+            let bit = _mm256_set1_epi8((1u8 << j) as i8);
+            _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hbits, bit), bit), sixteen)
+        };
+        // Unpack the 256 values (0..32) once: 8 registers of 32, sub-block order.
+        let mut q = [_mm256_setzero_si256(); 8];
+        for j in 0..4 {
+            let bits = unsafe { load32(p.add(48 + 32 * j)) };
+            q[2 * j] = _mm256_or_si256(_mm256_and_si256(bits, m4), fifth(2 * j));
+            q[2 * j + 1] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(bits), m4), fifth(2 * j + 1));
         }
+        unsafe { k4_block::<C>(p, &q, a, b, acc) };
+    }
+}
+
+/// The rest of a Q4_K / Q5_K block, once its 256 unsigned values are unpacked into `q` (values
+/// below 32, so `maddubs` pairs stay within i16): scales via `madd`, minimums via the Q8_K
+/// 16-value sums (`d`, `dmin` and the packed scales sit at the same offsets in both types).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn k4_block<const C: usize>(
+    p: *const u8,
+    q: &[__m256i; 8],
+    a: &[*const BlockQ8K; C],
+    b: usize,
+    acc: &mut [__m256; C],
+) {
+    let (d, dmin) = unsafe { (f16_at(p), f16_at(p.add(2))) };
+    let (sc, mn) = q4k_scales(unsafe { &*p.add(4).cast::<[u8; 12]>() });
+    let s: [__m256i; 8] = std::array::from_fn(|j| _mm256_set1_epi16(i16::from(sc[j])));
+    // SAFETY: `mn` is 8 bytes.
+    let mins = _mm_cvtepu8_epi16(unsafe { _mm_loadl_epi64(mn.as_ptr().cast()) });
+    for c in 0..C {
+        // SAFETY: block `b` of an activation row of `nb` blocks.
+        let y = unsafe { &*a[c].add(b) };
+        // Minimums: Σ_j min_j (bsums[2j] + bsums[2j+1]).
+        let bs = unsafe { _mm256_loadu_si256(y.bsums.as_ptr().cast()) };
+        let pair_sums = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256::<1>(bs));
+        let msum = _mm_madd_epi16(mins, pair_sums);
+        let mut sumi = _mm256_setzero_si256();
+        for j in 0..8 {
+            let qy = unsafe { load32(y.qs.as_ptr().add(32 * j).cast()) };
+            let p16 = _mm256_madd_epi16(s[j], _mm256_maddubs_epi16(q[j], qy));
+            sumi = _mm256_add_epi32(sumi, p16);
+        }
+        // Fold the 4 minimum lanes into the 8-lane sum: the lanes are summed at the end.
+        let mlanes = _mm256_cvtepi32_ps(_mm256_castsi128_si256(msum));
+        let mlanes = _mm256_blend_ps::<0x0F>(_mm256_setzero_ps(), mlanes);
+        let t = _mm256_fmadd_ps(_mm256_set1_ps(d * y.d), _mm256_cvtepi32_ps(sumi), acc[c]);
+        acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(-dmin * y.d), mlanes, t);
     }
 }
 

@@ -60,10 +60,12 @@ pub fn matmul_with(
     let backend = if backend.is_available() { backend } else { Backend::Scalar };
     let job = Job { w, m, n, nb, backend };
     match w.qtype {
-        QuantType::Q4K | QuantType::Q6K => with_scratch(&SCRATCH_Q8K, m * nb, BlockQ8K::ZERO, |acts| {
-            quantize_rows(pool, x, k, acts, nb, act::quantize_q8k);
-            job.run(pool, out, |rows, o| job.k_rows(acts, rows, o));
-        }),
+        QuantType::Q4K | QuantType::Q5K | QuantType::Q6K => {
+            with_scratch(&SCRATCH_Q8K, m * nb, BlockQ8K::ZERO, |acts| {
+                quantize_rows(pool, x, k, acts, nb, act::quantize_q8k);
+                job.run(pool, out, |rows, o| job.k_rows(acts, rows, o));
+            })
+        }
         _ => with_scratch(&SCRATCH_Q8, m * nb, BlockQ8::ZERO, |acts| {
             quantize_rows(pool, x, k, acts, nb, act::quantize_q8);
             job.run(pool, out, |rows, o| job.legacy_rows(acts, rows, o));

@@ -60,7 +60,7 @@ pub fn dot_legacy(t: QuantType, w: &[u8], a: &[BlockQ8]) -> f32 {
             let s: i32 = qs.iter().zip(&y.qs).map(|(&x, &q)| i32::from(x as i8) * i32::from(q)).sum();
             (f16_at(*d0, *d1) * y.d * s as f32, 0.0)
         }),
-        QuantType::Q4K | QuantType::Q6K => 0.0,
+        QuantType::Q4K | QuantType::Q5K | QuantType::Q6K => 0.0,
     }
 }
 
@@ -88,12 +88,12 @@ pub(crate) fn q4k_parts(b: &[u8; 144]) -> (f32, f32, &[u8; 12], &[u8; 128]) {
     (f16_at(*d0, *d1), f16_at(*m0, *m1), sc, qs)
 }
 
-/// Dot product of a k-quant row (`Q4_K`, `Q6_K`) with Q8_K blocks (ggml's
-/// `ggml_vec_dot_q4_K_q8_K` / `ggml_vec_dot_q6_K_q8_K` reference arithmetic). Legacy types
-/// give 0 here.
+/// Dot product of a k-quant row (`Q4_K`, `Q5_K`, `Q6_K`) with Q8_K blocks (ggml's
+/// `ggml_vec_dot_q{4,5,6}_K_q8_K` reference arithmetic). Legacy types give 0 here.
 pub fn dot_k(t: QuantType, w: &[u8], a: &[BlockQ8K]) -> f32 {
     match t {
         QuantType::Q4K => w.as_chunks::<144>().0.iter().zip(a).map(|(b, y)| dot_q4k_block(b, y)).sum(),
+        QuantType::Q5K => w.as_chunks::<176>().0.iter().zip(a).map(|(b, y)| dot_q5k_block(b, y)).sum(),
         QuantType::Q6K => w.as_chunks::<210>().0.iter().zip(a).map(|(b, y)| dot_q6k_block(b, y)).sum(),
         _ => 0.0,
     }
@@ -101,13 +101,40 @@ pub fn dot_k(t: QuantType, w: &[u8], a: &[BlockQ8K]) -> f32 {
 
 fn dot_q4k_block(b: &[u8; 144], y: &BlockQ8K) -> f32 {
     let (d, dmin, sc, qs) = q4k_parts(b);
+    dot_k4_block(d, dmin, sc, qs, &[0; 32], y)
+}
+
+/// Splits a 176-byte Q5_K block into (d, dmin, packed scales, fifth bits, nibbles).
+#[inline(always)]
+fn q5k_parts(b: &[u8; 176]) -> (f32, f32, &[u8; 12], &[u8; 32], &[u8; 128]) {
+    let (head, rest) = b.split_first_chunk::<16>().map_or((&[0u8; 16], &[][..]), |(h, r)| (h, r));
+    let (qh, qs) = rest.split_first_chunk::<32>().map_or((&[0u8; 32], &[][..]), |(h, q)| (h, q));
+    let [d0, d1, m0, m1, sc @ ..] = head;
+    let qs: &[u8; 128] = qs.try_into().unwrap_or(&[0u8; 128]);
+    (f16_at(*d0, *d1), f16_at(*m0, *m1), sc, qh, qs)
+}
+
+fn dot_q5k_block(b: &[u8; 176], y: &BlockQ8K) -> f32 {
+    let (d, dmin, sc, qh, qs) = q5k_parts(b);
+    dot_k4_block(d, dmin, sc, qs, qh, y)
+}
+
+/// One Q4_K / Q5_K block against a Q8_K block: `x = d sc_j q - dmin m_j` for sub-block j.
+/// Value l of sub-block j is nibble `j % 2` of byte `32 (j / 2) + l`, plus 16 times bit j of
+/// `qh[l]` (all zero for Q4_K).
+#[inline(always)]
+fn dot_k4_block(d: f32, dmin: f32, sc: &[u8; 12], qs: &[u8; 128], qh: &[u8; 32], y: &BlockQ8K) -> f32 {
     let (scales, mins) = q4k_scales(sc);
-    // Sub-block j of 32: chunk j / 2 of 32 bytes, low nibbles for even j, high for odd.
     let mut sumi = 0i32;
     for (j, (qy, &s)) in y.qs.as_chunks::<32>().0.iter().zip(&scales).enumerate() {
         let bytes = qs.as_chunks::<32>().0.get(j / 2).copied().unwrap_or([0; 32]);
         let shift = 4 * (j % 2);
-        let dot: i32 = bytes.iter().zip(qy).map(|(&q, &v)| i32::from((q >> shift) & 0x0F) * i32::from(v)).sum();
+        let dot: i32 = bytes
+            .iter()
+            .zip(qh)
+            .zip(qy)
+            .map(|((&q, &h), &v)| i32::from(((q >> shift) & 0x0F) | (((h >> j) & 1) << 4)) * i32::from(v))
+            .sum();
         sumi += i32::from(s) * dot;
     }
     // Σ min_j * Σ q8 over sub-block j, from the 16-value sums.

@@ -41,7 +41,7 @@ fn quantized_matrix(t: QuantType, n: usize, k: usize, rng: &mut Rng) -> Vec<u8> 
 /// The activations as the kernels see them: quantized, then dequantized.
 fn dequantized_acts(t: QuantType, x: &[f32]) -> Vec<f32> {
     match t {
-        QuantType::Q4K | QuantType::Q6K => {
+        QuantType::Q4K | QuantType::Q5K | QuantType::Q6K => {
             let mut blocks = vec![BlockQ8K::ZERO; x.len() / 256];
             act::quantize_q8k(x, &mut blocks);
             blocks.iter().flat_map(|b| b.qs.iter().map(move |&q| b.d * f32::from(q))).collect()

@@ -38,8 +38,8 @@ pub enum OutType {
 
 impl OutType {
     /// Every accepted name, for help texts.
-    pub const NAMES: [&str; 11] =
-        ["f32", "f16", "bf16", "q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q4_k", "q6_k", "q4_k_m"];
+    pub const NAMES: [&str; 12] =
+        ["f32", "f16", "bf16", "q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q4_k", "q5_k", "q6_k", "q4_k_m"];
 
     /// Parses `f16`, `q4_0`, `q4_k_m`, ... in any case.
     pub fn from_name(name: &str) -> Option<OutType> {
@@ -65,6 +65,7 @@ impl OutType {
             OutType::Pure(QuantType::Q5_1) => 9,
             OutType::Pure(QuantType::Q4K) => 14, // Q4_K_S
             OutType::Q4KM => 15,
+            OutType::Pure(QuantType::Q5K) => 16, // Q5_K_S
             OutType::Pure(QuantType::Q6K) => 18,
         }
     }
@@ -412,9 +413,10 @@ fn pick_type(out: OutType, name: &str, shape: &[u64], n_layer: usize) -> (GgmlTy
         OutType::Q4KM => {
             let layer = name.strip_prefix("blk.").and_then(|r| r.split('.').next()).and_then(|i| i.parse().ok());
             let more = layer.is_some_and(|i| use_more_bits(i, n_layer));
-            if name == "output.weight"
-                || (more && (name.ends_with(".attn_v.weight") || name.ends_with(".ffn_down.weight")))
-            {
+            // llama.cpp files BLOOM's fused `attn_qkv` under attn_v (`category_is_attn_v`), and
+            // that branch comes first: its Q5_K branch for `attn_qkv` is never reached.
+            let attn_v = name.ends_with(".attn_v.weight") || name.ends_with(".attn_qkv.weight");
+            if name == "output.weight" || (more && (attn_v || name.ends_with(".ffn_down.weight"))) {
                 QuantType::Q6K
             } else {
                 QuantType::Q4K
@@ -427,6 +429,7 @@ fn pick_type(out: OutType, name: &str, shape: &[u64], n_layer: usize) -> (GgmlTy
     // llama-quantize's fallbacks for k-quants; anything that still does not fit becomes F16.
     let second = match wanted {
         QuantType::Q4K => Some(QuantType::Q5_0),
+        QuantType::Q5K => Some(QuantType::Q5_1),
         QuantType::Q6K => Some(QuantType::Q8_0),
         _ => None,
     };
@@ -566,8 +569,11 @@ pub fn quantize(
                     t.name.strip_prefix("model.layers.").and_then(|r| r.strip_suffix(".self_attn.W_pack.weight"))
                 && layer.parse::<usize>().is_ok()
             {
-                let rows = t.shape.first().copied().unwrap_or(0);
-                if t.shape.len() != 2 || rows % 3 != 0 {
+                let (rows, cols) = match t.shape.as_slice() {
+                    [r, c] => (*r, *c),
+                    _ => (0, 0),
+                };
+                if rows == 0 || rows % 3 != 0 {
                     return Err(WeightsError::InvalidOutput {
                         reason: format!("`{}`: shape {:?} is not [3 x hidden, hidden]", t.name, t.shape),
                     });
@@ -575,7 +581,7 @@ pub fn quantize(
                 for (k, part) in ["attn_q", "attn_k", "attn_v"].iter().enumerate() {
                     let g = format!("blk.{layer}.{part}.weight");
                     let mut src = t.clone();
-                    src.shape = vec![rows / 3, t.shape[1]];
+                    src.shape = vec![rows / 3, cols];
                     let reorder = Reorder::of(arch, &g, n_head, n_kv);
                     let (ty, fallback) = pick_type(opts.out_type, &g, &src.shape, n_layer);
                     items.push(Item { gguf: g, source: src, part: Some((k, 3)), reorder, ty, fallback });
@@ -620,10 +626,11 @@ pub fn quantize(
     let task = "quantize";
     progress.event(Event::Start { task: task.into(), total: Some(items.len() as u64), unit: Unit::Items });
     let mut reports = Vec::with_capacity(items.len());
-    for it in &items {
-        if cancel.is_cancelled() {
-            return Err(WeightsError::Cancelled);
-        }
+    // A reader thread prepares the next tensor (read, convert to f32, reorder) while this one
+    // is quantized and written: reading is serial, quantizing is parallel over rows, and
+    // overlapping them keeps both cores busy. At most one tensor waits in the channel, so peak
+    // memory stays at about three tensors.
+    let prepare = |it: &Item| -> Result<Vec<f32>> {
         let x = match it.part {
             None => read_f32(&ck, &it.source)?,
             Some((k, n)) => {
@@ -635,33 +642,60 @@ pub fn quantize(
             }
         };
         let rows = it.source.shape.first().copied().unwrap_or(1) as usize;
-        let x = it.reorder.apply(x, rows.max(1), false);
-        let row = it.source.shape.last().copied().unwrap_or(1).max(1) as usize;
-        let bytes = encode(it.ty, &x, row, opts.threads)?;
-        let (mut rmse, mut max_err) = (None, None);
-        if opts.measure {
-            let back = decode(&it.gguf, it.ty, &bytes, x.len())?;
-            let (mut sq, mut mx) = (0f64, 0f64);
-            for (a, b) in x.iter().zip(&back) {
-                let d = (f64::from(*a) - f64::from(*b)).abs();
-                sq += d * d;
-                mx = mx.max(d);
+        Ok(it.reorder.apply(x, rows.max(1), false))
+    };
+    std::thread::scope(|scope| -> Result<()> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<f32>>>(1);
+        let items_ref = &items;
+        let prepare = &prepare;
+        scope.spawn(move || {
+            for it in items_ref {
+                if cancel.is_cancelled() {
+                    break;
+                }
+                let r = prepare(it);
+                let failed = r.is_err();
+                if tx.send(r).is_err() || failed {
+                    break;
+                }
             }
-            rmse = Some((sq / x.len().max(1) as f64).sqrt());
-            max_err = Some(mx);
-        }
-        w.write(&bytes)?;
-        progress.event(Event::Advance { task: task.into(), delta: 1 });
-        reports.push(TensorReport {
-            name: it.gguf.clone(),
-            source: it.source.name.clone(),
-            ggml_type: it.ty,
-            shape: it.source.shape.clone(),
-            fallback: it.fallback.clone(),
-            rmse,
-            max_err,
         });
-    }
+        for it in &items {
+            if cancel.is_cancelled() {
+                return Err(WeightsError::Cancelled);
+            }
+            let x = match rx.recv() {
+                Ok(r) => r?,
+                Err(_) => return Err(WeightsError::Cancelled),
+            };
+            let row = it.source.shape.last().copied().unwrap_or(1).max(1) as usize;
+            let bytes = encode(it.ty, &x, row, opts.threads)?;
+            let (mut rmse, mut max_err) = (None, None);
+            if opts.measure {
+                let back = decode(&it.gguf, it.ty, &bytes, x.len())?;
+                let (mut sq, mut mx) = (0f64, 0f64);
+                for (a, b) in x.iter().zip(&back) {
+                    let d = (f64::from(*a) - f64::from(*b)).abs();
+                    sq += d * d;
+                    mx = mx.max(d);
+                }
+                rmse = Some((sq / x.len().max(1) as f64).sqrt());
+                max_err = Some(mx);
+            }
+            w.write(&bytes)?;
+            progress.event(Event::Advance { task: task.into(), delta: 1 });
+            reports.push(TensorReport {
+                name: it.gguf.clone(),
+                source: it.source.name.clone(),
+                ggml_type: it.ty,
+                shape: it.source.shape.clone(),
+                fallback: it.fallback.clone(),
+                rmse,
+                max_err,
+            });
+        }
+        Ok(())
+    })?;
     let write = w.finish()?;
     progress.event(Event::Finish { task: task.into() });
     Ok(QuantizeReport { arch, write, tensors: reports, skipped })
@@ -786,7 +820,8 @@ pub fn dequantize(
     let (n_head, n_kv) = (heads("attention.head_count"), heads("attention.head_count_kv"));
     // Each output tensor: its HF name and the GGUF tensors stacked by rows to make it (one,
     // except Baichuan's W_pack = [q; k; v]).
-    let mut plan: Vec<(String, Vec<u64>, Vec<(TensorInfo, Reorder)>)> = Vec::new();
+    type Planned = (String, Vec<u64>, Vec<(TensorInfo, Reorder)>);
+    let mut plan: Vec<Planned> = Vec::new();
     for t in ck.tensors() {
         let (name, reorder) = match arch {
             None => (t.name.clone(), Reorder::None),
@@ -924,7 +959,19 @@ mod tests {
         assert_eq!(t("output.weight", &[64, 64]), GgmlType::Q8_0);
         assert_eq!(t("blk.4.ffn_down.weight", &[64, 176]), GgmlType::F16);
         assert_eq!(t("blk.4.attn_norm.weight", &[64]), GgmlType::F32);
+        // BLOOM's fused QKV follows attn_v's rule, as llama-quantize does (checked on tiny-bloom).
+        assert_eq!(t("blk.0.attn_qkv.weight", &[768, 256]), GgmlType::Q6_K);
+        assert_eq!(t("blk.6.attn_qkv.weight", &[768, 256]), GgmlType::Q6_K);
+        assert_eq!(t("blk.5.attn_qkv.weight", &[768, 256]), GgmlType::Q4_K);
+        assert_eq!(t("blk.5.attn_qkv.weight", &[192, 64]), GgmlType::Q5_0);
+        assert_eq!(t("blk.6.attn_qkv.weight", &[192, 64]), GgmlType::Q8_0);
         assert_eq!(pick_type(OutType::Pure(QuantType::Q4_0), "w", &[2, 48], 0).0, GgmlType::F16);
+        // Pure Q5_K falls back as llama-quantize does: Q5_1, then F16.
+        let q5 = |shape: &[u64]| pick_type(OutType::Pure(QuantType::Q5K), "blk.0.ffn_down.weight", shape, 2).0;
+        assert_eq!(q5(&[64, 256]), GgmlType::Q5_K);
+        assert_eq!(q5(&[576, 576]), GgmlType::Q5_1);
+        assert_eq!(q5(&[64, 176]), GgmlType::F16);
+        assert_eq!(OutType::from_name("Q5_K").map(OutType::file_type), Some(16));
     }
 
     #[test]

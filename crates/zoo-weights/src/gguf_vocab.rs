@@ -197,17 +197,19 @@ fn spm_metadata(dir: &Path, config: &Value) -> Result<Vec<(String, MetaValue)>> 
     let mut tokens: Vec<String> = (0..n).map(|i| format!("[PAD{i}]")).collect();
     let mut scores = vec![-10000f32; n as usize];
     let mut types = vec![UNUSED; n as usize];
+    let mut set = |i: usize, text: &str, score: f32, kind: i32| {
+        if let (Some(t), Some(s), Some(k)) = (tokens.get_mut(i), scores.get_mut(i), types.get_mut(i)) {
+            *t = text.to_string();
+            *s = score;
+            *k = kind;
+        }
+    };
     for (i, p) in pieces.iter().enumerate() {
-        tokens[i] = p.piece.clone();
-        scores[i] = p.score;
-        types[i] = p.kind;
+        set(i, &p.piece, p.score, p.kind);
     }
     for (id, text, special) in &added {
-        let i = *id as usize;
         if *id >= n_pieces {
-            tokens[i] = text.clone();
-            scores[i] = -1000.0;
-            types[i] = if *special { CONTROL } else { USER_DEFINED };
+            set(*id as usize, text, -1000.0, if *special { CONTROL } else { USER_DEFINED });
         }
     }
     let find = |kind: i32| types.iter().position(|&t| t == kind).map(|i| i as u64);
@@ -478,9 +480,10 @@ mod tests {
     fn broken_sentencepiece_files_are_errors() {
         let bytes = std::fs::read(fixture("tokenizer.model")).unwrap();
         let dir = tempfile::tempdir().unwrap();
-        for (i, bad) in [&bytes[..bytes.len() / 2], &bytes[..3], b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff".as_slice(), b""]
-            .iter()
-            .enumerate()
+        for (i, bad) in
+            [&bytes[..bytes.len() / 2], &bytes[..3], b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff".as_slice(), b""]
+                .iter()
+                .enumerate()
         {
             let p = dir.path().join(format!("bad{i}.model"));
             std::fs::write(&p, bad).unwrap();

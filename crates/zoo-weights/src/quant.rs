@@ -40,19 +40,22 @@ pub enum QuantType {
     Q8_0,
     /// 256 values: f16 super-scales, 6-bit scale and minimum per 32, 4-bit values.
     Q4K,
+    /// 256 values: as Q4_K, with 5-bit values (the fifth bits in a 32-byte array of their own).
+    Q5K,
     /// 256 values: f16 super-scale, 8-bit scale per 16, 6-bit values.
     Q6K,
 }
 
 impl QuantType {
     /// Every type, in ggml id order.
-    pub const ALL: [QuantType; 7] = [
+    pub const ALL: [QuantType; 8] = [
         QuantType::Q4_0,
         QuantType::Q4_1,
         QuantType::Q5_0,
         QuantType::Q5_1,
         QuantType::Q8_0,
         QuantType::Q4K,
+        QuantType::Q5K,
         QuantType::Q6K,
     ];
 
@@ -60,7 +63,7 @@ impl QuantType {
     pub fn block_size(self) -> usize {
         match self {
             QuantType::Q4_0 | QuantType::Q4_1 | QuantType::Q5_0 | QuantType::Q5_1 | QuantType::Q8_0 => 32,
-            QuantType::Q4K | QuantType::Q6K => 256,
+            QuantType::Q4K | QuantType::Q5K | QuantType::Q6K => 256,
         }
     }
 
@@ -73,6 +76,7 @@ impl QuantType {
             QuantType::Q5_1 => legacy::Q5_1_BYTES,
             QuantType::Q8_0 => legacy::Q8_0_BYTES,
             QuantType::Q4K => k::Q4_K_BYTES,
+            QuantType::Q5K => k::Q5_K_BYTES,
             QuantType::Q6K => k::Q6_K_BYTES,
         }
     }
@@ -86,6 +90,7 @@ impl QuantType {
             QuantType::Q5_1 => GgmlType::Q5_1,
             QuantType::Q8_0 => GgmlType::Q8_0,
             QuantType::Q4K => GgmlType::Q4_K,
+            QuantType::Q5K => GgmlType::Q5_K,
             QuantType::Q6K => GgmlType::Q6_K,
         }
     }
@@ -95,7 +100,7 @@ impl QuantType {
         QuantType::ALL.into_iter().find(|q| q.ggml_type() == t)
     }
 
-    /// ggml's name: `Q4_0`, ..., `Q4_K`, `Q6_K`.
+    /// ggml's name: `Q4_0`, ..., `Q4_K`, `Q5_K`, `Q6_K`.
     pub fn name(self) -> &'static str {
         self.ggml_type().name()
     }
@@ -159,6 +164,7 @@ pub fn quantize_row(t: QuantType, src: &[f32], dst: &mut [u8]) -> Result<(), Qua
         QuantType::Q5_1 => each_block(src, dst, legacy::quantize_q5_1),
         QuantType::Q8_0 => each_block(src, dst, legacy::quantize_q8_0),
         QuantType::Q4K => each_block(src, dst, k::quantize_q4_k),
+        QuantType::Q5K => each_block(src, dst, k::quantize_q5_k),
         QuantType::Q6K => each_block(src, dst, k::quantize_q6_k),
     }
     Ok(())
@@ -181,6 +187,7 @@ pub fn dequantize_row(t: QuantType, src: &[u8], dst: &mut [f32]) -> Result<(), Q
         QuantType::Q5_1 => each_block(src, dst, legacy::dequantize_q5_1),
         QuantType::Q8_0 => each_block(src, dst, legacy::dequantize_q8_0),
         QuantType::Q4K => each_block(src, dst, k::dequantize_q4_k),
+        QuantType::Q5K => each_block(src, dst, k::dequantize_q5_k),
         QuantType::Q6K => each_block(src, dst, k::dequantize_q6_k),
     }
     Ok(())

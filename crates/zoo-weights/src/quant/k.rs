@@ -1,6 +1,6 @@
-//! The 256-value "k-quant" super-block types Q4_K and Q6_K: ports of ggml's
-//! `quantize_row_q4_K_ref` (with `make_qkx2_quants`), `quantize_row_q6_K_ref` (with
-//! `make_qx_quants`) and their dequantizers.
+//! The 256-value "k-quant" super-block types Q4_K, Q5_K and Q6_K: ports of ggml's
+//! `quantize_row_q4_K_ref` and `quantize_row_q5_K_ref` (both with `make_qkx2_quants`),
+//! `quantize_row_q6_K_ref` (with `make_qx_quants`) and their dequantizers.
 //!
 //! Levels are kept in nested arrays shaped like the packed layout (`[chunk][part][lane]`), so
 //! packing is a walk over matching arrays and flattening gives the sub-blocks in element order.
@@ -10,6 +10,7 @@ use std::slice;
 use super::{f16_bytes, f16_value, nearest_int};
 
 pub(super) const Q4_K_BYTES: usize = 144;
+pub(super) const Q5_K_BYTES: usize = 176;
 pub(super) const Q6_K_BYTES: usize = 210;
 
 /// ggml's `GROUP_MAX_EPS`: a sub-block whose largest magnitude is below this is all zero.
@@ -167,10 +168,22 @@ fn make_qkx2_quants(
     (scale, -min)
 }
 
-pub(super) fn quantize_q4_k(x: &[f32; 256], y: &mut [u8; Q4_K_BYTES]) {
+/// Levels of a Q4_K / Q5_K block: `[chunk][half][lane]` is value 64 chunk + 32 half + lane, so
+/// flattening once gives the 8 sub-blocks of 32 in element order.
+type K4Levels = [[[u8; 32]; 2]; 4];
+
+/// The part ggml's `quantize_row_q4_K_ref` and `quantize_row_q5_K_ref` share: fit every
+/// sub-block of 32 with `make_qkx2_quants(nmax, .., rmin, rdelta, nstep)`, quantize the eight
+/// scales and minimums to 6 bits against f16 super-scales, then re-quantize every value against
+/// the scales as stored. Returns the bytes of `d`, `dmin` and the packed scales; `levels` gets
+/// the values in `0..=nmax`.
+fn fit_k4_levels(
+    x: &[f32; 256],
+    nmax: i32,
+    (rmin, rdelta, nstep): (f32, f32, i32),
+    levels: &mut K4Levels,
+) -> ([u8; 2], [u8; 2], [u8; 12]) {
     let (subs, _) = x.as_chunks::<32>();
-    // levels[c][h][l] is value 64c + 32h + l; flattened once, the 8 sub-blocks in order.
-    let mut levels = [[[0u8; 32]; 2]; 4];
     let mut scales = [0.0f32; 8];
     let mut mins = [0.0f32; 8];
     let mut max_scale = 0.0f32;
@@ -185,7 +198,7 @@ pub(super) fn quantize_q4_k(x: &[f32; 256], y: &mut [u8; Q4_K_BYTES]) {
         for (w, &v) in weights.iter_mut().zip(xs) {
             *w = av_x + v.abs();
         }
-        (*scale, *min) = make_qkx2_quants(15, xs, &weights, ls, -1.0, 0.1, 20);
+        (*scale, *min) = make_qkx2_quants(nmax, xs, &weights, ls, rmin, rdelta, nstep);
         if *scale > max_scale {
             max_scale = *scale;
         }
@@ -218,10 +231,15 @@ pub(super) fn quantize_q4_k(x: &[f32; 256], y: &mut [u8; Q4_K_BYTES]) {
         }
         let dm = dmin_all * f32::from(m);
         for (l, &v) in ls.iter_mut().zip(xs) {
-            *l = nearest_int((v + dm) / d).clamp(0, 15) as u8;
+            *l = nearest_int((v + dm) / d).clamp(0, nmax) as u8;
         }
     }
+    (d, dmin, packed)
+}
 
+pub(super) fn quantize_q4_k(x: &[f32; 256], y: &mut [u8; Q4_K_BYTES]) {
+    let mut levels: K4Levels = [[[0u8; 32]; 2]; 4];
+    let (d, dmin, packed) = fit_k4_levels(x, 15, (-1.0, 0.1, 20), &mut levels);
     let mut qs = [[0u8; 32]; 4];
     for (q, [lo, hi]) in qs.iter_mut().zip(&levels) {
         for ((q, &a), &b) in q.iter_mut().zip(lo).zip(hi) {
@@ -247,6 +265,54 @@ pub(super) fn dequantize_q4_k(y: &[u8; Q4_K_BYTES], x: &mut [f32; 256]) {
         let m1 = dmin * f32::from(m);
         for (o, v) in xs.iter_mut().zip(q.by_ref()) {
             *o = d1 * f32::from(v) - m1;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Q5_K: f16 d, f16 dmin, the 12 scale bytes of Q4_K, qh[32], then qs[128] laid out as Q4_K's
+// nibbles (byte 32c + l: value 64c + l low, value 64c + 32 + l high). The fifth bit of value
+// 64c + 32h + l is bit 2c + h of qh[l]. x = d * sc_j * q - dmin * m_j, q in 0..32.
+// ---------------------------------------------------------------------------------------------
+
+/// ggml's `quantize_row_q5_K_ref`: Q4_K's fit with `nmax = 31` and the trial grid ggml uses for
+/// Q5_K (`rmin = -0.5`, `rdelta = 0.1`, `nstep = 15`).
+pub(super) fn quantize_q5_k(x: &[f32; 256], y: &mut [u8; Q5_K_BYTES]) {
+    let mut levels: K4Levels = [[[0u8; 32]; 2]; 4];
+    let (d, dmin, packed) = fit_k4_levels(x, 31, (-0.5, 0.1, 15), &mut levels);
+    let mut qh = [0u8; 32];
+    let mut qs = [[0u8; 32]; 4];
+    for (c, (q, [lo, hi])) in qs.iter_mut().zip(&levels).enumerate() {
+        for (((q, h), &a), &b) in q.iter_mut().zip(&mut qh).zip(lo).zip(hi) {
+            *q = (a & 0x0F) | ((b & 0x0F) << 4);
+            *h |= ((a >> 4) << (2 * c)) | ((b >> 4) << (2 * c + 1));
+        }
+    }
+    let mut out = y.iter_mut();
+    put(&mut out, &d);
+    put(&mut out, &dmin);
+    put(&mut out, &packed);
+    put(&mut out, &qh);
+    put(&mut out, qs.as_flattened());
+}
+
+/// ggml's `dequantize_row_q5_K`.
+pub(super) fn dequantize_q5_k(y: &[u8; Q5_K_BYTES], x: &mut [f32; 256]) {
+    let mut it = y.iter();
+    let d = f16_value(take(&mut it));
+    let dmin = f16_value(take(&mut it));
+    let (sc, mn) = unpack_scale_min_k4(&take(&mut it));
+    let qh: [u8; 32] = take(&mut it);
+    let qs: [u8; 128] = take(&mut it);
+    // Sub-block j = 2c + h: nibble h of bytes 32c.., fifth bit j of qh.
+    let subs = x.as_chunks_mut::<32>().0.iter_mut().zip(&sc).zip(&mn).enumerate();
+    for (j, ((xs, &sc), &m)) in subs {
+        let d1 = d * f32::from(sc);
+        let m1 = dmin * f32::from(m);
+        let bytes = qs.chunks_exact(32).nth(j / 2).unwrap_or(&[]);
+        for ((o, &b), &h) in xs.iter_mut().zip(bytes).zip(&qh) {
+            let q = ((b >> (4 * (j % 2))) & 0x0F) | (((h >> j) & 1) << 4);
+            *o = d1 * f32::from(q) - m1;
         }
     }
 }
@@ -409,6 +475,34 @@ mod tests {
         let ls = [0, 1, 62, 63, 17, 32, 48, 63];
         let lm = [63, 5, 0, 33, 63, 0, 16, 47];
         assert_eq!(unpack_scale_min_k4(&pack_scale_min_k4(ls, lm)), (ls, lm));
+    }
+
+    #[test]
+    fn q5_k_packs_and_unpacks_ggml_layout() {
+        // A block whose values are exact on its grid (d = 1, dmin = 0, every scale 1) survives
+        // quantization unchanged, and its bytes are placed with ggml's own index arithmetic
+        // (quantize_row_q5_K_ref): ql[32c + l] = L[64c + l] | L[64c + 32 + l] << 4 (low 4 bits),
+        // fifth bits at bit 2c (resp. 2c + 1) of qh[l].
+        let lv: [u8; 256] = std::array::from_fn(|i| ((i * 7 + i / 32) % 32) as u8);
+        let x: [f32; 256] = std::array::from_fn(|i| f32::from(lv[i]));
+        let mut block = [0u8; Q5_K_BYTES];
+        quantize_q5_k(&x, &mut block);
+        let mut want = [0u8; Q5_K_BYTES];
+        for c in 0..4 {
+            for l in 0..32 {
+                let (a, b) = (lv[64 * c + l], lv[64 * c + 32 + l]);
+                want[48 + 32 * c + l] = (a & 0x0F) | ((b & 0x0F) << 4);
+                want[16 + l] |= ((a >> 4) << (2 * c)) | ((b >> 4) << (2 * c + 1));
+            }
+        }
+        assert_eq!(block[16..], want[16..], "qh and qs");
+        // Every sub-block has the same range, so every 6-bit scale is 63 and d = f16(1/63).
+        let d1 = f16_value([block[0], block[1]]) * 63.0;
+        let mut back = [0.0f32; 256];
+        dequantize_q5_k(&block, &mut back);
+        for (i, (&b, &l)) in back.iter().zip(&lv).enumerate() {
+            assert_eq!(b, d1 * f32::from(l), "value {i}");
+        }
     }
 
     #[test]
