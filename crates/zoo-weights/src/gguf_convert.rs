@@ -445,10 +445,33 @@ fn read_f32(ck: &Checkpoint, t: &TensorInfo) -> Result<Vec<f32>> {
     if !matches!(t.dtype, Dtype::F32 | Dtype::F16 | Dtype::BF16 | Dtype::F64) {
         return Err(WeightsError::UnsupportedDtype { tensor: t.name.clone(), dtype: t.dtype, op: "quantize" });
     }
-    let bytes = ck.read_to_vec(t, MAX_TENSOR_BYTES)?;
+    if t.byte_len > MAX_TENSOR_BYTES {
+        return Err(WeightsError::TensorTooLarge {
+            tensor: t.name.clone(),
+            byte_len: t.byte_len,
+            limit: MAX_TENSOR_BYTES,
+        });
+    }
     let n = crate::dtype::numel(&t.shape).unwrap_or(0) as usize;
+    let width = t.dtype.size().unwrap_or(4).max(1) as usize;
+    // Read in 4 MiB pieces straight into the f32 buffer: no tensor-sized byte copy to allocate,
+    // fault in and free for every tensor.
     let mut out = vec![0f32; n];
-    kernels::to_f32(t.dtype, &bytes, &mut out);
+    let mut buf = vec![0u8; (4 << 20) / width * width];
+    let (mut offset, mut done) = (0u64, 0usize);
+    while done < n {
+        let got = ck.read_chunk(t, offset, &mut buf)?;
+        if got == 0 {
+            break;
+        }
+        let dst = out.get_mut(done..).unwrap_or_default();
+        let converted = kernels::to_f32(t.dtype, buf.get(..got).unwrap_or_default(), dst);
+        done += converted;
+        offset += got as u64;
+    }
+    if done != n {
+        return Err(WeightsError::InvalidOutput { reason: format!("tensor `{}`: read {done} of {n} values", t.name) });
+    }
     Ok(out)
 }
 

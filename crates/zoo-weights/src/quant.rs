@@ -215,13 +215,22 @@ pub fn quantize_rows_parallel(
     if dst.len() != expected {
         return Err(QuantError::OutputLength { ty: t, expected, got: dst.len(), unit: "bytes" });
     }
-    let rows_per_thread = rows.div_ceil(threads);
+    // Chunks handed out on demand (about 8 per thread), not one fixed share per thread: a
+    // thread that loses its core for a while (the converter reads the next tensor meanwhile)
+    // does not leave the others waiting at the end.
+    let rows_per_chunk = rows.div_ceil(threads * 8).max(1);
+    let jobs: Vec<(&[f32], &mut [u8])> =
+        src.chunks(rows_per_chunk * n_per_row).zip(dst.chunks_mut(rows_per_chunk * row_bytes)).collect();
+    let queue = std::sync::Mutex::new(jobs.into_iter());
+    let next = || queue.lock().ok().and_then(|mut q| q.next());
     std::thread::scope(|scope| {
-        let spawned: Vec<_> = src
-            .chunks(rows_per_thread * n_per_row)
-            .zip(dst.chunks_mut(rows_per_thread * row_bytes))
-            .map(|(x, y)| std::thread::Builder::new().spawn_scoped(scope, move || quantize_row(t, x, y)))
-            .collect();
+        let work = || -> Result<(), QuantError> {
+            while let Some((x, y)) = next() {
+                quantize_row(t, x, y)?;
+            }
+            Ok(())
+        };
+        let spawned: Vec<_> = (0..threads).map(|_| std::thread::Builder::new().spawn_scoped(scope, work)).collect();
         // Join every thread before reporting the first failure, so none outlives its error.
         let mut result = Ok(());
         for handle in spawned {
