@@ -86,9 +86,11 @@ pub fn unpack_scale_min_k4(q: &[u8; 12]) -> ([u8; 8], [u8; 8]) {
     (scales, mins)
 }
 
-/// ggml's `make_qkx2_quants` (squared error, `use_mad = false`) for one sub-block of 32:
+/// ggml's `make_qkx2_quants` (squared error, `use_mad = false`) for one sub-block of 32, as
+/// written in ggml: the reference that [`make_qkx2_quants_x8`] is tested against. It
 /// fits `x ≈ scale * l - min` with weighted least squares over `nstep + 1` trial scales.
 /// Writes the levels and returns `(scale, min)`, `min` as a positive offset (`the_min`).
+#[cfg(test)]
 fn make_qkx2_quants(
     nmax: i32,
     x: &[f32; 32],
@@ -168,6 +170,137 @@ fn make_qkx2_quants(
     (scale, -min)
 }
 
+/// [`make_qkx2_quants`] on eight sub-blocks at once, `x[i][lane]` being value `i` of sub-block
+/// `lane`. Every lane does exactly the scalar function's float operations in the same order
+/// (branches become selects; a lane's discarded results never reach its outputs), so the
+/// results are bit-identical while the lanes run in SIMD registers.
+// Fixed-size arrays indexed by loops over exactly their lengths (0..32, 0..8): no index can
+// be out of bounds, and plain indexing is what lets the compiler keep the lanes in registers.
+#[allow(clippy::needless_range_loop, clippy::indexing_slicing)]
+fn make_qkx2_quants_x8(
+    nmax: i32,
+    x: &[[f32; 8]; 32],
+    weights: &[[f32; 8]; 32],
+    levels: &mut [[u8; 8]; 32],
+    rmin: f32,
+    rdelta: f32,
+    nstep: i32,
+) -> ([f32; 8], [f32; 8]) {
+    type L = [f32; 8];
+    let mut min: L = x[0];
+    let mut max: L = x[0];
+    let mut sum_w: L = weights[0];
+    let mut sum_x: L = [0.0; 8];
+    for k in 0..8 {
+        sum_x[k] = sum_w[k] * x[0][k];
+    }
+    for i in 1..32 {
+        for k in 0..8 {
+            let (xi, w) = (x[i][k], weights[i][k]);
+            if xi < min[k] {
+                min[k] = xi;
+            }
+            if xi > max[k] {
+                max[k] = xi;
+            }
+            sum_w[k] += w;
+            sum_x[k] += w * xi;
+        }
+    }
+    let mut flat = [false; 8];
+    for k in 0..8 {
+        if min[k] > 0.0 {
+            min[k] = 0.0;
+        }
+        flat[k] = max[k] == min[k];
+    }
+    let flat_min = min;
+    let nmax_f = nmax as f32;
+    let mut iscale: L = [0.0; 8];
+    let mut scale: L = [0.0; 8];
+    for k in 0..8 {
+        iscale[k] = nmax_f / (max[k] - min[k]);
+        scale[k] = 1.0 / iscale[k];
+    }
+    let mut best_error: L = [0.0; 8];
+    for i in 0..32 {
+        for k in 0..8 {
+            let q = nearest_int(iscale[k] * (x[i][k] - min[k])).clamp(0, nmax);
+            levels[i][k] = q as u8;
+            let diff = scale[k] * q as f32 + min[k] - x[i][k];
+            best_error[k] += weights[i][k] * (diff * diff);
+        }
+    }
+    let mut trial = [[0u8; 8]; 32];
+    for is in 0..=nstep {
+        let step = rmin + rdelta * is as f32 + nmax_f;
+        let mut iscale: L = [0.0; 8];
+        for k in 0..8 {
+            iscale[k] = step / (max[k] - min[k]);
+        }
+        let (mut sum_l, mut sum_l2, mut sum_xl): (L, L, L) = ([0.0; 8], [0.0; 8], [0.0; 8]);
+        for i in 0..32 {
+            for k in 0..8 {
+                let q = nearest_int(iscale[k] * (x[i][k] - min[k])).clamp(0, nmax);
+                trial[i][k] = q as u8;
+                let lf = q as f32;
+                let w = weights[i][k];
+                sum_l[k] += w * lf;
+                sum_l2[k] += w * lf * lf;
+                sum_xl[k] += w * lf * x[i][k];
+            }
+        }
+        let mut this_scale: L = [0.0; 8];
+        let mut this_min: L = [0.0; 8];
+        let mut ok = [false; 8];
+        for k in 0..8 {
+            let det = sum_w[k] * sum_l2[k] - sum_l[k] * sum_l[k];
+            ok[k] = det > 0.0;
+            let s = (sum_w[k] * sum_xl[k] - sum_x[k] * sum_l[k]) / det;
+            let m = (sum_l2[k] * sum_x[k] - sum_l[k] * sum_xl[k]) / det;
+            let clamp = m > 0.0;
+            this_min[k] = if clamp { 0.0 } else { m };
+            this_scale[k] = if clamp { sum_xl[k] / sum_l2[k] } else { s };
+        }
+        let mut cur_error: L = [0.0; 8];
+        for i in 0..32 {
+            for k in 0..8 {
+                let diff = this_scale[k] * f32::from(trial[i][k]) + this_min[k] - x[i][k];
+                cur_error[k] += weights[i][k] * (diff * diff);
+            }
+        }
+        let mut take = [false; 8];
+        for k in 0..8 {
+            take[k] = ok[k] && cur_error[k] < best_error[k];
+            if take[k] {
+                best_error[k] = cur_error[k];
+                scale[k] = this_scale[k];
+                min[k] = this_min[k];
+            }
+        }
+        for i in 0..32 {
+            for k in 0..8 {
+                if take[k] {
+                    levels[i][k] = trial[i][k];
+                }
+            }
+        }
+    }
+    let mut out_min: L = [0.0; 8];
+    for k in 0..8 {
+        if flat[k] {
+            scale[k] = 0.0;
+            out_min[k] = -flat_min[k];
+            for row in levels.iter_mut() {
+                row[k] = 0;
+            }
+        } else {
+            out_min[k] = -min[k];
+        }
+    }
+    (scale, out_min)
+}
+
 /// Levels of a Q4_K / Q5_K block: `[chunk][half][lane]` is value 64 chunk + 32 half + lane, so
 /// flattening once gives the 8 sub-blocks of 32 in element order.
 type K4Levels = [[[u8; 32]; 2]; 4];
@@ -184,21 +317,32 @@ fn fit_k4_levels(
     levels: &mut K4Levels,
 ) -> ([u8; 2], [u8; 2], [u8; 12]) {
     let (subs, _) = x.as_chunks::<32>();
-    let mut scales = [0.0f32; 8];
-    let mut mins = [0.0f32; 8];
     let mut max_scale = 0.0f32;
     let mut max_min = 0.0f32;
-    for (((xs, ls), scale), min) in subs.iter().zip(levels.as_flattened_mut()).zip(&mut scales).zip(&mut mins) {
+    // The eight sub-blocks are fitted side by side, one per lane (see `make_qkx2_quants_x8`).
+    let mut xt = [[0.0f32; 8]; 32];
+    let mut wt = [[0.0f32; 8]; 32];
+    for (lane, xs) in subs.iter().enumerate() {
         let mut sum_x2 = 0.0f32;
         for &v in xs {
             sum_x2 += v * v;
         }
         let av_x = (sum_x2 / 32.0).sqrt();
-        let mut weights = [0.0f32; 32];
-        for (w, &v) in weights.iter_mut().zip(xs) {
-            *w = av_x + v.abs();
+        for ((xr, wr), &v) in xt.iter_mut().zip(wt.iter_mut()).zip(xs) {
+            if let (Some(a), Some(b)) = (xr.get_mut(lane), wr.get_mut(lane)) {
+                *a = v;
+                *b = av_x + v.abs();
+            }
         }
-        (*scale, *min) = make_qkx2_quants(nmax, xs, &weights, ls, rmin, rdelta, nstep);
+    }
+    let mut lt = [[0u8; 8]; 32];
+    let (scales, mins) = make_qkx2_quants_x8(nmax, &xt, &wt, &mut lt, rmin, rdelta, nstep);
+    for (lane, ls) in levels.as_flattened_mut().iter_mut().enumerate() {
+        for (l, row) in ls.iter_mut().zip(&lt) {
+            *l = row.get(lane).copied().unwrap_or(0);
+        }
+    }
+    for (scale, min) in scales.iter().zip(&mins) {
         if *scale > max_scale {
             max_scale = *scale;
         }
@@ -469,6 +613,57 @@ pub(super) fn dequantize_q6_k(y: &[u8; Q6_K_BYTES], x: &mut [f32; 256]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The eight-lane fit equals the scalar one bit for bit: random sub-blocks of several
+    /// scales, all-equal (flat) ones, all-positive ones (min clamped to 0), and tiny ones.
+    #[test]
+    fn lanes_fit_like_the_scalar_reference() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut rnd = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+        };
+        for case in 0..400 {
+            let mut xt = [[0.0f32; 8]; 32];
+            let mut wt = [[0.0f32; 8]; 32];
+            let mut subs = [[0.0f32; 32]; 8];
+            for (lane, sub) in subs.iter_mut().enumerate() {
+                let kind = (case + lane) % 5;
+                for v in sub.iter_mut() {
+                    *v = match kind {
+                        0 => rnd() * 10.0,
+                        1 => 0.25,
+                        2 => rnd().abs() + 0.1,
+                        3 => rnd() * 1e-6,
+                        _ => rnd() * rnd() * 100.0,
+                    };
+                }
+                let av_x = (sub.iter().map(|v| v * v).sum::<f32>() / 32.0).sqrt();
+                for (i, &v) in sub.iter().enumerate() {
+                    xt[i][lane] = v;
+                    wt[i][lane] = av_x + v.abs();
+                }
+            }
+            for (nmax, rmin, rdelta, nstep) in [(15, -1.0f32, 0.1f32, 20), (31, -0.5, 0.1, 15)] {
+                let mut lt = [[0u8; 8]; 32];
+                let (scales, mins) = make_qkx2_quants_x8(nmax, &xt, &wt, &mut lt, rmin, rdelta, nstep);
+                for (lane, sub) in subs.iter().enumerate() {
+                    let w: [f32; 32] = std::array::from_fn(|i| wt[i][lane]);
+                    let mut l = [0u8; 32];
+                    let (s, m) = make_qkx2_quants(nmax, sub, &w, &mut l, rmin, rdelta, nstep);
+                    assert_eq!(
+                        (scales[lane].to_bits(), mins[lane].to_bits()),
+                        (s.to_bits(), m.to_bits()),
+                        "case {case} lane {lane}"
+                    );
+                    let got: [u8; 32] = std::array::from_fn(|i| lt[i][lane]);
+                    assert_eq!(got, l, "case {case} lane {lane}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn scale_min_packing_round_trips() {
