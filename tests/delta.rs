@@ -3,7 +3,7 @@
 //! the process killed or interrupted mid-write.
 
 mod common;
-use common::zoo;
+use common::{assert_same_tensors, zoo};
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -26,19 +26,6 @@ fn ok(o: &Output) {
 }
 
 /// Every tensor of `a` equals the same-named tensor of `b`, byte for byte.
-fn assert_same_tensors(a: &Path, b: &Path) {
-    let (a, b) = (Checkpoint::open(a).unwrap(), Checkpoint::open(b).unwrap());
-    let mut an: Vec<_> = a.tensors().iter().map(|t| t.name.clone()).collect();
-    let mut bn: Vec<_> = b.tensors().iter().map(|t| t.name.clone()).collect();
-    an.sort();
-    bn.sort();
-    assert_eq!(an, bn);
-    for t in a.tensors() {
-        let u = b.get(&t.name).unwrap();
-        assert_eq!((t.dtype, &t.shape), (u.dtype, &u.shape), "{}", t.name);
-        assert_eq!(a.read_to_vec(t, 1 << 30).unwrap(), b.read_to_vec(u, 1 << 30).unwrap(), "bytes of {}", t.name);
-    }
-}
 
 #[test]
 fn apply_matches_the_reference_bit_for_bit_and_make_round_trips() {

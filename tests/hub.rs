@@ -7,7 +7,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::{fixture, zoo};
+use common::{assert_same_tensors, fixture, zoo};
 use serde_json::Value;
 use sha2::Digest;
 use zoo_testhub::TestHub;
@@ -304,21 +304,6 @@ source = "../shared/fixtures/delta/delta"
 "#,
     )
     .unwrap();
-}
-
-fn assert_same_tensors(a: &Path, b: &Path) {
-    use zoo_weights::Checkpoint;
-    let (a, b) = (Checkpoint::open(a).unwrap(), Checkpoint::open(b).unwrap());
-    let mut an: Vec<_> = a.tensors().iter().map(|t| t.name.clone()).collect();
-    let mut bn: Vec<_> = b.tensors().iter().map(|t| t.name.clone()).collect();
-    an.sort();
-    bn.sort();
-    assert_eq!(an, bn);
-    for t in a.tensors() {
-        let u = b.get(&t.name).unwrap();
-        assert_eq!((t.dtype, &t.shape), (u.dtype, &u.shape), "{}", t.name);
-        assert_eq!(a.read_to_vec(t, 1 << 30).unwrap(), b.read_to_vec(u, 1 << 30).unwrap(), "bytes of {}", t.name);
-    }
 }
 
 #[test]

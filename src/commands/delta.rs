@@ -69,6 +69,21 @@ where
     T: Send + 'static,
     F: FnOnce(&dyn Progress, &CancelToken) -> zoo_weights::Result<T> + Send + 'static,
 {
+    run_blocking(progress, "removing the unfinished output", work).await
+}
+
+/// Run blocking library work off the async thread; on Ctrl-C, say `on_interrupt` and cancel it
+/// through its token, then wait for it to stop at its next safe point.
+pub(crate) async fn run_blocking<T, E, F>(
+    progress: Arc<StderrProgress>,
+    on_interrupt: &str,
+    work: F,
+) -> anyhow::Result<T>
+where
+    T: Send + 'static,
+    E: std::error::Error + Send + Sync + 'static,
+    F: FnOnce(&dyn Progress, &CancelToken) -> Result<T, E> + Send + 'static,
+{
     let cancel = CancelToken::new();
     let c2 = cancel.clone();
     // Register for SIGINT before any work starts, so an early Ctrl-C is never the default kill.
@@ -79,7 +94,7 @@ where
         r = &mut job => Ok(r.context("worker stopped")??),
         _ = interrupt.recv() => {
             cancel.cancel();
-            eprintln!("\ninterrupted: removing the unfinished output");
+            eprintln!("\ninterrupted: {on_interrupt}");
             let r = job.await.context("worker stopped")?;
             Ok(r?)
         }

@@ -52,19 +52,8 @@ where
     T: Send + 'static,
     F: FnOnce(&dyn Progress, &CancelToken) -> zoo_hub::Result<T> + Send + 'static,
 {
-    let cancel = CancelToken::new();
-    let c2 = cancel.clone();
-    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
-        .context("installing the Ctrl-C handler")?;
-    let mut job = tokio::task::spawn_blocking(move || work(progress.as_ref(), &c2));
-    tokio::select! {
-        r = &mut job => Ok(r.context("worker stopped")??),
-        _ = interrupt.recv() => {
-            cancel.cancel();
-            eprintln!("\ninterrupted: the unfinished download stays as .incomplete; pull again to resume");
-            Ok(job.await.context("worker stopped")??)
-        }
-    }
+    let note = "the unfinished download stays as .incomplete; pull again to resume";
+    super::delta::run_blocking(progress, note, work).await
 }
 
 pub fn hub_config(offline_flag: bool) -> anyhow::Result<HubConfig> {

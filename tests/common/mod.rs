@@ -35,3 +35,20 @@ pub fn smollm2_gguf() -> PathBuf {
     })
     .clone()
 }
+
+/// Two checkpoints hold the same tensors: names, dtypes, shapes and bytes.
+#[allow(dead_code)]
+pub fn assert_same_tensors(a: &Path, b: &Path) {
+    use zoo_weights::Checkpoint;
+    let (a, b) = (Checkpoint::open(a).unwrap(), Checkpoint::open(b).unwrap());
+    let mut an: Vec<_> = a.tensors().iter().map(|t| t.name.clone()).collect();
+    let mut bn: Vec<_> = b.tensors().iter().map(|t| t.name.clone()).collect();
+    an.sort();
+    bn.sort();
+    assert_eq!(an, bn);
+    for t in a.tensors() {
+        let u = b.get(&t.name).unwrap();
+        assert_eq!((t.dtype, &t.shape), (u.dtype, &u.shape), "{}", t.name);
+        assert_eq!(a.read_to_vec(t, 1 << 30).unwrap(), b.read_to_vec(u, 1 << 30).unwrap(), "bytes of {}", t.name);
+    }
+}
