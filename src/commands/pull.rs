@@ -79,13 +79,7 @@ async fn target(ctx: &Ctx, spec: &str) -> anyhow::Result<Target> {
         _ => (spec, None),
     };
     let reg = ctx.registry().await?;
-    let record = match reg.model(id, &[]).await? {
-        Some(m) => Some(m),
-        None => match reg.models_by_repo(id).await?.as_slice() {
-            [only] => reg.model(only, &[]).await?,
-            _ => None,
-        },
-    };
+    let record = reg.model_by_name_or_repo(id).await?;
     let names = if record.is_none() { reg.model_names().await? } else { Vec::new() };
     reg.close().await;
     match record {

@@ -50,13 +50,7 @@ async fn resolve(ctx: &Ctx, spec: &str) -> anyhow::Result<Resolved> {
     };
     let cache = paths::hf_cache().value.map(zoo_hub::HfCache::new);
     let reg = ctx.registry().await?;
-    let record = match reg.model(id, &[]).await? {
-        Some(m) => Some(m),
-        None => match reg.models_by_repo(id).await?.as_slice() {
-            [only] => reg.model(only, &[]).await?,
-            _ => None,
-        },
-    };
+    let record = reg.model_by_name_or_repo(id).await?;
     let names = if record.is_none() { reg.model_names().await? } else { Vec::new() };
     // Registered copies (an applied delta, a model added with `zoo add`), newest first.
     let copy = match &record {

@@ -176,6 +176,17 @@ impl Registry {
         Ok(Some(m))
     }
 
+    /// A model named `id`, else the only model whose `hf_repo` is `id` (with its files).
+    pub async fn model_by_name_or_repo(&self, id: &str) -> Result<Option<ModelRecord>, Error> {
+        if let Some(m) = self.model(id, &[]).await? {
+            return Ok(Some(m));
+        }
+        match self.models_by_repo(id).await?.as_slice() {
+            [only] => self.model(only, &[]).await,
+            _ => Ok(None),
+        }
+    }
+
     /// Every model name, for "did you mean".
     pub async fn model_names(&self) -> Result<Vec<String>, Error> {
         Ok(sqlx::query_scalar("SELECT name FROM models ORDER BY name").fetch_all(&self.pool).await?)

@@ -164,21 +164,7 @@ fn spm_metadata(dir: &Path, config: &Value) -> Result<Vec<(String, MetaValue)>> 
     let tok = read_json(&dir.join("tokenizer.json"))?.unwrap_or(Value::Null);
     let tcfg = read_json(&dir.join("tokenizer_config.json"))?.unwrap_or(Value::Null);
     // Added tokens: tokenizer.json's list, else tokenizer_config's `added_tokens_decoder`.
-    let mut added: Vec<(u64, String, bool)> = tok
-        .get("added_tokens")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|t| {
-                    Some((
-                        t.get("id")?.as_u64()?,
-                        t.get("content")?.as_str()?.to_string(),
-                        t.get("special").and_then(Value::as_bool).unwrap_or(false),
-                    ))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let mut added = added_tokens(&tok);
     if added.is_empty()
         && let Some(dec) = tcfg.get("added_tokens_decoder").and_then(Value::as_object)
     {
@@ -253,6 +239,24 @@ fn spm_metadata(dir: &Path, config: &Value) -> Result<Vec<(String, MetaValue)>> 
     Ok(md)
 }
 
+/// `tokenizer.json`'s `added_tokens`: (id, text, special).
+fn added_tokens(tok: &Value) -> Vec<(u64, String, bool)> {
+    tok.get("added_tokens")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|t| {
+                    Some((
+                        t.get("id")?.as_u64()?,
+                        t.get("content")?.as_str()?.to_string(),
+                        t.get("special").and_then(Value::as_bool).unwrap_or(false),
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 fn chat_template(dir: &Path, tcfg: &Value) -> Result<Option<String>> {
     Ok(match tcfg.get("chat_template").and_then(Value::as_str) {
         Some(t) => Some(t.to_string()),
@@ -292,21 +296,7 @@ pub fn metadata_from_folder(dir: &Path, config: &Value) -> Result<Vec<(String, M
         return Err(bad(&tok_path, "model.vocab is missing"));
     };
     let mut pairs: Vec<(u64, &str)> = vocab.iter().filter_map(|(k, v)| Some((v.as_u64()?, k.as_str()))).collect();
-    let added: Vec<(u64, &str, bool)> = tok
-        .get("added_tokens")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|t| {
-                    Some((
-                        t.get("id")?.as_u64()?,
-                        t.get("content")?.as_str()?,
-                        t.get("special").and_then(Value::as_bool).unwrap_or(false),
-                    ))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let added = added_tokens(&tok);
     for (id, text, _) in &added {
         if !pairs.iter().any(|(i, _)| i == id) {
             pairs.push((*id, text));
