@@ -305,7 +305,7 @@ fn a_changed_catalog_is_synced_automatically() {
 fn concurrent_processes_lose_nothing() {
     let env = Env::new();
     // Fresh database: several processes race to create and sync it.
-    let kids: Vec<_> = (0..4)
+    let kids: Vec<_> = (0..8)
         .map(|_| env.cmd().args(["list", "--json"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap())
         .collect();
     for k in kids {

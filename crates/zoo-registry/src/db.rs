@@ -2,13 +2,16 @@
 //! schema from the embedded sqlx migrations, and a refusal to touch databases written by a
 //! newer zoo.
 //!
-//! Invariant: schema changes (migrations) and catalog syncs run under an exclusive lock on
-//! `<db>.lock`, so two processes starting on a fresh database never race to create tables.
-//! Plain reads and measured-result writes rely on SQLite's own locking (WAL + busy timeout).
+//! Invariant: creating the file and switching it to WAL, schema changes (migrations) and catalog
+//! syncs run under an exclusive lock on `<db>.lock`, so processes starting together on a fresh
+//! database never race. SQLite answers such a race with an immediate `SQLITE_BUSY` that its
+//! busy handler does not cover (the journal-mode switch needs an exclusive lock); connecting
+//! is also retried on `BUSY` until [`BUSY_TIMEOUT`]. Plain reads and measured-result writes
+//! rely on SQLite's own locking (WAL + busy timeout).
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
@@ -56,13 +59,29 @@ impl Registry {
             .busy_timeout(BUSY_TIMEOUT)
             .foreign_keys(true)
             .disable_statement_logging();
-        let pool = SqlitePoolOptions::new()
-            .max_connections(1)
-            .min_connections(0)
-            .acquire_timeout(BUSY_TIMEOUT)
-            .connect_with(opts)
-            .await
-            .map_err(|e| classify_open_error(path, fresh, e))?;
+        // A database not yet in WAL mode (new, empty, or made by another tool) is switched
+        // under the advisory lock; an established one is opened without it, so reads never
+        // wait for a sync.
+        let switch_lock = if is_wal(path) { None } else { Some(lock_file(path)?) };
+        let deadline = Instant::now() + BUSY_TIMEOUT;
+        let mut pause = Duration::from_millis(5);
+        let pool = loop {
+            let attempt = SqlitePoolOptions::new()
+                .max_connections(1)
+                .min_connections(0)
+                .acquire_timeout(BUSY_TIMEOUT)
+                .connect_with(opts.clone())
+                .await;
+            match attempt {
+                Ok(pool) => break pool,
+                Err(e) if is_busy(&e) && Instant::now() < deadline => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(200));
+                }
+                Err(e) => return Err(classify_open_error(path, fresh, e)),
+            }
+        };
+        drop(switch_lock);
         let reg = Registry { pool, path: path.to_path_buf() };
         reg.migrate().await?;
         Ok(reg)
@@ -111,17 +130,7 @@ impl Registry {
 
     /// Exclusive advisory lock for schema changes and syncs; released on drop.
     pub(crate) fn lock(&self) -> Result<std::fs::File, Error> {
-        let mut name = self.path.as_os_str().to_owned();
-        name.push(".lock");
-        let lock_path = PathBuf::from(name);
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|e| Error::Unwritable { path: lock_path.clone(), source: e })?;
-        f.lock().map_err(|e| Error::Unwritable { path: lock_path, source: e })?;
-        Ok(f)
+        lock_file(&self.path)
     }
 
     /// A value of the `meta` table.
@@ -132,6 +141,42 @@ impl Registry {
     /// Close the pool, checkpointing the WAL.
     pub async fn close(self) {
         self.pool.close().await;
+    }
+}
+
+/// Take the exclusive advisory lock `<db>.lock` (blocking); released when the file drops.
+fn lock_file(path: &Path) -> Result<std::fs::File, Error> {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".lock");
+    let lock_path = PathBuf::from(name);
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| Error::Unwritable { path: lock_path.clone(), source: e })?;
+    f.lock().map_err(|e| Error::Unwritable { path: lock_path, source: e })?;
+    Ok(f)
+}
+
+/// Whether the file is an SQLite database already in WAL mode: header bytes 18 and 19 (file
+/// format write and read versions) are 2 for WAL.
+fn is_wal(path: &Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 20];
+    std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut head)).is_ok()
+        && head.starts_with(b"SQLite format 3\0")
+        && head[18] == 2
+        && head[19] == 2
+}
+
+/// SQLITE_BUSY (5) or SQLITE_LOCKED (6), including their extended codes.
+fn is_busy(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(d) => {
+            d.code().and_then(|c| c.parse::<i64>().ok()).is_some_and(|c| matches!(c & 0xff, 5 | 6))
+        }
+        _ => false,
     }
 }
 
