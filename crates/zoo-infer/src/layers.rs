@@ -10,7 +10,7 @@ use candle_core::{CpuStorage, CustomOp1, D, DType, Device, Layout, Shape, Tensor
 use zoo_kernels::{QMatrix, ThreadPool};
 
 use crate::config::Activation;
-use crate::error::Result;
+use crate::error::{InferError, Result};
 use crate::weights::{HalfWeight, MatrixWeight, QWeight, WeightSource};
 
 static POOL: OnceLock<ThreadPool> = OnceLock::new();
@@ -126,6 +126,42 @@ impl Linear {
     }
 }
 
+impl Linear {
+    /// One row: `x` (cols) → `out` (rows), without candle tensors for quantized and 16-bit
+    /// weights (the decode path). Dense f32 weights go through candle's product.
+    pub fn forward_row(&self, x: &[f32], out: &mut [f32]) -> Result<()> {
+        match &self.weight {
+            MatrixWeight::Quant(q) => {
+                let w = QMatrix::new(&q.bytes, q.qtype, q.rows, q.cols)?;
+                zoo_kernels::matmul(pool(), &w, x, 1, out)?;
+            }
+            MatrixWeight::Half(h) => {
+                zoo_kernels::matmul_half(pool(), h.kind, &h.bytes, h.rows, h.cols, x, 1, out)?;
+            }
+            MatrixWeight::Dense(w) => {
+                let xt = Tensor::from_slice(x, (1, x.len()), &Device::Cpu)?;
+                let y = xt.matmul(&w.t()?)?.flatten_all()?.to_vec1::<f32>()?;
+                if y.len() != out.len() {
+                    return Err(InferError::Invalid("dense product of the wrong width".into()));
+                }
+                out.copy_from_slice(&y);
+            }
+        }
+        if let Some(b) = &self.bias {
+            let b = b.to_vec1::<f32>()?;
+            for (o, b) in out.iter_mut().zip(&b) {
+                *o += b;
+            }
+        }
+        Ok(())
+    }
+
+    /// Output width.
+    pub fn rows(&self) -> Result<usize> {
+        self.weight.rows()
+    }
+}
+
 /// The candle op running our quantized kernels.
 struct QMatMul(Arc<QWeight>);
 
@@ -206,6 +242,26 @@ impl Embedding {
         &self.table
     }
 
+    /// The row of `id` (already checked against the vocabulary) into `dst` (hidden).
+    pub fn row_into(&self, id: u32, dst: &mut [f32]) -> Result<()> {
+        match &self.table {
+            MatrixWeight::Dense(w) => dst.copy_from_slice(&w.get(id as usize)?.to_vec1::<f32>()?),
+            MatrixWeight::Half(h) => {
+                let row_bytes = 2 * h.cols;
+                let start = id as usize * row_bytes;
+                let src = h.bytes.get(start..start + row_bytes).unwrap_or_default();
+                zoo_kernels::dense16::widen(h.kind, zoo_kernels::Backend::detect(), src, dst);
+            }
+            MatrixWeight::Quant(q) => {
+                let row_bytes = q.bytes.len() / q.rows.max(1);
+                let start = id as usize * row_bytes;
+                let src = q.bytes.get(start..start + row_bytes).unwrap_or_default();
+                zoo_kernels::dequantize_row(q.qtype, src, dst)?;
+            }
+        }
+        Ok(())
+    }
+
     /// (t, hidden) for `ids` (all already checked against the vocabulary).
     pub fn forward(&self, ids: &[u32]) -> Result<Tensor> {
         match &self.table {
@@ -237,11 +293,12 @@ impl Embedding {
     }
 }
 
-/// RMSNorm (LLaMA family) or LayerNorm with bias (BLOOM).
+/// RMSNorm (LLaMA family) or LayerNorm with bias (BLOOM). The weights are kept both as
+/// tensors (prefill) and as plain values (the decode path's [`Norm::forward_row`]).
 #[derive(Debug, Clone)]
 pub enum Norm {
-    Rms { weight: Tensor, eps: f32 },
-    Layer { weight: Tensor, bias: Tensor, eps: f32 },
+    Rms { weight: Tensor, w: Vec<f32>, eps: f32 },
+    Layer { weight: Tensor, bias: Tensor, w: Vec<f32>, b: Vec<f32>, eps: f32 },
 }
 
 impl Norm {
@@ -251,23 +308,62 @@ impl Norm {
         if plus_one {
             weight = (weight + 1.0)?;
         }
-        Ok(Norm::Rms { weight, eps: eps as f32 })
+        let w = weight.to_vec1::<f32>()?;
+        Ok(Norm::Rms { weight, w, eps: eps as f32 })
     }
 
     pub fn layer(src: &WeightSource, name: &str, dim: usize, eps: f64) -> Result<Norm> {
-        Ok(Norm::Layer {
-            weight: src.tensor(&format!("{name}.weight"), &[dim])?,
-            bias: src.tensor(&format!("{name}.bias"), &[dim])?,
-            eps: eps as f32,
-        })
+        let weight = src.tensor(&format!("{name}.weight"), &[dim])?;
+        let bias = src.tensor(&format!("{name}.bias"), &[dim])?;
+        let (w, b) = (weight.to_vec1::<f32>()?, bias.to_vec1::<f32>()?);
+        Ok(Norm::Layer { weight, bias, w, b, eps: eps as f32 })
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         Ok(match self {
-            Norm::Rms { weight, eps } => candle_nn::ops::rms_norm(x, weight, *eps)?,
-            Norm::Layer { weight, bias, eps } => candle_nn::ops::layer_norm(x, weight, bias, *eps)?,
+            Norm::Rms { weight, eps, .. } => candle_nn::ops::rms_norm(x, weight, *eps)?,
+            Norm::Layer { weight, bias, eps, .. } => candle_nn::ops::layer_norm(x, weight, bias, *eps)?,
         })
     }
+
+    /// One row, `x` → `out`, computed as candle's CPU kernels do (f32 sums).
+    pub fn forward_row(&self, x: &[f32], out: &mut [f32]) {
+        let n = x.len().max(1) as f32;
+        match self {
+            Norm::Rms { w, eps, .. } => {
+                let ms = x.iter().map(|v| v * v).sum::<f32>() / n;
+                let r = (ms + eps).sqrt();
+                for ((o, v), w) in out.iter_mut().zip(x).zip(w) {
+                    *o = v / r * w;
+                }
+            }
+            Norm::Layer { w, b, eps, .. } => {
+                let mean = x.iter().sum::<f32>() / n;
+                let var = x.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
+                let r = (var + eps).sqrt();
+                for (((o, v), w), b) in out.iter_mut().zip(x).zip(w).zip(b) {
+                    *o = (v - mean) / r * w + b;
+                }
+            }
+        }
+    }
+}
+
+/// The activation of `act` on every value, in place (the decode path). The exact GELU goes
+/// through candle's `gelu_erf`, the others are computed here by the same formulas.
+pub fn activate_in_place(x: &mut [f32], act: Activation) -> Result<()> {
+    match act {
+        Activation::Silu => x.iter_mut().for_each(|v| *v /= 1.0 + (-*v).exp()),
+        Activation::GeluTanh => x.iter_mut().for_each(|v| {
+            let u = *v;
+            *v = 0.5 * u * (1.0 + ((2.0 / std::f32::consts::PI).sqrt() * (u + 0.044715 * u * u * u)).tanh());
+        }),
+        Activation::Gelu => {
+            let y = Tensor::from_slice(x, x.len(), &Device::Cpu)?.gelu_erf()?.to_vec1::<f32>()?;
+            x.copy_from_slice(&y);
+        }
+    }
+    Ok(())
 }
 
 pub fn activate(x: &Tensor, act: Activation) -> Result<Tensor> {
@@ -283,6 +379,10 @@ pub fn activate(x: &Tensor, act: Activation) -> Result<Tensor> {
 pub struct Rope {
     cos: Tensor,
     sin: Tensor,
+    /// The same tables as plain values, for [`Rope::apply_row`].
+    cos_v: Vec<f32>,
+    sin_v: Vec<f32>,
+    half: usize,
     interleaved: bool,
 }
 
@@ -302,10 +402,40 @@ impl Rope {
             }
         }
         Ok(Rope {
-            cos: Tensor::from_vec(cos, (positions, half), &Device::Cpu)?,
-            sin: Tensor::from_vec(sin, (positions, half), &Device::Cpu)?,
+            cos: Tensor::from_slice(&cos, (positions, half), &Device::Cpu)?,
+            sin: Tensor::from_slice(&sin, (positions, half), &Device::Cpu)?,
+            cos_v: cos,
+            sin_v: sin,
+            half,
             interleaved,
         })
+    }
+
+    /// Rotates one position in place: `x` is (heads × head_dim), computed as candle's `rope`
+    /// (halves) or `rope_i` (adjacent pairs) kernels do.
+    pub fn apply_row(&self, x: &mut [f32], pos: usize) -> Result<()> {
+        let half = self.half;
+        let range = pos * half..(pos + 1) * half;
+        let (Some(cos), Some(sin)) = (self.cos_v.get(range.clone()), self.sin_v.get(range)) else {
+            return Err(InferError::Invalid(format!("rotary tables end before position {pos}")));
+        };
+        for head in x.chunks_exact_mut(2 * half) {
+            if self.interleaved {
+                for (i, pair) in head.chunks_exact_mut(2).enumerate() {
+                    let (a, b) = (pair[0], pair[1]);
+                    pair[0] = a * cos[i] - b * sin[i];
+                    pair[1] = a * sin[i] + b * cos[i];
+                }
+            } else {
+                let (lo, hi) = head.split_at_mut(half);
+                for i in 0..half {
+                    let (a, b) = (lo[i], hi[i]);
+                    lo[i] = a * cos[i] - b * sin[i];
+                    hi[i] = b * cos[i] + a * sin[i];
+                }
+            }
+        }
+        Ok(())
     }
 
     /// `x`: (heads, t, head_dim) at positions `pos..pos + t`.
@@ -337,33 +467,166 @@ pub fn alibi_slopes(heads: usize) -> Vec<f32> {
     slopes
 }
 
-/// Keys and values of past positions, preallocated for the context (pages are touched only
-/// as they fill, so resident memory grows with the conversation, not the context size).
+/// Keys and values of past positions, preallocated for the context as `(kv_heads, context,
+/// head_dim)` f32 rows (zeroed pages are only touched as they fill, so resident memory grows
+/// with the conversation, not the context size). The prefill path appends and reads tensors;
+/// the decode path ([`KvCache::push_row`], [`KvCache::attend`]) works on the rows in place.
 #[derive(Debug, Clone)]
 pub struct KvCache {
-    inner: candle_nn::kv_cache::KvCache,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    heads: usize,
+    dim: usize,
+    cap: usize,
+    len: usize,
 }
 
 impl KvCache {
     pub fn new(context: usize) -> KvCache {
-        KvCache { inner: candle_nn::kv_cache::KvCache::new(1, context) }
+        KvCache { k: Vec::new(), v: Vec::new(), heads: 0, dim: 0, cap: context, len: 0 }
     }
 
-    /// Appends (kv_heads, t, head_dim) keys and values; returns all of them so far.
+    /// Allocates on first use, when the head shape is known; refuses a different shape later.
+    fn ensure(&mut self, heads: usize, dim: usize) -> Result<()> {
+        if self.k.is_empty() {
+            let n = heads
+                .checked_mul(self.cap)
+                .and_then(|x| x.checked_mul(dim))
+                .ok_or_else(|| InferError::Invalid("KV cache size overflows".into()))?;
+            self.k = vec![0f32; n];
+            self.v = vec![0f32; n];
+            self.heads = heads;
+            self.dim = dim;
+        } else if (heads, dim) != (self.heads, self.dim) {
+            return Err(InferError::Invalid(format!(
+                "KV cache holds {} heads of {}, got {heads} of {dim}",
+                self.heads, self.dim
+            )));
+        }
+        Ok(())
+    }
+
+    fn room(&self, t: usize) -> Result<()> {
+        if self.len + t > self.cap {
+            return Err(InferError::ContextOverflow { prompt: self.len + t, context: self.cap });
+        }
+        Ok(())
+    }
+
+    /// Appends (kv_heads, t, head_dim) keys and values; returns all of them so far,
+    /// (kv_heads, len, head_dim) each.
     pub fn append(&mut self, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
-        Ok(self.inner.append(k, v)?)
+        let (heads, t, dim) = k.dims3()?;
+        self.ensure(heads, dim)?;
+        self.room(t)?;
+        let (ks, vs) = (k.flatten_all()?.to_vec1::<f32>()?, v.flatten_all()?.to_vec1::<f32>()?);
+        let n = self.len + t;
+        let mut kout = Vec::with_capacity(heads * n * dim);
+        let mut vout = Vec::with_capacity(heads * n * dim);
+        for h in 0..heads {
+            let base = h * self.cap * dim;
+            let at = base + self.len * dim;
+            let new = h * t * dim..(h + 1) * t * dim;
+            self.k[at..at + t * dim].copy_from_slice(&ks[new.clone()]);
+            self.v[at..at + t * dim].copy_from_slice(&vs[new]);
+            kout.extend_from_slice(&self.k[base..base + n * dim]);
+            vout.extend_from_slice(&self.v[base..base + n * dim]);
+        }
+        self.len = n;
+        Ok((
+            Tensor::from_vec(kout, (heads, n, dim), &Device::Cpu)?,
+            Tensor::from_vec(vout, (heads, n, dim), &Device::Cpu)?,
+        ))
+    }
+
+    /// Appends one position: `k` and `v` are (kv_heads × head_dim) rows.
+    pub fn push_row(&mut self, heads: usize, dim: usize, k: &[f32], v: &[f32]) -> Result<()> {
+        self.ensure(heads, dim)?;
+        self.room(1)?;
+        if k.len() != heads * dim || v.len() != heads * dim {
+            return Err(InferError::Invalid("KV row of the wrong width".into()));
+        }
+        for h in 0..heads {
+            let at = (h * self.cap + self.len) * dim;
+            self.k[at..at + dim].copy_from_slice(&k[h * dim..(h + 1) * dim]);
+            self.v[at..at + dim].copy_from_slice(&v[h * dim..(h + 1) * dim]);
+        }
+        self.len += 1;
+        Ok(())
+    }
+
+    /// Attention of one query position (the newest) over every cached position: `q` is
+    /// (heads × head_dim) with `heads` a multiple of the cached kv heads, `out` the same size.
+    /// `slopes`: ALiBi, adding `slope × key position` to the scores.
+    pub fn attend(&self, q: &[f32], heads: usize, scale: f32, slopes: Option<&[f32]>, out: &mut [f32]) -> Result<()> {
+        let (d, n) = (self.dim, self.len);
+        if self.heads == 0 || !heads.is_multiple_of(self.heads) || q.len() != heads * d || out.len() != heads * d {
+            return Err(InferError::Invalid("attention: query and cache shapes disagree".into()));
+        }
+        let group = heads / self.heads;
+        // One task per head on the kernels' pool; each head's output is its own chunk.
+        let outs: Vec<std::sync::Mutex<&mut [f32]>> = out.chunks_mut(d).map(std::sync::Mutex::new).collect();
+        pool().run(heads, &|h| {
+            let base = (h / group) * self.cap * d;
+            let qh = &q[h * d..(h + 1) * d];
+            let mut scores: Vec<f32> =
+                self.k[base..base + n * d].chunks_exact(d).map(|kr| dot(qh, kr) * scale).collect();
+            if let Some(sl) = slopes {
+                let slope = sl.get(h).copied().unwrap_or(0.0);
+                for (j, s) in scores.iter_mut().enumerate() {
+                    *s += slope * j as f32;
+                }
+            }
+            softmax_in_place(&mut scores);
+            let Some(cell) = outs.get(h) else { return };
+            let mut oh = cell.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            oh.fill(0.0);
+            for (&p, vr) in scores.iter().zip(self.v[base..base + n * d].chunks_exact(d)) {
+                for (o, &x) in oh.iter_mut().zip(vr) {
+                    *o += p * x;
+                }
+            }
+        });
+        Ok(())
     }
 
     pub fn len(&self) -> usize {
-        self.inner.current_seq_len()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.len == 0
     }
 
     pub fn reset(&mut self) {
-        self.inner.reset();
+        self.len = 0;
+    }
+}
+
+/// Dot product in 8 independent lanes (so the compiler vectorizes it without reassociating).
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ac.remainder().iter().zip(bc.remainder()).map(|(x, y)| x * y).sum();
+    for (x, y) in ac.zip(bc) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// Softmax of a row, in place (max subtracted first, as candle and torch do).
+pub fn softmax_in_place(x: &mut [f32]) {
+    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0f32;
+    for v in x.iter_mut() {
+        *v = (*v - max).exp();
+        sum += *v;
+    }
+    let inv = 1.0 / sum;
+    for v in x.iter_mut() {
+        *v *= inv;
     }
 }
 
@@ -416,6 +679,95 @@ pub fn normalize_rows(w: &Tensor) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Deterministic values in [-1, 1).
+    fn values(n: usize, seed: u32) -> Vec<f32> {
+        let mut x = seed.wrapping_mul(2654435761).max(1);
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                (x as f32 / u32::MAX as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+        assert_eq!(a.len(), b.len());
+        a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    }
+
+    /// The decode path's row operations compute what the tensor path computes: a prefill
+    /// through `append` + `attention`, then one more position through `push_row` + `attend`,
+    /// with grouped kv heads, with and without ALiBi.
+    #[test]
+    fn row_attention_equals_the_tensor_path() {
+        let (heads, kv_heads, d, t) = (6, 2, 8, 5);
+        let slopes = alibi_slopes(heads);
+        let slopes_t = Tensor::from_slice(&slopes, heads, &Device::Cpu).unwrap();
+        for alibi in [false, true] {
+            let mut cache = KvCache::new(16);
+            let k = Tensor::from_vec(values(kv_heads * t * d, 1), (kv_heads, t, d), &Device::Cpu).unwrap();
+            let v = Tensor::from_vec(values(kv_heads * t * d, 2), (kv_heads, t, d), &Device::Cpu).unwrap();
+            cache.append(&k, &v).unwrap();
+            // The new position, as rows and as (heads, 1, d) tensors.
+            let (q1, k1, v1) = (values(heads * d, 3), values(kv_heads * d, 4), values(kv_heads * d, 5));
+            let mut reference = cache.clone();
+            let kt = Tensor::from_slice(&k1, (kv_heads, 1, d), &Device::Cpu).unwrap();
+            let vt = Tensor::from_slice(&v1, (kv_heads, 1, d), &Device::Cpu).unwrap();
+            let (ka, va) = reference.append(&kt, &vt).unwrap();
+            let qt = Tensor::from_slice(&q1, (heads, 1, d), &Device::Cpu).unwrap();
+            let bias = if alibi { Bias::Alibi(&slopes_t) } else { Bias::None };
+            let want = attention(&qt, &ka, &va, t, 0.3, bias).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            cache.push_row(kv_heads, d, &k1, &v1).unwrap();
+            assert_eq!(cache.len(), t + 1);
+            let mut got = vec![0f32; heads * d];
+            cache.attend(&q1, heads, 0.3, alibi.then_some(slopes.as_slice()), &mut got).unwrap();
+            assert!(max_diff(&got, &want) < 1e-6, "alibi {alibi}: {}", max_diff(&got, &want));
+        }
+        // Shapes that disagree are errors, not panics.
+        let mut c = KvCache::new(2);
+        c.push_row(2, 4, &[0.0; 8], &[0.0; 8]).unwrap();
+        assert!(c.push_row(3, 4, &[0.0; 12], &[0.0; 12]).is_err());
+        assert!(c.attend(&[0.0; 12], 3, 1.0, None, &mut [0.0; 12]).is_err());
+        c.push_row(2, 4, &[0.0; 8], &[0.0; 8]).unwrap();
+        assert!(matches!(c.push_row(2, 4, &[0.0; 8], &[0.0; 8]), Err(InferError::ContextOverflow { .. })));
+    }
+
+    #[test]
+    fn row_norms_rope_and_activations_equal_candle() {
+        let dim = 16;
+        let x = values(dim, 7);
+        let xt = Tensor::from_slice(&x, (1, dim), &Device::Cpu).unwrap();
+        let w = Tensor::from_vec(values(dim, 8), dim, &Device::Cpu).unwrap();
+        let b = Tensor::from_vec(values(dim, 9), dim, &Device::Cpu).unwrap();
+        let rms = Norm::Rms { w: w.to_vec1().unwrap(), weight: w.clone(), eps: 1e-5 };
+        let ln = Norm::Layer { w: w.to_vec1().unwrap(), b: b.to_vec1().unwrap(), weight: w, bias: b, eps: 1e-5 };
+        for norm in [rms, ln] {
+            let want = norm.forward(&xt).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let mut got = vec![0f32; dim];
+            norm.forward_row(&x, &mut got);
+            assert!(max_diff(&got, &want) < 1e-6);
+        }
+        for interleaved in [false, true] {
+            let rope = Rope::new(8, 10000.0, 1.0, 12, interleaved).unwrap();
+            let pos = 9;
+            let heads = Tensor::from_slice(&x, (2, 1, 8), &Device::Cpu).unwrap();
+            let want = rope.apply(&heads, pos).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let mut got = x.clone();
+            rope.apply_row(&mut got, pos).unwrap();
+            assert!(max_diff(&got, &want) < 1e-6, "interleaved {interleaved}");
+            assert!(rope.apply_row(&mut got, 12).is_err(), "past the table");
+        }
+        for act in [Activation::Silu, Activation::GeluTanh, Activation::Gelu] {
+            let x3: Vec<f32> = x.iter().map(|v| v * 3.0).collect();
+            let want = activate(&Tensor::from_slice(&x3, dim, &Device::Cpu).unwrap(), act).unwrap().to_vec1().unwrap();
+            let mut got = x3;
+            activate_in_place(&mut got, act).unwrap();
+            assert!(max_diff(&got, &want) < 1e-5, "{act:?}");
+        }
+    }
 
     #[test]
     fn alibi_slopes_match_the_bloom_formula() {

@@ -29,6 +29,30 @@ impl Proj {
         })
     }
 
+    /// Width of all parts together.
+    fn width(&self) -> Result<usize> {
+        match self {
+            Proj::Fused(_, widths) => Ok(widths.iter().sum()),
+            Proj::Apart(parts) => parts.iter().map(|p| p.rows()).sum(),
+        }
+    }
+
+    /// One row: the parts' outputs side by side in `out`.
+    fn forward_row(&self, x: &[f32], out: &mut [f32]) -> Result<()> {
+        match self {
+            Proj::Fused(l, _) => l.forward_row(x, out),
+            Proj::Apart(parts) => {
+                let mut rest = out;
+                for p in parts {
+                    let (head, tail) = rest.split_at_mut(p.rows()?.min(rest.len()));
+                    p.forward_row(x, head)?;
+                    rest = tail;
+                }
+                Ok(())
+            }
+        }
+    }
+
     /// The outputs of each part, (t, width_i).
     fn forward(&self, x: &Tensor) -> Result<Vec<Tensor>> {
         match self {
@@ -145,6 +169,66 @@ fn split_w_pack(src: &WeightSource, name: &str, h: usize) -> Result<(Linear, Lin
     Ok((part(0)?, part(1)?, part(2)?))
 }
 
+impl Llama {
+    /// One token through the model on plain rows: the decode path. It computes what
+    /// [`CausalLm::forward`] computes for a one-token chunk, without building candle tensors
+    /// per operation (about 20 per layer), which at this size cost more than the arithmetic.
+    fn decode_step(&mut self, id: u32, pos: usize) -> Result<Tensor> {
+        let cfg = &self.cfg;
+        let (nh, nkv, hd, h) = (cfg.num_heads, cfg.num_kv_heads, cfg.head_dim, cfg.hidden_size);
+        if self.layers.first().is_some_and(|l| l.kv.len() != pos) {
+            return Err(crate::error::InferError::Invalid(format!(
+                "decode at position {pos} with {} cached positions",
+                self.kv_len()
+            )));
+        }
+        let mut x = vec![0f32; h];
+        self.embed.row_into(id, &mut x)?;
+        if let Some(s) = self.embed_scale {
+            let s = s as f32;
+            x.iter_mut().for_each(|v| *v *= s);
+        }
+        let slopes = match &self.alibi {
+            Some(t) => Some(t.to_vec1::<f32>()?),
+            None => None,
+        };
+        let scale = 1.0 / (hd as f32).sqrt();
+        let (qw, kw) = (nh * hd, nkv * hd);
+        let mut hs = vec![0f32; h];
+        let mut ctx = vec![0f32; qw];
+        let mut proj = vec![0f32; h];
+        let mut qkv = vec![0f32; qw + 2 * kw];
+        let mut gu = vec![0f32; 2 * cfg.intermediate_size];
+        for layer in &mut self.layers {
+            layer.attn_norm.forward_row(&x, &mut hs);
+            qkv.resize(layer.qkv.width()?, 0.0);
+            layer.qkv.forward_row(&hs, &mut qkv)?;
+            let (q, kv) = qkv.split_at_mut(qw);
+            let (k, v) = kv.split_at_mut(kw);
+            if let Some(rope) = &self.rope {
+                rope.apply_row(q, pos)?;
+                rope.apply_row(k, pos)?;
+            }
+            layer.kv.push_row(nkv, hd, k, v)?;
+            layer.kv.attend(q, nh, scale, slopes.as_deref(), &mut ctx)?;
+            layer.o.forward_row(&ctx, &mut proj)?;
+            x.iter_mut().zip(&proj).for_each(|(a, b)| *a += b);
+            layer.mlp_norm.forward_row(&x, &mut hs);
+            gu.resize(layer.gate_up.width()?, 0.0);
+            layer.gate_up.forward_row(&hs, &mut gu)?;
+            let (gate, up) = gu.split_at_mut(cfg.intermediate_size);
+            layers::activate_in_place(gate, cfg.activation)?;
+            gate.iter_mut().zip(up.iter()).for_each(|(g, u)| *g *= u);
+            layer.down.forward_row(gate, &mut proj)?;
+            x.iter_mut().zip(&proj).for_each(|(a, b)| *a += b);
+        }
+        self.norm.forward_row(&x, &mut hs);
+        let mut out = vec![0f32; cfg.vocab_size];
+        self.lm_head.forward_row(&hs, &mut out)?;
+        Ok(Tensor::from_vec(out, (1, cfg.vocab_size), &Device::Cpu)?)
+    }
+}
+
 impl CausalLm for Llama {
     fn config(&self) -> &ModelConfig {
         &self.cfg
@@ -152,6 +236,9 @@ impl CausalLm for Llama {
 
     fn forward(&mut self, ids: &[u32], pos: usize, logits: Logits) -> Result<Tensor> {
         check_ids(&self.cfg, ids, pos)?;
+        if let [id] = ids {
+            return self.decode_step(*id, pos);
+        }
         let (nh, nkv, hd) = (self.cfg.num_heads, self.cfg.num_kv_heads, self.cfg.head_dim);
         let t = ids.len();
         let mut x = self.embed.forward(ids)?;
