@@ -7,7 +7,7 @@
 use std::sync::{Arc, OnceLock};
 
 use candle_core::{CpuStorage, CustomOp1, D, DType, Device, Layout, Shape, Tensor};
-use zoo_kernels::{QMatrix, ThreadPool};
+use zoo_kernels::{DenseRows, QMatrix, ThreadPool};
 
 use crate::config::Activation;
 use crate::error::{InferError, Result};
@@ -127,8 +127,8 @@ impl Linear {
 }
 
 impl Linear {
-    /// One row: `x` (cols) → `out` (rows), without candle tensors for quantized and 16-bit
-    /// weights (the decode path). Dense f32 weights go through candle's product.
+    /// One row: `x` (cols) → `out` (rows), without candle tensors (the decode path): the
+    /// quantized kernels, or `zoo_kernels::gemv` for f32 and 16-bit weights, read in place.
     pub fn forward_row(&self, x: &[f32], out: &mut [f32]) -> Result<()> {
         match &self.weight {
             MatrixWeight::Quant(q) => {
@@ -136,15 +136,23 @@ impl Linear {
                 zoo_kernels::matmul(pool(), &w, x, 1, out)?;
             }
             MatrixWeight::Half(h) => {
-                zoo_kernels::matmul_half(pool(), h.kind, &h.bytes, h.rows, h.cols, x, 1, out)?;
+                zoo_kernels::gemv(pool(), DenseRows::Half(h.kind, &h.bytes), h.rows, h.cols, x, out)?;
             }
             MatrixWeight::Dense(w) => {
-                let xt = Tensor::from_slice(x, (1, x.len()), &Device::Cpu)?;
-                let y = xt.matmul(&w.t()?)?.flatten_all()?.to_vec1::<f32>()?;
-                if y.len() != out.len() {
-                    return Err(InferError::Invalid("dense product of the wrong width".into()));
+                let (rows, cols) = w.dims2()?;
+                let done = with_f32(w, |v| zoo_kernels::gemv(pool(), DenseRows::F32(v), rows, cols, x, out));
+                match done {
+                    Some(r) => r?,
+                    None => {
+                        // Not a contiguous f32 CPU tensor: candle's product.
+                        let xt = Tensor::from_slice(x, (1, x.len()), &Device::Cpu)?;
+                        let y = xt.matmul(&w.t()?)?.flatten_all()?.to_vec1::<f32>()?;
+                        if y.len() != out.len() {
+                            return Err(InferError::Invalid("dense product of the wrong width".into()));
+                        }
+                        out.copy_from_slice(&y);
+                    }
                 }
-                out.copy_from_slice(&y);
             }
         }
         if let Some(b) = &self.bias {
@@ -160,6 +168,14 @@ impl Linear {
     pub fn rows(&self) -> Result<usize> {
         self.weight.rows()
     }
+}
+
+/// `f` on the values of a contiguous f32 CPU tensor, in place; `None` for any other tensor.
+fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Option<R> {
+    let (storage, layout) = t.storage_and_layout();
+    let candle_core::Storage::Cpu(cpu) = &*storage else { return None };
+    let (start, end) = layout.contiguous_offsets()?;
+    Some(f(cpu.as_slice::<f32>().ok()?.get(start..end)?))
 }
 
 /// The candle op running our quantized kernels.
@@ -349,20 +365,33 @@ impl Norm {
     }
 }
 
-/// The activation of `act` on every value, in place (the decode path). The exact GELU goes
-/// through candle's `gelu_erf`, the others are computed here by the same formulas.
+/// The activation of `act` on every value, in place (the decode path), spread over the
+/// kernels' pool. The exact GELU goes through candle's `gelu_erf`; SiLU and tanh GELU are
+/// computed here by the same formulas.
 pub fn activate_in_place(x: &mut [f32], act: Activation) -> Result<()> {
-    match act {
-        Activation::Silu => x.iter_mut().for_each(|v| *v /= 1.0 + (-*v).exp()),
-        Activation::GeluTanh => x.iter_mut().for_each(|v| {
-            let u = *v;
-            *v = 0.5 * u * (1.0 + ((2.0 / std::f32::consts::PI).sqrt() * (u + 0.044715 * u * u * u)).tanh());
-        }),
-        Activation::Gelu => {
-            let y = Tensor::from_slice(x, x.len(), &Device::Cpu)?.gelu_erf()?.to_vec1::<f32>()?;
-            x.copy_from_slice(&y);
-        }
+    if act == Activation::Gelu {
+        let y = Tensor::from_slice(x, x.len(), &Device::Cpu)?.gelu_erf()?.to_vec1::<f32>()?;
+        x.copy_from_slice(&y);
+        return Ok(());
     }
+    let one = |v: &mut f32| {
+        let u = *v;
+        *v = match act {
+            Activation::GeluTanh => {
+                // 0.5 u (1 + tanh(y)) = u (1 - 1 / (1 + e^(2y))): one exp instead of tanhf.
+                let y = (2.0 / std::f32::consts::PI).sqrt() * (u + 0.044715 * u * u * u);
+                u * (1.0 - 1.0 / (1.0 + (2.0 * y).exp()))
+            }
+            _ => u / (1.0 + (-u).exp()),
+        };
+    };
+    let chunk = x.len().div_ceil(pool().threads()).max(512);
+    let parts: Vec<std::sync::Mutex<&mut [f32]>> = x.chunks_mut(chunk).map(std::sync::Mutex::new).collect();
+    pool().run(parts.len(), &|i| {
+        if let Some(p) = parts.get(i) {
+            p.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter_mut().for_each(one);
+        }
+    });
     Ok(())
 }
 

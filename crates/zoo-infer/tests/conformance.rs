@@ -148,10 +148,21 @@ fn check_gguf(dir: &Path) {
         let gguf = convert(ty);
         let dense_dir = tmp.path().join(format!("{ty:?}-dense"));
         dequantize_f32(&gguf, &dense_dir);
-        let dense = zoo_infer::load(&dense_dir).unwrap().session.logits(&input).unwrap();
-        let half = zoo_infer::load(&gguf).unwrap().session.logits(&input).unwrap();
+        let (mut dm, mut hm) = (zoo_infer::load(&dense_dir).unwrap(), zoo_infer::load(&gguf).unwrap());
+        let dense = dm.session.logits(&input).unwrap();
+        let half = hm.session.logits(&input).unwrap();
         let d = max_diff(&half, &dense);
         assert!(d < TOL, "{} {ty:?} kernels vs the same weights dense: {d}", dir.display());
+        // Decode steps (the row path: 16-bit and f32 matrix-vector kernels) agree as well.
+        let mut dl = dm.session.step(&input).unwrap();
+        hm.session.step(&input).unwrap();
+        for i in 0..4 {
+            let next = dl.argmax(0).unwrap().to_scalar::<u32>().unwrap();
+            dl = dm.session.step(&[next]).unwrap();
+            let hl = hm.session.step(&[next]).unwrap();
+            let d = max_diff(&hl, &dl);
+            assert!(d < TOL, "{} {ty:?} decode step {i}: {d}", dir.display());
+        }
     }
 
     let q8 = convert(OutType::Pure(zoo_weights::quant::QuantType::Q8_0));

@@ -15,6 +15,7 @@ pub mod act;
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 pub mod dense16;
+pub mod gemv;
 mod matmul;
 mod pool;
 mod scalar;
@@ -22,6 +23,7 @@ mod scalar;
 use std::fmt;
 
 pub use dense16::{Half, matmul_half};
+pub use gemv::{DenseRows, gemv};
 pub use matmul::{matmul, matmul_with};
 pub use pool::ThreadPool;
 pub use zoo_weights::quant::QuantType;

@@ -70,6 +70,60 @@ impl Bloom {
     }
 }
 
+impl Bloom {
+    /// One token on plain rows: the decode path (see `Llama::decode_step`).
+    fn decode_step(&mut self, id: u32, pos: usize) -> Result<Tensor> {
+        let cfg = &self.cfg;
+        let (nh, hd, h) = (cfg.num_heads, cfg.head_dim, cfg.hidden_size);
+        if self.blocks.first().is_some_and(|b| b.kv.len() != pos) {
+            return Err(crate::error::InferError::Invalid(format!(
+                "decode at position {pos} with {} cached positions",
+                self.kv_len()
+            )));
+        }
+        let mut e = vec![0f32; h];
+        self.embed.row_into(id, &mut e)?;
+        let mut x = vec![0f32; h];
+        self.embed_norm.forward_row(&e, &mut x);
+        let slopes = self.slopes.to_vec1::<f32>()?;
+        let scale = 1.0 / (hd as f32).sqrt();
+        let (mut hs, mut proj, mut ctx) = (vec![0f32; h], vec![0f32; h], vec![0f32; h]);
+        let (mut fused, mut q, mut k, mut v) = (vec![0f32; 3 * h], vec![0f32; h], vec![0f32; h], vec![0f32; h]);
+        let mut up = vec![0f32; cfg.intermediate_size];
+        for b in &mut self.blocks {
+            b.ln1.forward_row(&x, &mut hs);
+            b.qkv.forward_row(&hs, &mut fused)?;
+            if self.qkv_blocked {
+                let (fq, rest) = fused.split_at(h);
+                let (fk, fv) = rest.split_at(h);
+                q.copy_from_slice(fq);
+                k.copy_from_slice(fk);
+                v.copy_from_slice(fv);
+            } else {
+                for (head, f) in fused.chunks_exact(3 * hd).enumerate() {
+                    let at = head * hd..(head + 1) * hd;
+                    q[at.clone()].copy_from_slice(&f[..hd]);
+                    k[at.clone()].copy_from_slice(&f[hd..2 * hd]);
+                    v[at].copy_from_slice(&f[2 * hd..]);
+                }
+            }
+            b.kv.push_row(nh, hd, &k, &v)?;
+            b.kv.attend(&q, nh, scale, Some(&slopes), &mut ctx)?;
+            b.dense.forward_row(&ctx, &mut proj)?;
+            x.iter_mut().zip(&proj).for_each(|(a, p)| *a += p);
+            b.ln2.forward_row(&x, &mut hs);
+            b.up.forward_row(&hs, &mut up)?;
+            layers::activate_in_place(&mut up, cfg.activation)?;
+            b.down.forward_row(&up, &mut proj)?;
+            x.iter_mut().zip(&proj).for_each(|(a, p)| *a += p);
+        }
+        self.ln_f.forward_row(&x, &mut hs);
+        let mut out = vec![0f32; cfg.vocab_size];
+        self.lm_head.forward_row(&hs, &mut out)?;
+        Ok(Tensor::from_vec(out, (1, cfg.vocab_size), &Device::Cpu)?)
+    }
+}
+
 impl CausalLm for Bloom {
     fn config(&self) -> &ModelConfig {
         &self.cfg
@@ -77,6 +131,9 @@ impl CausalLm for Bloom {
 
     fn forward(&mut self, ids: &[u32], pos: usize, logits: Logits) -> Result<Tensor> {
         check_ids(&self.cfg, ids, pos)?;
+        if let [id] = ids {
+            return self.decode_step(*id, pos);
+        }
         let (nh, hd) = (self.cfg.num_heads, self.cfg.head_dim);
         let t = ids.len();
         let mut x = self.embed_norm.forward(&self.embed.forward(ids)?)?;

@@ -1,0 +1,56 @@
+//! Memory bandwidth of the dense decode product (`gemv`) on BLOOM-560m's biggest matrix (the
+//! tied 250880 × 1024 head) in f32, f16 and bf16, 1 and 2 threads, next to `matmul_half` (the
+//! widen-then-dot path used for prompts). Compare with the machine's read bandwidth.
+//! `cargo run --release -p zoo-kernels --example gemv_bench`
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use zoo_kernels::{DenseRows, Half, ThreadPool, gemv, matmul_half};
+
+fn main() {
+    let (rows, cols) = (250_880, 1024);
+    let w32: Vec<f32> = (0..rows * cols).map(|i| ((i * 37 % 101) as f32 - 50.0) / 1e3).collect();
+    let w16: Vec<u8> = w32.iter().flat_map(|&v| half::bf16::from_f32(v).to_le_bytes()).collect();
+    let x: Vec<f32> = (0..cols).map(|i| (i % 7) as f32 / 7.0).collect();
+    let mut out = vec![0f32; rows];
+    // BLOOM-560m's 24 blocks in bf16: qkv 3072x1024, dense 1024x1024, up 4096x1024, down 1024x4096.
+    let shapes = [(3072, 1024), (1024, 1024), (4096, 1024), (1024, 4096)];
+    let blocks: Vec<Vec<Vec<u8>>> = (0..24)
+        .map(|b| {
+            shapes.iter().map(|&(r, c)| (0..r * c * 2).map(|i| ((i * 31 + b) % 251) as u8 & 0x3f).collect()).collect()
+        })
+        .collect();
+    let block_bytes: usize = blocks.iter().flatten().map(|m| m.len()).sum();
+    let x4: Vec<f32> = (0..4096).map(|i| (i % 7) as f32 / 7.0).collect();
+    let mut out4 = vec![0f32; 4096];
+    for threads in [1, 2] {
+        let pool = ThreadPool::new(threads);
+        let best = |f: &mut dyn FnMut()| {
+            f();
+            (0..5)
+                .map(|_| {
+                    let t = Instant::now();
+                    f();
+                    t.elapsed().as_secs_f64()
+                })
+                .fold(f64::INFINITY, f64::min)
+        };
+        let gb = |bytes: usize, s: f64| bytes as f64 / s / 1e9;
+        let s = best(&mut || gemv(&pool, DenseRows::F32(&w32), rows, cols, &x, &mut out).unwrap());
+        println!("threads={threads} gemv f32        {:6.2} ms  {:5.1} GB/s", s * 1e3, gb(w32.len() * 4, s));
+        let s = best(&mut || gemv(&pool, DenseRows::Half(Half::Bf16, &w16), rows, cols, &x, &mut out).unwrap());
+        println!("threads={threads} gemv bf16       {:6.2} ms  {:5.1} GB/s", s * 1e3, gb(w16.len(), s));
+        let s = best(&mut || matmul_half(&pool, Half::Bf16, &w16, rows, cols, &x, 1, &mut out).unwrap());
+        println!("threads={threads} matmul_half bf16 {:6.2} ms  {:5.1} GB/s", s * 1e3, gb(w16.len(), s));
+        let s = best(&mut || {
+            for b in &blocks {
+                for (m, &(r, c)) in b.iter().zip(&shapes) {
+                    gemv(&pool, DenseRows::Half(Half::Bf16, m), r, c, &x4[..c], &mut out4[..r]).unwrap();
+                }
+            }
+        });
+        println!("threads={threads} 24 BLOOM blocks bf16 {:6.2} ms  {:5.1} GB/s", s * 1e3, gb(block_bytes, s));
+        black_box(&out);
+    }
+}

@@ -1,0 +1,364 @@
+//! Matrix-vector products of dense weights (f32, or f16/bf16 as checkpoints store them) with one
+//! f32 activation row: the decode step's products, which read every weight once and are bound
+//! by memory bandwidth, not arithmetic.
+//!
+//! Each task takes a band of rows sized to about 64 KiB of weights and walks it four rows at a
+//! time: four sequential streams for the hardware prefetcher, the activation row loaded once per
+//! four rows, 16-bit values widened in registers (never written back to memory). f32 sums in
+//! eight lanes per row, added up at the end of the row.
+
+use crate::{Backend, Half, KernelError, ThreadPool};
+
+/// Borrowed dense weights, `rows × cols`, row after row.
+#[derive(Debug, Clone, Copy)]
+pub enum DenseRows<'a> {
+    F32(&'a [f32]),
+    /// Little-endian 16-bit values, 2 bytes each.
+    Half(Half, &'a [u8]),
+}
+
+impl DenseRows<'_> {
+    fn elem_bytes(&self) -> usize {
+        match self {
+            DenseRows::F32(_) => 4,
+            DenseRows::Half(..) => 2,
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            DenseRows::F32(v) => v.len(),
+            DenseRows::Half(_, b) => b.len() / 2,
+        }
+    }
+}
+
+/// Weight bytes per task (a band of rows).
+const TASK_BYTES: usize = 64 * 1024;
+
+/// `out[r] = dot(w_row_r, x)` for every row `r`, spread over the pool.
+pub fn gemv(
+    pool: &ThreadPool,
+    w: DenseRows<'_>,
+    rows: usize,
+    cols: usize,
+    x: &[f32],
+    out: &mut [f32],
+) -> Result<(), KernelError> {
+    gemv_with(pool, w, rows, cols, x, out, Backend::detect())
+}
+
+/// [`gemv`] on a given backend (one the CPU lacks falls back to [`Backend::Scalar`]).
+pub fn gemv_with(
+    pool: &ThreadPool,
+    w: DenseRows<'_>,
+    rows: usize,
+    cols: usize,
+    x: &[f32],
+    out: &mut [f32],
+    backend: Backend,
+) -> Result<(), KernelError> {
+    let need = rows.checked_mul(cols).ok_or(KernelError::Overflow)?;
+    if w.len() != need || matches!(w, DenseRows::Half(_, b) if b.len() % 2 != 0) {
+        return Err(KernelError::InputLength { expected: need, got: w.len() });
+    }
+    if x.len() != cols {
+        return Err(KernelError::InputLength { expected: cols, got: x.len() });
+    }
+    if out.len() != rows {
+        return Err(KernelError::OutputLength { expected: rows, got: out.len() });
+    }
+    if rows == 0 {
+        return Ok(());
+    }
+    let backend = if backend.is_available() { backend } else { Backend::Scalar };
+    let row_bytes = cols.max(1) * w.elem_bytes();
+    let band = (TASK_BYTES / row_bytes).clamp(4, 256) / 4 * 4;
+    let tasks = rows.div_ceil(band);
+    // bf16 on AVX2 reads 16 values per load and widens them without shuffles: shifting each
+    // 32-bit lane left by 16 gives the even values as f32, masking off its low half the odd
+    // ones. The activations are laid out to match once: per 16 values, evens then odds.
+    let x_split: Vec<f32> = match w {
+        DenseRows::Half(Half::Bf16, _) if backend == Backend::Avx2 => {
+            let mut v = x.to_vec();
+            for (dst, src) in v.chunks_exact_mut(16).zip(x.chunks_exact(16)) {
+                let (even, odd) = dst.split_at_mut(8);
+                for ((e, o), pair) in even.iter_mut().zip(odd.iter_mut()).zip(src.chunks_exact(2)) {
+                    if let [a, b] = *pair {
+                        (*e, *o) = (a, b);
+                    }
+                }
+            }
+            v
+        }
+        _ => Vec::new(),
+    };
+    let xk = if x_split.is_empty() { x } else { &x_split };
+    let out_ptr = SendPtr(out.as_mut_ptr());
+    let run = |t: usize| {
+        let r0 = t * band;
+        let r1 = (r0 + band).min(rows);
+        // SAFETY: r0..r1 lies within 0..rows = out.len(); tasks own disjoint bands, so no two
+        // threads write the same element, and `out` outlives `pool.run`.
+        let dst = unsafe { std::slice::from_raw_parts_mut(out_ptr.get().add(r0), r1 - r0) };
+        band_rows(backend, w, cols, r0..r1, xk, dst);
+    };
+    pool.run(tasks, &run);
+    Ok(())
+}
+
+/// Rows `r` of `w` dotted with `x` into `dst` (`r.len()` values). For bf16 on AVX2, `x` is in
+/// the even/odd order `gemv_with` makes (a last partial block of 16 stays in order).
+fn band_rows(backend: Backend, w: DenseRows<'_>, cols: usize, r: std::ops::Range<usize>, x: &[f32], dst: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if backend == Backend::Avx2 {
+        // SAFETY: Avx2 is only chosen when the CPU has AVX2, FMA and F16C; `gemv_with` checked
+        // that `w` holds rows × cols values, so rows r of `cols` values are in bounds.
+        unsafe { avx2::band(w, cols, r, x, dst) };
+        return;
+    }
+    let _ = backend;
+    for (d, row) in dst.iter_mut().zip(r) {
+        let span = row * cols..(row + 1) * cols;
+        *d = match w {
+            DenseRows::F32(v) => dot8(v.get(span).unwrap_or_default().iter().copied(), x),
+            DenseRows::Half(kind, b) => {
+                let bytes = b.get(2 * span.start..2 * span.end).unwrap_or_default();
+                dot8(bytes.chunks_exact(2).map(|c| widen_one(kind, c)), x)
+            }
+        };
+    }
+}
+
+fn widen_one(kind: Half, c: &[u8]) -> f32 {
+    let bits = match *c {
+        [lo, hi] => u16::from_le_bytes([lo, hi]),
+        _ => 0,
+    };
+    match kind {
+        Half::F16 => half::f16::from_bits(bits).to_f32(),
+        Half::Bf16 => half::bf16::from_bits(bits).to_f32(),
+    }
+}
+
+/// Dot product in eight lanes (the order the AVX2 path sums in, so both agree closely).
+fn dot8(w: impl Iterator<Item = f32>, x: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    for (i, (a, b)) in w.zip(x).enumerate() {
+        if let Some(s) = acc.get_mut(i % 8) {
+            *s += a * b;
+        }
+    }
+    acc.iter().sum()
+}
+
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f32);
+// SAFETY: the pointer is only used for disjoint writes while the owning slice is borrowed.
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
+impl SendPtr {
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+    use std::ops::Range;
+
+    use super::{DenseRows, Half};
+
+    /// Bytes ahead of the current load that the bf16 loop prefetches.
+    const PREFETCH: usize = 1024;
+
+    /// Eight values of row data at `p` (element index), widened to f32.
+    #[inline(always)]
+    unsafe fn load8(w: DenseRows<'_>, p: usize) -> __m256 {
+        // SAFETY: the caller keeps p + 8 within the weights.
+        unsafe {
+            match w {
+                DenseRows::F32(v) => _mm256_loadu_ps(v.as_ptr().add(p)),
+                DenseRows::Half(Half::F16, b) => _mm256_cvtph_ps(_mm_loadu_si128(b.as_ptr().add(2 * p).cast())),
+                DenseRows::Half(Half::Bf16, b) => _mm256_castsi256_ps(_mm256_slli_epi32(
+                    _mm256_cvtepu16_epi32(_mm_loadu_si128(b.as_ptr().add(2 * p).cast())),
+                    16,
+                )),
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn hsum(v: __m256) -> f32 {
+        let mut lanes = [0f32; 8];
+        // SAFETY: lanes holds 8 f32.
+        unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), v) };
+        lanes.iter().sum()
+    }
+
+    /// # Safety
+    /// The CPU has AVX2, FMA and F16C; `w` holds at least `rows.end * cols` values; `x` holds
+    /// `cols` values and `dst` `rows.len()`.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn band(w: DenseRows<'_>, cols: usize, rows: Range<usize>, x: &[f32], dst: &mut [f32]) {
+        if let DenseRows::Half(Half::Bf16, b) = w {
+            // SAFETY: forwarded from the caller.
+            unsafe { band_bf16(b, cols, rows, x, dst) };
+            return;
+        }
+        let body = cols / 8 * 8;
+        // One row at a time, as for bf16: one linear stream per band.
+        for (o, row) in dst.iter_mut().zip(rows) {
+            let base = row * cols;
+            let (mut a0, mut a1, mut a2, mut a3) =
+                (_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps());
+            let mut c = 0;
+            while c + 32 <= body {
+                // SAFETY: c + 32 <= body <= cols values of x and of row `row` (in bounds, see above).
+                unsafe {
+                    let xp = x.as_ptr().add(c);
+                    a0 = _mm256_fmadd_ps(load8(w, base + c), _mm256_loadu_ps(xp), a0);
+                    a1 = _mm256_fmadd_ps(load8(w, base + c + 8), _mm256_loadu_ps(xp.add(8)), a1);
+                    a2 = _mm256_fmadd_ps(load8(w, base + c + 16), _mm256_loadu_ps(xp.add(16)), a2);
+                    a3 = _mm256_fmadd_ps(load8(w, base + c + 24), _mm256_loadu_ps(xp.add(24)), a3);
+                }
+                c += 32;
+            }
+            while c < body {
+                // SAFETY: c + 8 <= body.
+                unsafe { a0 = _mm256_fmadd_ps(load8(w, base + c), _mm256_loadu_ps(x.as_ptr().add(c)), a0) };
+                c += 8;
+            }
+            let sum = hsum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+            let rest: f32 = (body..cols)
+                .map(|c| {
+                    let v = match w {
+                        DenseRows::F32(v) => v.get(base + c).copied().unwrap_or(0.0),
+                        DenseRows::Half(kind, b) => {
+                            super::widen_one(kind, b.get(2 * (base + c)..2 * (base + c) + 2).unwrap_or_default())
+                        }
+                    };
+                    v * x.get(c).copied().unwrap_or(0.0)
+                })
+                .sum();
+            *o = sum + rest;
+        }
+    }
+
+    /// 16 bf16 weights at byte offset `p` times `xe`/`xo` (the activations' even and odd
+    /// values), summed into two independent accumulators.
+    #[inline(always)]
+    unsafe fn fma16(b: &[u8], p: usize, xe: __m256, xo: __m256, acc: &mut (__m256, __m256)) {
+        // SAFETY: the caller keeps p + 32 within `b`.
+        unsafe {
+            _mm_prefetch::<_MM_HINT_T0>(b.as_ptr().wrapping_add(p + PREFETCH).cast());
+            let v = _mm256_loadu_si256(b.as_ptr().add(p).cast());
+            let even = _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+            let odd = _mm256_castsi256_ps(_mm256_and_si256(v, _mm256_set1_epi32(-65536)));
+            acc.0 = _mm256_fmadd_ps(even, xe, acc.0);
+            acc.1 = _mm256_fmadd_ps(odd, xo, acc.1);
+        }
+    }
+
+    /// [`band`] for bf16 weights; `x` in the even/odd order of `gemv_with`.
+    ///
+    /// # Safety
+    /// As [`band`].
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn band_bf16(b: &[u8], cols: usize, rows: Range<usize>, x: &[f32], dst: &mut [f32]) {
+        let body = cols / 16 * 16;
+        // The last partial block of x is in natural order.
+        let tail = |row: usize, acc: f32| -> f32 {
+            let rest: f32 = (body..cols)
+                .map(|c| {
+                    let at = 2 * (row * cols + c);
+                    super::widen_one(Half::Bf16, b.get(at..at + 2).unwrap_or_default())
+                        * x.get(c).copied().unwrap_or(0.0)
+                })
+                .sum();
+            acc + rest
+        };
+        // One row at a time: the band is then one linear stream for the prefetcher (2 KiB
+        // rows of four interleaved streams share pages, which the L2 streamer tracks badly);
+        // the activations come from L1.
+        for (o, row) in dst.iter_mut().zip(rows) {
+            let zero = (_mm256_setzero_ps(), _mm256_setzero_ps());
+            let (mut a0, mut a1) = (zero, zero);
+            let p = 2 * row * cols;
+            let mut c = 0;
+            while c + 32 <= body {
+                // SAFETY: c + 32 <= body <= cols values of x and of the row.
+                unsafe {
+                    let (xe, xo) = (_mm256_loadu_ps(x.as_ptr().add(c)), _mm256_loadu_ps(x.as_ptr().add(c + 8)));
+                    fma16(b, p + 2 * c, xe, xo, &mut a0);
+                    let (xe, xo) = (_mm256_loadu_ps(x.as_ptr().add(c + 16)), _mm256_loadu_ps(x.as_ptr().add(c + 24)));
+                    fma16(b, p + 2 * c + 32, xe, xo, &mut a1);
+                }
+                c += 32;
+            }
+            if c < body {
+                // SAFETY: c + 16 <= body.
+                unsafe {
+                    let (xe, xo) = (_mm256_loadu_ps(x.as_ptr().add(c)), _mm256_loadu_ps(x.as_ptr().add(c + 8)));
+                    fma16(b, p + 2 * c, xe, xo, &mut a0);
+                }
+            }
+            *o = tail(row, hsum(_mm256_add_ps(_mm256_add_ps(a0.0, a0.1), _mm256_add_ps(a1.0, a1.1))));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn to_half(kind: Half, v: &[f32]) -> Vec<u8> {
+        v.iter()
+            .flat_map(|&x| match kind {
+                Half::F16 => half::f16::from_f32(x).to_le_bytes(),
+                Half::Bf16 => half::bf16::from_f32(x).to_le_bytes(),
+            })
+            .collect()
+    }
+
+    /// Every format, both backends, shapes with row and column remainders: equal to an f64
+    /// product of the (widened) weights.
+    #[test]
+    fn equals_a_plain_product() {
+        let pool = ThreadPool::new(3);
+        for (rows, cols) in [(37, 70), (4, 8), (1, 1), (300, 1024), (9, 3), (1031, 33)] {
+            let w: Vec<f32> = (0..rows * cols).map(|i| ((i * 37 % 101) as f32 - 50.0) / 64.0).collect();
+            let x: Vec<f32> = (0..cols).map(|i| ((i * 13 % 29) as f32 - 14.0) / 8.0).collect();
+            for kind in [None, Some(Half::F16), Some(Half::Bf16)] {
+                let bytes = kind.map(|k| to_half(k, &w));
+                let (dw, wide): (DenseRows<'_>, Vec<f32>) = match (kind, &bytes) {
+                    (Some(k), Some(b)) => (DenseRows::Half(k, b), b.chunks_exact(2).map(|c| widen_one(k, c)).collect()),
+                    _ => (DenseRows::F32(&w), w.clone()),
+                };
+                for backend in [Backend::Scalar, Backend::detect()] {
+                    let mut out = vec![f32::NAN; rows];
+                    gemv_with(&pool, dw, rows, cols, &x, &mut out, backend).unwrap();
+                    for (r, got) in out.iter().enumerate() {
+                        let want: f64 = (0..cols).map(|c| f64::from(wide[r * cols + c]) * f64::from(x[c])).sum();
+                        assert!(
+                            (f64::from(*got) - want).abs() < 1e-3,
+                            "{kind:?} {backend:?} {rows}x{cols} row {r}: {got} vs {want}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn wrong_lengths_are_errors() {
+        let pool = ThreadPool::new(1);
+        let mut out = vec![0f32; 2];
+        assert!(gemv(&pool, DenseRows::F32(&[0.0; 3]), 2, 2, &[0.0; 2], &mut out).is_err());
+        assert!(gemv(&pool, DenseRows::F32(&[0.0; 4]), 2, 2, &[0.0; 3], &mut out).is_err());
+        assert!(gemv(&pool, DenseRows::F32(&[0.0; 4]), 2, 2, &[0.0; 2], &mut [0f32; 3]).is_err());
+        assert!(gemv(&pool, DenseRows::Half(Half::Bf16, &[0; 7]), 2, 2, &[0.0; 2], &mut out).is_err());
+        assert!(gemv(&pool, DenseRows::F32(&[]), usize::MAX, 2, &[0.0; 2], &mut out).is_err());
+    }
+}
