@@ -597,25 +597,12 @@ impl KvCache {
         let outs: Vec<std::sync::Mutex<&mut [f32]>> = out.chunks_mut(d).map(std::sync::Mutex::new).collect();
         pool().run(heads, &|h| {
             let base = (h / group) * self.cap * d;
-            let qh = &q[h * d..(h + 1) * d];
-            let mut scores: Vec<f32> =
-                self.k[base..base + n * d].chunks_exact(d).map(|kr| dot(qh, kr) * scale).collect();
-            if let Some(sl) = slopes {
-                let slope = sl.get(h).copied().unwrap_or(0.0);
-                for (j, s) in scores.iter_mut().enumerate() {
-                    *s += slope * j as f32;
-                }
-            }
-            softmax_in_place(&mut scores);
-            let Some(cell) = outs.get(h) else { return };
+            let (Some(qh), Some(cell)) = (q.get(h * d..(h + 1) * d), outs.get(h)) else { return };
+            let slope = slopes.and_then(|s| s.get(h).copied()).unwrap_or(0.0);
             let mut oh = cell.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            oh.fill(0.0);
-            for (&p, vr) in scores.iter().zip(self.v[base..base + n * d].chunks_exact(d)) {
-                for (o, &x) in oh.iter_mut().zip(vr) {
-                    *o += p * x;
-                }
-            }
-        });
+            let (keys, values) = (&self.k[base..base + n * d], &self.v[base..base + n * d]);
+            zoo_kernels::attn::attend_one(qh, keys, values, scale, slope, &mut Vec::new(), &mut oh);
+                });
         Ok(())
     }
 
@@ -629,33 +616,6 @@ impl KvCache {
 
     pub fn reset(&mut self) {
         self.len = 0;
-    }
-}
-
-/// Dot product in 8 independent lanes (so the compiler vectorizes it without reassociating).
-pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ac.remainder().iter().zip(bc.remainder()).map(|(x, y)| x * y).sum();
-    for (x, y) in ac.zip(bc) {
-        for i in 0..8 {
-            acc[i] += x[i] * y[i];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
-}
-
-/// Softmax of a row, in place (max subtracted first, as candle and torch do).
-pub fn softmax_in_place(x: &mut [f32]) {
-    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let mut sum = 0f32;
-    for v in x.iter_mut() {
-        *v = (*v - max).exp();
-        sum += *v;
-    }
-    let inv = 1.0 / sum;
-    for v in x.iter_mut() {
-        *v *= inv;
     }
 }
 

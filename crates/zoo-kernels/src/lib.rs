@@ -12,6 +12,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
 
 pub mod act;
+pub mod attn;
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 pub mod dense16;
