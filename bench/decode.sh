@@ -3,7 +3,9 @@
 #   1. SmolLM2-135M-Instruct Q4_1 GGUF (the real model), 128-token prompt then 64 new tokens, $THREADS threads:
 #      zoo (`zoo run --token-ids ... --json`, its own timers) vs llama.cpp (`llama-bench -p 128 -n 64`)
 #      vs transformers (f32 weights dequantized from the same GGUF, bench/decode_hf.py).
-#   2. BLOOM-560m-shaped random model (bench/make_bloom560m.py), f32 and bf16: zoo vs transformers.
+#   2. BLOOM-560m-shaped random model (bench/make_bloom560m.py), f32 and bf16: zoo vs transformers, with
+#      the bytes each decode step streams and the machine's read bandwidth (bench/membw.c, needs gcc):
+#      the ceiling any engine's decode can reach here.
 #
 #   bench/decode.sh                 REPS=3 (medians), THREADS=2, SKIP_BLOOM=1 to skip part 2
 #
@@ -65,17 +67,30 @@ if [ ! -f "$B/config.json" ] || [ ! -f "$B-bf16/config.json" ]; then
   echo "making $B (random BLOOM-560m shape, 2.1 GB f32 + 1.0 GB bf16)..." >&2
   "$PY" "$REPO/bench/make_bloom560m.py" "$B" >&2
 fi
+# The ceiling for weight-streaming decode: the machine's read bandwidth (bench/membw.c).
+BW=""
+if command -v gcc >/dev/null && gcc -O3 -march=native -fopenmp "$REPO/bench/membw.c" -o "$W/membw" 2>/dev/null; then
+  BW=$(OMP_NUM_THREADS=$THREADS "$W/membw" | python3 -c "import json,sys; print(json.load(sys.stdin)['read_gb_s'])")
+  echo "machine read bandwidth, $THREADS threads (bench/membw.c): $BW GB/s"
+fi
 echo "== BLOOM-560m-shaped random model, $THREADS threads, prefill 128 / decode 64 (medians of $REPS)"
 for dt in f32 bf16; do
   dir=$B; [ "$dt" = bf16 ] && dir=$B-bf16
   zoo_bench "bloom560m-$dt" "$dir" 250000 >"$W/zoo-bloom-$dt.json"
   OMP_NUM_THREADS=$THREADS "$PY" "$REPO/bench/decode_hf.py" --model "$dir" --threads "$THREADS" --dtype "$dt" \
     --rounds "$REPS" --name "bloom560m-$dt" 2>/dev/null | tail -1 >"$W/hf-bloom-$dt.json"
-  python3 - "$W/zoo-bloom-$dt.json" "$W/hf-bloom-$dt.json" <<'PY'
-import json, sys
-z, h = (json.load(open(p)) for p in sys.argv[1:])
+  python3 - "$W/zoo-bloom-$dt.json" "$W/hf-bloom-$dt.json" "$dir" "$BW" <<'PY'
+import json, os, sys
+z, h = (json.load(open(p)) for p in sys.argv[1:3])
+folder, bw = sys.argv[3], sys.argv[4]
 for r in (z, h):
     print(f"{r['engine']:<13} {r['model']:<16} prefill {r['prefill_tok_s']:8.1f} tok/s   decode {r['decode_tok_s']:7.1f} tok/s   peak RSS {r.get('peak_rss_mib', '?')} MiB")
 print(f"ratio zoo/transformers: prefill {z['prefill_tok_s']/h['prefill_tok_s']:.2f}x  decode {z['decode_tok_s']/h['decode_tok_s']:.2f}x   (decode target >= 2.0)")
+# A decode step reads every weight once (the tied head included): bytes/token x tokens/s.
+gb = sum(os.path.getsize(os.path.join(folder, f)) for f in os.listdir(folder) if f.endswith(".safetensors")) / 1e9
+line = f"weights {gb:.2f} GB/token: zoo streams {gb * z['decode_tok_s']:.1f} GB/s, transformers {gb * h['decode_tok_s']:.1f} GB/s"
+if bw:
+    line += f"; ceiling {float(bw):.1f} GB/s = {float(bw) / gb:.1f} tok/s = {float(bw) / gb / h['decode_tok_s']:.2f}x transformers"
+print(line)
 PY
 done

@@ -217,6 +217,14 @@ mod avx2 {
             while c + 32 <= body {
                 // SAFETY: c + 32 <= body <= cols values of x and of row `row` (in bounds, see above).
                 unsafe {
+                    if PREFETCH > 0 {
+                        let wb = match w {
+                            DenseRows::F32(v) => v.as_ptr().cast::<u8>().wrapping_add(4 * (base + c)),
+                            DenseRows::Half(_, b) => b.as_ptr().wrapping_add(2 * (base + c)),
+                        };
+                        _mm_prefetch::<_MM_HINT_T0>(wb.wrapping_add(PREFETCH).cast());
+                        _mm_prefetch::<_MM_HINT_T0>(wb.wrapping_add(PREFETCH + 64).cast());
+                    }
                     let xp = x.as_ptr().add(c);
                     a0 = _mm256_fmadd_ps(load8(w, base + c), _mm256_loadu_ps(xp), a0);
                     a1 = _mm256_fmadd_ps(load8(w, base + c + 8), _mm256_loadu_ps(xp.add(8)), a1);
