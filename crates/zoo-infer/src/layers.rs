@@ -602,7 +602,7 @@ impl KvCache {
             let mut oh = cell.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             let (keys, values) = (&self.k[base..base + n * d], &self.v[base..base + n * d]);
             zoo_kernels::attn::attend_one(qh, keys, values, scale, slope, &mut Vec::new(), &mut oh);
-                });
+        });
         Ok(())
     }
 
