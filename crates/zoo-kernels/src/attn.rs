@@ -18,7 +18,7 @@ pub fn attend_one(
     out: &mut [f32],
 ) -> bool {
     let d = q.len();
-    if d == 0 || out.len() != d || keys.len() % d != 0 || keys.len() != values.len() || keys.is_empty() {
+    if d == 0 || out.len() != d || !keys.len().is_multiple_of(d) || keys.len() != values.len() || keys.is_empty() {
         return false;
     }
     let n = keys.len() / d;
