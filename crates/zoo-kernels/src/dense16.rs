@@ -63,7 +63,7 @@ pub fn matmul_half(
         for i in 0..m {
             let xi = x.get(i * cols..(i + 1) * cols).unwrap_or_default();
             for (k, wr) in buf.chunks_exact(cols.max(1)).enumerate() {
-                let v = dot(backend, wr, xi);
+                let v = crate::attn::dot(backend, wr, xi);
                 // SAFETY: index i*rows + r0 + k < m*rows = out.len(); tasks own disjoint r ranges,
                 // so no two threads write the same element, and `out` outlives `pool.run`.
                 unsafe { *out_ptr.get().add(i * rows + r0 + k) = v };
@@ -99,24 +99,8 @@ pub fn widen(kind: Half, backend: Backend, src: &[u8], dst: &mut [f32]) {
 
 fn widen_scalar(kind: Half, src: &[u8], dst: &mut [f32]) {
     for (d, c) in dst.iter_mut().zip(src.chunks_exact(2)) {
-        if let [lo, hi] = *c {
-            let bits = u16::from_le_bytes([lo, hi]);
-            *d = match kind {
-                Half::F16 => half::f16::from_bits(bits).to_f32(),
-                Half::Bf16 => half::bf16::from_bits(bits).to_f32(),
-            };
-        }
+        *d = crate::gemv::widen_one(kind, c);
     }
-}
-
-fn dot(backend: Backend, a: &[f32], b: &[f32]) -> f32 {
-    #[cfg(target_arch = "x86_64")]
-    if backend == Backend::Avx2 {
-        // SAFETY: as above.
-        return unsafe { avx2::dot(a, b) };
-    }
-    let _ = backend;
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -143,38 +127,14 @@ mod avx2 {
         }
         super::widen_scalar(kind, src.get(2 * i..).unwrap_or_default(), dst.get_mut(i..).unwrap_or_default());
     }
-
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn dot(a: &[f32], b: &[f32]) -> f32 {
-        let n = a.len().min(b.len());
-        let mut i = 0;
-        let (mut s0, mut s1, mut s2, mut s3) =
-            (_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps());
-        while i + 32 <= n {
-            // SAFETY: i + 32 <= n values are in bounds of both slices.
-            unsafe {
-                let (pa, pb) = (a.as_ptr().add(i), b.as_ptr().add(i));
-                s0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa), _mm256_loadu_ps(pb), s0);
-                s1 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(8)), _mm256_loadu_ps(pb.add(8)), s1);
-                s2 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(16)), _mm256_loadu_ps(pb.add(16)), s2);
-                s3 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(24)), _mm256_loadu_ps(pb.add(24)), s3);
-            }
-            i += 32;
-        }
-        let s = _mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3));
-        let mut lanes = [0f32; 8];
-        // SAFETY: lanes holds 8 f32.
-        unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), s) };
-        let total: f32 = lanes.iter().sum();
-        total + a.iter().zip(b).skip(i).map(|(x, y)| x * y).sum::<f32>()
-    }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn bytes(kind: Half, v: &[f32]) -> Vec<u8> {
+    /// f32 values as little-endian 16-bit bytes.
+    pub(crate) fn bytes(kind: Half, v: &[f32]) -> Vec<u8> {
         v.iter()
             .flat_map(|&x| match kind {
                 Half::F16 => half::f16::from_f32(x).to_le_bytes(),

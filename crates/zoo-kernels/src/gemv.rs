@@ -7,6 +7,7 @@
 //! four rows, 16-bit values widened in registers (never written back to memory). f32 sums in
 //! eight lanes per row, added up at the end of the row.
 
+use crate::matmul::Disjoint;
 use crate::{Backend, Half, KernelError, ThreadPool};
 
 /// Borrowed dense weights, `rows × cols`, row after row.
@@ -94,14 +95,14 @@ pub fn gemv_with(
         _ => Vec::new(),
     };
     let xk = if x_split.is_empty() { x } else { &x_split };
-    let out_ptr = SendPtr(out.as_mut_ptr());
+    let dst = Disjoint::new(out);
     let run = |t: usize| {
         let r0 = t * band;
         let r1 = (r0 + band).min(rows);
-        // SAFETY: r0..r1 lies within 0..rows = out.len(); tasks own disjoint bands, so no two
-        // threads write the same element, and `out` outlives `pool.run`.
-        let dst = unsafe { std::slice::from_raw_parts_mut(out_ptr.get().add(r0), r1 - r0) };
-        band_rows(backend, w, cols, r0..r1, xk, dst);
+        // SAFETY: tasks own disjoint bands r0..r1 of the output.
+        if let Some(o) = unsafe { dst.slice(r0, r1 - r0) } {
+            band_rows(backend, w, cols, r0..r1, xk, o);
+        }
     };
     pool.run(tasks, &run);
     Ok(())
@@ -130,7 +131,8 @@ fn band_rows(backend: Backend, w: DenseRows<'_>, cols: usize, r: std::ops::Range
     }
 }
 
-fn widen_one(kind: Half, c: &[u8]) -> f32 {
+/// One little-endian 16-bit value (2 bytes; anything else reads as 0) as f32.
+pub(crate) fn widen_one(kind: Half, c: &[u8]) -> f32 {
     let bits = match *c {
         [lo, hi] => u16::from_le_bytes([lo, hi]),
         _ => 0,
@@ -150,17 +152,6 @@ fn dot8(w: impl Iterator<Item = f32>, x: &[f32]) -> f32 {
         }
     }
     acc.iter().sum()
-}
-
-#[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
-// SAFETY: the pointer is only used for disjoint writes while the owning slice is borrowed.
-unsafe impl Send for SendPtr {}
-unsafe impl Sync for SendPtr {}
-impl SendPtr {
-    fn get(self) -> *mut f32 {
-        self.0
-    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -321,15 +312,6 @@ mod avx2 {
 mod tests {
     use super::*;
 
-    fn to_half(kind: Half, v: &[f32]) -> Vec<u8> {
-        v.iter()
-            .flat_map(|&x| match kind {
-                Half::F16 => half::f16::from_f32(x).to_le_bytes(),
-                Half::Bf16 => half::bf16::from_f32(x).to_le_bytes(),
-            })
-            .collect()
-    }
-
     /// Every format, both backends, shapes with row and column remainders: equal to an f64
     /// product of the (widened) weights.
     #[test]
@@ -339,7 +321,7 @@ mod tests {
             let w: Vec<f32> = (0..rows * cols).map(|i| ((i * 37 % 101) as f32 - 50.0) / 64.0).collect();
             let x: Vec<f32> = (0..cols).map(|i| ((i * 13 % 29) as f32 - 14.0) / 8.0).collect();
             for kind in [None, Some(Half::F16), Some(Half::Bf16)] {
-                let bytes = kind.map(|k| to_half(k, &w));
+                let bytes = kind.map(|k| crate::dense16::tests::bytes(k, &w));
                 let (dw, wide): (DenseRows<'_>, Vec<f32>) = match (kind, &bytes) {
                     (Some(k), Some(b)) => (DenseRows::Half(k, b), b.chunks_exact(2).map(|c| widen_one(k, c)).collect()),
                     _ => (DenseRows::F32(&w), w.clone()),

@@ -9,7 +9,7 @@ use candle_core::{Device, Tensor};
 use crate::config::ModelConfig;
 use crate::error::Result;
 use crate::layers::{self, Bias, Embedding, KvCache, Linear, Norm};
-use crate::models::{CausalLm, Logits, check_ids};
+use crate::models::{CausalLm, Logits, check_decode_pos, check_ids};
 use crate::weights::WeightSource;
 
 struct Block {
@@ -75,12 +75,7 @@ impl Bloom {
     fn decode_step(&mut self, id: u32, pos: usize) -> Result<Tensor> {
         let cfg = &self.cfg;
         let (nh, hd, h) = (cfg.num_heads, cfg.head_dim, cfg.hidden_size);
-        if self.blocks.first().is_some_and(|b| b.kv.len() != pos) {
-            return Err(crate::error::InferError::Invalid(format!(
-                "decode at position {pos} with {} cached positions",
-                self.kv_len()
-            )));
-        }
+        check_decode_pos(self.kv_len(), pos)?;
         let mut e = vec![0f32; h];
         self.embed.row_into(id, &mut e)?;
         let mut x = vec![0f32; h];

@@ -8,7 +8,7 @@ use candle_core::{Device, Tensor};
 use crate::config::{Arch, ModelConfig, Positions};
 use crate::error::Result;
 use crate::layers::{self, Bias, Embedding, KvCache, Linear, Norm, Rope};
-use crate::models::{CausalLm, Logits, check_ids};
+use crate::models::{CausalLm, Logits, check_decode_pos, check_ids};
 use crate::weights::{MatrixWeight, WeightSource};
 
 /// q, k and v (or gate and up) as one product when their weights allow it, else apart.
@@ -176,12 +176,7 @@ impl Llama {
     fn decode_step(&mut self, id: u32, pos: usize) -> Result<Tensor> {
         let cfg = &self.cfg;
         let (nh, nkv, hd, h) = (cfg.num_heads, cfg.num_kv_heads, cfg.head_dim, cfg.hidden_size);
-        if self.layers.first().is_some_and(|l| l.kv.len() != pos) {
-            return Err(crate::error::InferError::Invalid(format!(
-                "decode at position {pos} with {} cached positions",
-                self.kv_len()
-            )));
-        }
+        check_decode_pos(self.kv_len(), pos)?;
         let mut x = vec![0f32; h];
         self.embed.row_into(id, &mut x)?;
         if let Some(s) = self.embed_scale {

@@ -53,3 +53,11 @@ pub(crate) fn check_ids(cfg: &ModelConfig, ids: &[u32], pos: usize) -> Result<()
     }
     Ok(())
 }
+
+/// A decode step runs at exactly the position after the cached ones.
+pub(crate) fn check_decode_pos(cached: usize, pos: usize) -> Result<()> {
+    if cached != pos {
+        return Err(InferError::Invalid(format!("decode at position {pos} with {cached} cached positions")));
+    }
+    Ok(())
+}
