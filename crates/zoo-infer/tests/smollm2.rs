@@ -31,7 +31,20 @@ fn gguf() -> &'static Path {
 fn f32_folder() -> &'static Path {
     static P: OnceLock<PathBuf> = OnceLock::new();
     P.get_or_init(|| {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("smollm2-f32-{}", std::process::id()));
+        let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        // A statics-held folder outlives no process but is never dropped: sweep the ones
+        // left by test processes that have ended (515 MB each), then make this one's.
+        if cfg!(target_os = "linux") {
+            for e in std::fs::read_dir(tmp).into_iter().flatten().flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if let Some(pid) = name.strip_prefix("smollm2-f32-")
+                    && !Path::new("/proc").join(pid).exists()
+                {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
+        let dir = tmp.join(format!("smollm2-f32-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         zoo_weights::gguf_convert::dequantize(
             gguf(),
