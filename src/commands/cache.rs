@@ -591,7 +591,7 @@ pub async fn add(ctx: &Ctx, out: &mut dyn Write, a: AddArgs) -> anyhow::Result<u
         derived_from: Some(
             serde_json::json!({"added": path.display().to_string(), "zoo_version": env!("CARGO_PKG_VERSION")}),
         ),
-        verified_at: Some(super::pull::now_utc()),
+        verified_at: Some(super::now_rfc3339()),
         files: records,
     };
     let reg = ctx.registry().await?;

@@ -234,30 +234,13 @@ async fn record_pulled_copy(ctx: &Ctx, m: &ModelRecord, r: &PullReport) -> anyho
         sha256: Some(manifest_sha256(&files)),
         size: Some(r.files.iter().filter_map(|f| f.size).sum::<u64>() as i64),
         derived_from: Some(serde_json::json!({"pulled": {"repo": r.repo, "revision": r.revision, "commit": r.commit}})),
-        verified_at: Some(now_utc()),
+        verified_at: Some(super::now_rfc3339()),
         files: files.into_iter().filter(|f| f.sha256.is_some()).collect(),
     };
     let reg = ctx.registry().await?;
     reg.record_copy(&copy).await?;
     reg.close().await;
     Ok(())
-}
-
-pub fn now_utc() -> String {
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Civil from days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
 /// Where applied models go: `ZOO_MODELS_DIR`, `$XDG_DATA_HOME/zoo/models`, `~/.local/share/zoo/models`.
@@ -391,7 +374,7 @@ async fn apply_delta(
             "algorithm": algorithm.name(),
             "zoo_version": env!("CARGO_PKG_VERSION"),
         })),
-        verified_at: Some(now_utc()),
+        verified_at: Some(super::now_rfc3339()),
         files: files.clone(),
     };
     let reg = ctx.registry().await?;
