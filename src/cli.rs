@@ -587,19 +587,19 @@ pub struct CacheRmArgs {
     /// ORG/NAME, a registry name, ORG/NAME@REV or a commit id
     #[arg(required = true, value_name = "TARGET")]
     pub targets: Vec<String>,
-    /// Show what would be removed and the space it frees, then stop
-    #[arg(long)]
-    pub dry_run: bool,
-    /// Do not ask for confirmation
-    #[arg(long, short = 'y')]
-    pub yes: bool,
-    /// Print the plan and the result as JSON
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub removal: RemovalFlags,
 }
 
 #[derive(Debug, Args)]
 pub struct CachePruneArgs {
+    #[command(flatten)]
+    pub removal: RemovalFlags,
+}
+
+/// How `cache rm` and `cache prune` carry out their plan.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct RemovalFlags {
     /// Show what would be removed and the space it frees, then stop
     #[arg(long)]
     pub dry_run: bool,

@@ -15,7 +15,7 @@ use zoo_registry::model::{FileRecord, ModelRecord};
 use zoo_registry::{LocalCopy, manifest_sha256};
 
 use super::{Ctx, ModelNotFound};
-use crate::cli::{AddArgs, CacheCommand, CacheLsArgs, CachePruneArgs, CacheRmArgs, VerifyArgs};
+use crate::cli::{AddArgs, CacheCommand, CacheLsArgs, CachePruneArgs, CacheRmArgs, RemovalFlags, VerifyArgs};
 use crate::progress::{StderrProgress, human_bytes};
 use crate::{EXIT_ERROR, EXIT_NOT_FOUND, EXIT_OK};
 
@@ -365,10 +365,9 @@ async fn carry_out(
     out: &mut dyn Write,
     info: &CacheInfo,
     plan: DeletePlan,
-    dry_run: bool,
-    yes: bool,
-    json: bool,
+    flags: RemovalFlags,
 ) -> anyhow::Result<u8> {
+    let RemovalFlags { dry_run, yes, json } = flags;
     if !json {
         for r in &plan.repos {
             writeln!(out, "remove repo      {r}")?;
@@ -497,13 +496,13 @@ async fn rm(ctx: &Ctx, out: &mut dyn Write, a: CacheRmArgs) -> anyhow::Result<u8
         plan.revisions.extend(p.revisions);
         plan.repos.extend(p.repos);
     }
-    carry_out(ctx, out, &info, plan, a.dry_run, a.yes, a.json).await
+    carry_out(ctx, out, &info, plan, a.removal).await
 }
 
 async fn prune(ctx: &Ctx, out: &mut dyn Write, a: CachePruneArgs) -> anyhow::Result<u8> {
     let info = scan()?;
     let plan = info.plan_prune();
-    carry_out(ctx, out, &info, plan, a.dry_run, a.yes, a.json).await
+    carry_out(ctx, out, &info, plan, a.removal).await
 }
 
 // ---------- add ----------
