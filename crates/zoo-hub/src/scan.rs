@@ -180,13 +180,7 @@ pub fn scan(root: &Path) -> Result<CacheInfo> {
         if name.starts_with('.') {
             continue;
         }
-        let meta = match std::fs::symlink_metadata(&path) {
-            Ok(m) => m,
-            Err(e) => {
-                warnings.push(format!("{}: {e}; skipped", path.display()));
-                continue;
-            }
-        };
+        let Some(meta) = meta_or_warn(&path, &mut warnings) else { continue };
         if meta.is_symlink() {
             warnings.push(format!("{}: is a link; not followed", path.display()));
             continue;
@@ -629,13 +623,7 @@ fn scan_blobs(blobs_dir: &Path, warnings: &mut Vec<String>) -> BlobsDir {
         }
     };
     for (name, path) in entries {
-        let meta = match std::fs::symlink_metadata(&path) {
-            Ok(m) => m,
-            Err(e) => {
-                warnings.push(format!("{}: {e}; skipped", path.display()));
-                continue;
-            }
-        };
+        let Some(meta) = meta_or_warn(&path, warnings) else { continue };
         if !meta.is_file() {
             let what = if meta.is_symlink() { "a link" } else { "not a regular file" };
             warnings.push(format!("{}: {what} in blobs/; not followed, not counted", path.display()));
@@ -741,13 +729,7 @@ fn commit_folders(dir: &Path, warnings: &mut Vec<String>) -> Vec<(PathBuf, Metad
     };
     let mut out = Vec::new();
     for (name, path) in entries {
-        let meta = match std::fs::symlink_metadata(&path) {
-            Ok(m) => m,
-            Err(e) => {
-                warnings.push(format!("{}: {e}; skipped", path.display()));
-                continue;
-            }
-        };
+        let Some(meta) = meta_or_warn(&path, warnings) else { continue };
         match name.to_str() {
             Some(commit) if is_commit(commit) && meta.is_dir() => out.push((path, meta, commit.to_string())),
             Some(commit) if is_commit(commit) => {
@@ -774,13 +756,7 @@ fn scan_snapshot_dir(ctx: &mut RepoScan<'_>, dir: &Path, stack: &mut Vec<String>
             ctx.warnings.push(format!("{}: name is not UTF-8; skipped", path.display()));
             continue;
         };
-        let meta = match std::fs::symlink_metadata(&path) {
-            Ok(m) => m,
-            Err(e) => {
-                ctx.warnings.push(format!("{}: {e}; skipped", path.display()));
-                continue;
-            }
-        };
+        let Some(meta) = meta_or_warn(&path, ctx.warnings) else { continue };
         let rel_path = stack[1..].iter().map(String::as_str).chain([name]).collect::<Vec<_>>().join("/");
         if meta.is_dir() {
             if stack.len() > 32 {
@@ -1261,5 +1237,16 @@ mod tests {
         assert!(info.warnings.iter().any(|w| w.contains("broken link")));
         let got = check_files(&to_check(detached), 1, &Silent, &CancelToken::new());
         assert_eq!(got[0], CheckStatus::Missing);
+    }
+}
+
+/// The entry's own metadata (links not followed), or a warning naming it and `None`.
+fn meta_or_warn(path: &Path, warnings: &mut Vec<String>) -> Option<Metadata> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) => Some(m),
+        Err(e) => {
+            warnings.push(format!("{}: {e}; skipped", path.display()));
+            None
+        }
     }
 }
