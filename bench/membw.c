@@ -1,5 +1,6 @@
 /* Read bandwidth of this machine, STREAM-style: OMP_NUM_THREADS threads sum a 1 GiB f32 array
- * with AVX2 loads (plain C fallback without AVX2); best of 5 passes. Compiled and run by
+ * with AVX2 loads (plain C fallback without AVX2); best of 5 passes. The array is advised onto
+ * transparent huge pages, as zoo's loaded weights are (zoo_weights::mem). Compiled and run by
  * bench/decode.sh to put the decode figures of weight-streaming models next to the ceiling:
  *   gcc -O3 -march=native -fopenmp bench/membw.c -o /tmp/membw && OMP_NUM_THREADS=2 /tmp/membw
  * Prints one JSON line: {"threads": N, "read_gb_s": X}. */
@@ -7,14 +8,16 @@
 #include <stdlib.h>
 #include <time.h>
 #include <omp.h>
+#include <sys/mman.h>
 #ifdef __AVX2__
 #include <immintrin.h>
 #endif
 
 int main(void) {
     const size_t n = (size_t)1 << 28; /* 1 GiB of f32 */
-    float *a = aligned_alloc(64, n * sizeof(float));
+    float *a = aligned_alloc(2 << 20, n * sizeof(float));
     if (!a) return 1;
+    madvise(a, n * sizeof(float), MADV_HUGEPAGE); /* advice only: ignored without THP */
 #pragma omp parallel for
     for (size_t i = 0; i < n; i++) a[i] = (float)(i & 1023) * 1e-3f;
     double best = 1e30, keep = 0;

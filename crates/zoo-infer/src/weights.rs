@@ -174,8 +174,37 @@ impl WeightSource {
     pub fn f32_values(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
         let t = self.info(name)?;
         self.check_shape(t, shape)?;
-        let bytes = self.ck().read_to_vec(t, MAX_TENSOR_BYTES)?;
-        to_f32(t, &bytes)
+        self.read_f32(t)
+    }
+
+    /// The values of `t` as f32. Dense types are converted chunk by chunk into the result, so
+    /// loading never holds a second, byte copy of a large tensor.
+    fn read_f32(&self, t: &TensorInfo) -> Result<Vec<f32>> {
+        let dense = match t.dtype {
+            Dtype::Ggml(g) => g.dense(),
+            d => Some(d),
+        };
+        let Some((dense, width)) = dense.and_then(|d| Some((d, dense_width(d)?))) else {
+            let bytes = self.ck().read_to_vec(t, MAX_TENSOR_BYTES)?;
+            return dequantized(t, &bytes);
+        };
+        if t.byte_len > MAX_TENSOR_BYTES {
+            return Err(zoo_weights::WeightsError::TensorTooLarge {
+                tensor: t.name.clone(),
+                byte_len: t.byte_len,
+                limit: MAX_TENSOR_BYTES,
+            }
+            .into());
+        }
+        let mut out = Vec::with_capacity((t.byte_len / width) as usize);
+        zoo_weights::mem::advise_huge_pages(out.spare_capacity_mut());
+        // A multiple of every width, so no value straddles two chunks.
+        let mut buf = vec![0u8; 1 << 20];
+        self.ck().for_each_chunk(t, &mut buf, |_, chunk| {
+            extend_dense(dense, chunk, &mut out);
+            Ok(())
+        })?;
+        Ok(out)
     }
 
     /// A dense f32 tensor of the given shape.
@@ -207,7 +236,6 @@ impl WeightSource {
             let bytes = self.ck().read_to_vec(t, MAX_TENSOR_BYTES)?;
             return Ok(MatrixWeight::Quant(Arc::new(QWeight { name: t.name.clone(), qtype, rows, cols, bytes })));
         }
-        let bytes = self.ck().read_to_vec(t, MAX_TENSOR_BYTES)?;
         let kind = match t.dtype {
             Dtype::F16 => Some(Half::F16),
             Dtype::BF16 => Some(Half::Bf16),
@@ -216,9 +244,10 @@ impl WeightSource {
             _ => None,
         };
         if let Some(kind) = kind {
+            let bytes = self.ck().read_to_vec(t, MAX_TENSOR_BYTES)?;
             return Ok(MatrixWeight::Half(Arc::new(HalfWeight { name: t.name.clone(), kind, rows, cols, bytes })));
         }
-        let v = to_f32(t, &bytes)?;
+        let v = self.read_f32(t)?;
         Ok(MatrixWeight::Dense(Tensor::from_vec(v, (rows, cols), &self.device)?))
     }
 }
@@ -247,33 +276,42 @@ fn gptq_matrix(g: &GptqModel, m: &GptqLinear, rows: usize, cols: usize) -> Resul
     Ok(MatrixWeight::Quant(Arc::new(QWeight { name: m.name.clone(), qtype, rows, cols, bytes })))
 }
 
-/// Converts stored bytes to f32 values.
-fn to_f32(t: &TensorInfo, bytes: &[u8]) -> Result<Vec<f32>> {
+/// Bytes per value of a dense dtype that [`extend_dense`] converts.
+fn dense_width(d: Dtype) -> Option<u64> {
+    match d {
+        Dtype::F32 => Some(4),
+        Dtype::F16 | Dtype::BF16 => Some(2),
+        Dtype::F64 => Some(8),
+        _ => None,
+    }
+}
+
+/// Dequantizes a GGML block-quantized tensor to f32 values (dense dtypes go through
+/// [`extend_dense`]; anything else is an error).
+fn dequantized(t: &TensorInfo, bytes: &[u8]) -> Result<Vec<f32>> {
     let bad = || InferError::Dtype { path: t.file.clone(), name: t.name.clone(), dtype: format!("{:?}", t.dtype) };
-    let dense = match t.dtype {
-        Dtype::Ggml(g) => match g.dense() {
-            Some(d) => d,
-            None => {
-                let qtype = QuantType::from_ggml(g).ok_or_else(bad)?;
-                let n: usize = t.shape.iter().map(|&d| d as usize).product();
-                let mut out = vec![0f32; n];
-                zoo_weights::quant::dequantize_row(qtype, bytes, &mut out)
-                    .map_err(|e| InferError::Invalid(format!("{}: tensor {}: {e}", t.file.display(), t.name)))?;
-                return Ok(out);
-            }
-        },
-        d => d,
-    };
-    Ok(match dense {
-        Dtype::F32 => bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
-        Dtype::F16 => bytes.chunks_exact(2).map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
-        Dtype::BF16 => bytes.chunks_exact(2).map(|c| bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
-        Dtype::F64 => bytes
-            .chunks_exact(8)
-            .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32)
-            .collect(),
-        _ => return Err(bad()),
-    })
+    let Dtype::Ggml(g) = t.dtype else { return Err(bad()) };
+    let qtype = QuantType::from_ggml(g).ok_or_else(bad)?;
+    let n: usize = t.shape.iter().map(|&d| d as usize).product();
+    let mut out = vec![0f32; n];
+    zoo_weights::quant::dequantize_row(qtype, bytes, &mut out)
+        .map_err(|e| InferError::Invalid(format!("{}: tensor {}: {e}", t.file.display(), t.name)))?;
+    Ok(out)
+}
+
+/// Appends the values of `bytes` (little-endian `d`) to `out` as f32; false for a dtype
+/// without a [`dense_width`].
+fn extend_dense(d: Dtype, bytes: &[u8], out: &mut Vec<f32>) -> bool {
+    match d {
+        Dtype::F32 => out.extend(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))),
+        Dtype::F16 => out.extend(bytes.chunks_exact(2).map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32())),
+        Dtype::BF16 => out.extend(bytes.chunks_exact(2).map(|c| bf16::from_le_bytes([c[0], c[1]]).to_f32())),
+        Dtype::F64 => out.extend(
+            bytes.chunks_exact(8).map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32),
+        ),
+        _ => return false,
+    }
+    true
 }
 
 /// llama.cpp's name for a Hugging Face tensor name of `arch` (zoo-weights' converter tables, so
@@ -305,5 +343,49 @@ mod tests {
             "token_embd_norm.weight"
         );
         assert_eq!(gguf_name(Arch::Llama, "model.layers.0.self_attn.W_pack.weight"), None);
+    }
+
+    /// Dense tensors larger than the 1 MiB read chunk convert to the same f32 values as
+    /// stored, in every dense dtype, through `f32_values` and `matrix`.
+    #[test]
+    fn dense_tensors_convert_across_read_chunks() {
+        let n32 = 300_001; // 1.2 MB of f32: two chunks and a partial one
+        let n16 = 700_003;
+        let v32: Vec<f32> = (0..n32).map(|i| (i as f32 * 0.37).sin() * 1e3).collect();
+        let v16: Vec<f32> = (0..n16).map(|i| bf16::from_f32((i as f32 * 0.11).cos()).to_f32()).collect();
+        let vh: Vec<f32> = (0..n16).map(|i| f16::from_f32((i % 977) as f32 / 977.0).to_f32()).collect();
+        let v64 = [1.5f64, -2.25, 1e-3];
+        let mut data = Vec::new();
+        let mut header = serde_json::Map::new();
+        let mut put = |name: &str, dtype: &str, shape: Vec<usize>, bytes: Vec<u8>| {
+            let at = data.len();
+            data.extend(bytes);
+            header.insert(
+                name.into(),
+                serde_json::json!({"dtype": dtype, "shape": shape, "data_offsets": [at, data.len()]}),
+            );
+        };
+        put("a", "F32", vec![n32], v32.iter().flat_map(|v| v.to_le_bytes()).collect());
+        put("m", "F32", vec![1, n32], v32.iter().flat_map(|v| v.to_le_bytes()).collect());
+        put("b", "BF16", vec![n16], v16.iter().flat_map(|v| bf16::from_f32(*v).to_le_bytes()).collect());
+        put("h", "F16", vec![n16], vh.iter().flat_map(|v| f16::from_f32(*v).to_le_bytes()).collect());
+        put("d", "F64", vec![3], v64.iter().flat_map(|v| v.to_le_bytes()).collect());
+        let mut json = serde_json::to_vec(&header).unwrap();
+        json.resize(json.len().next_multiple_of(8), b' ');
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("model.safetensors");
+        let mut file = (json.len() as u64).to_le_bytes().to_vec();
+        file.extend(json);
+        file.extend(data);
+        std::fs::write(&path, file).unwrap();
+
+        let src = WeightSource::new(open_checkpoint(&path).unwrap(), Arch::Llama);
+        assert_eq!(src.f32_values("a", &[n32]).unwrap(), v32);
+        assert_eq!(src.f32_values("b", &[n16]).unwrap(), v16);
+        assert_eq!(src.f32_values("h", &[n16]).unwrap(), vh);
+        assert_eq!(src.f32_values("d", &[3]).unwrap(), vec![1.5f32, -2.25, 1e-3]);
+        let MatrixWeight::Dense(m) = src.matrix("m", 1, n32).unwrap() else { panic!("f32 matrix not dense") };
+        assert_eq!(m.flatten_all().unwrap().to_vec1::<f32>().unwrap(), v32);
+        assert!(matches!(src.f32_values("a", &[n32 - 1]), Err(InferError::Shape { .. })));
     }
 }

@@ -2,10 +2,15 @@
 //! f32 activation row: the decode step's products, which read every weight once and are bound
 //! by memory bandwidth, not arithmetic.
 //!
-//! Each task takes a band of rows sized to about 64 KiB of weights and walks it four rows at a
-//! time: four sequential streams for the hardware prefetcher, the activation row loaded once per
-//! four rows, 16-bit values widened in registers (never written back to memory). f32 sums in
-//! eight lanes per row, added up at the end of the row.
+//! Each task takes a band of rows sized to about 128 KiB of weights and walks it one row at a
+//! time, so a band is one linear stream for the hardware prefetcher; the activation row stays in
+//! L1 and 16-bit values are widened in registers (never written back to memory). f32 sums in
+//! eight-lane accumulators, added up at the end of the row.
+//!
+//! Measured on the 2-core AMD EPYC VM (`examples/gemv_bench.rs`, `bench/decode.sh`): software
+//! prefetching cost 5–10% against the hardware prefetcher alone, and 16 KiB bands were slower
+//! than 64–256 KiB ones. The weights themselves should sit on huge pages
+//! (`zoo_weights::mem::advise_huge_pages`): one TLB miss per 2 MiB rather than per 4 KiB.
 
 use crate::matmul::Disjoint;
 use crate::{Backend, Half, KernelError, ThreadPool};
@@ -35,7 +40,7 @@ impl DenseRows<'_> {
 }
 
 /// Weight bytes per task (a band of rows).
-const TASK_BYTES: usize = 64 * 1024;
+const TASK_BYTES: usize = 128 * 1024;
 
 /// `out[r] = dot(w_row_r, x)` for every row `r`, spread over the pool.
 pub fn gemv(
@@ -74,8 +79,13 @@ pub fn gemv_with(
     }
     let backend = if backend.is_available() { backend } else { Backend::Scalar };
     let row_bytes = cols.max(1) * w.elem_bytes();
+    // Big bands stream best; the last rows go in bands an eighth the size, so the threads
+    // finish together instead of one waiting out the other's last big band.
     let band = (TASK_BYTES / row_bytes).clamp(4, 256) / 4 * 4;
-    let tasks = rows.div_ceil(band);
+    let small = (band / 8).max(4);
+    let big_rows = rows.saturating_sub(pool.threads() * band) / band * band;
+    let big_tasks = big_rows / band;
+    let tasks = big_tasks + (rows - big_rows).div_ceil(small);
     // bf16 on AVX2 reads 16 values per load and widens them without shuffles: shifting each
     // 32-bit lane left by 16 gives the even values as f32, masking off its low half the odd
     // ones. The activations are laid out to match once: per 16 values, evens then odds.
@@ -97,8 +107,8 @@ pub fn gemv_with(
     let xk = if x_split.is_empty() { x } else { &x_split };
     let dst = Disjoint::new(out);
     let run = |t: usize| {
-        let r0 = t * band;
-        let r1 = (r0 + band).min(rows);
+        let (r0, len) = if t < big_tasks { (t * band, band) } else { (big_rows + (t - big_tasks) * small, small) };
+        let r1 = (r0 + len).min(rows);
         // SAFETY: tasks own disjoint bands r0..r1 of the output.
         if let Some(o) = unsafe { dst.slice(r0, r1 - r0) } {
             band_rows(backend, w, cols, r0..r1, xk, o);
@@ -161,9 +171,6 @@ mod avx2 {
 
     use super::{DenseRows, Half};
 
-    /// Bytes ahead of the current load that the bf16 loop prefetches.
-    const PREFETCH: usize = 1024;
-
     /// Eight values of row data at `p` (element index), widened to f32.
     #[inline(always)]
     unsafe fn load8(w: DenseRows<'_>, p: usize) -> __m256 {
@@ -208,14 +215,6 @@ mod avx2 {
             while c + 32 <= body {
                 // SAFETY: c + 32 <= body <= cols values of x and of row `row` (in bounds, see above).
                 unsafe {
-                    if PREFETCH > 0 {
-                        let wb = match w {
-                            DenseRows::F32(v) => v.as_ptr().cast::<u8>().wrapping_add(4 * (base + c)),
-                            DenseRows::Half(_, b) => b.as_ptr().wrapping_add(2 * (base + c)),
-                        };
-                        _mm_prefetch::<_MM_HINT_T0>(wb.wrapping_add(PREFETCH).cast());
-                        _mm_prefetch::<_MM_HINT_T0>(wb.wrapping_add(PREFETCH + 64).cast());
-                    }
                     let xp = x.as_ptr().add(c);
                     a0 = _mm256_fmadd_ps(load8(w, base + c), _mm256_loadu_ps(xp), a0);
                     a1 = _mm256_fmadd_ps(load8(w, base + c + 8), _mm256_loadu_ps(xp.add(8)), a1);
@@ -251,7 +250,6 @@ mod avx2 {
     unsafe fn fma16(b: &[u8], p: usize, xe: __m256, xo: __m256, acc: &mut (__m256, __m256)) {
         // SAFETY: the caller keeps p + 32 within `b`.
         unsafe {
-            _mm_prefetch::<_MM_HINT_T0>(b.as_ptr().wrapping_add(p + PREFETCH).cast());
             let v = _mm256_loadu_si256(b.as_ptr().add(p).cast());
             let even = _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
             let odd = _mm256_castsi256_ps(_mm256_and_si256(v, _mm256_set1_epi32(-65536)));

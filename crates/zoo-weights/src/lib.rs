@@ -18,6 +18,7 @@ pub mod gguf_vocab;
 pub mod gguf_write;
 pub mod gptq;
 pub mod kernels;
+pub mod mem;
 pub mod pickle;
 pub mod quant;
 pub mod safetensors;
