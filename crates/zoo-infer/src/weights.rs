@@ -177,6 +177,16 @@ impl WeightSource {
         self.read_f32(t)
     }
 
+    /// The bytes of `t` as stored, in a buffer on huge pages: weights the model keeps and reads
+    /// every token (see `zoo_weights::mem`).
+    fn read_resident(&self, t: &TensorInfo) -> Result<Vec<u8>> {
+        check_size(t)?;
+        let mut buf = vec![0u8; t.byte_len as usize];
+        zoo_weights::mem::advise_huge_pages(&mut buf);
+        self.ck().read_chunk(t, 0, &mut buf)?;
+        Ok(buf)
+    }
+
     /// The values of `t` as f32. Dense types are converted chunk by chunk into the result, so
     /// loading never holds a second, byte copy of a large tensor.
     fn read_f32(&self, t: &TensorInfo) -> Result<Vec<f32>> {
@@ -188,14 +198,7 @@ impl WeightSource {
             let bytes = self.ck().read_to_vec(t, MAX_TENSOR_BYTES)?;
             return dequantized(t, &bytes);
         };
-        if t.byte_len > MAX_TENSOR_BYTES {
-            return Err(zoo_weights::WeightsError::TensorTooLarge {
-                tensor: t.name.clone(),
-                byte_len: t.byte_len,
-                limit: MAX_TENSOR_BYTES,
-            }
-            .into());
-        }
+        check_size(t)?;
         let mut out = Vec::with_capacity((t.byte_len / width) as usize);
         zoo_weights::mem::advise_huge_pages(out.spare_capacity_mut());
         // A multiple of every width, so no value straddles two chunks.
@@ -233,7 +236,7 @@ impl WeightSource {
                 name: t.name.clone(),
                 dtype: g.name().to_string(),
             })?;
-            let bytes = self.ck().read_to_vec(t, MAX_TENSOR_BYTES)?;
+            let bytes = self.read_resident(t)?;
             return Ok(MatrixWeight::Quant(Arc::new(QWeight { name: t.name.clone(), qtype, rows, cols, bytes })));
         }
         let kind = match t.dtype {
@@ -244,7 +247,7 @@ impl WeightSource {
             _ => None,
         };
         if let Some(kind) = kind {
-            let bytes = self.ck().read_to_vec(t, MAX_TENSOR_BYTES)?;
+            let bytes = self.read_resident(t)?;
             return Ok(MatrixWeight::Half(Arc::new(HalfWeight { name: t.name.clone(), kind, rows, cols, bytes })));
         }
         let v = self.read_f32(t)?;
@@ -276,6 +279,19 @@ fn gptq_matrix(g: &GptqModel, m: &GptqLinear, rows: usize, cols: usize) -> Resul
     Ok(MatrixWeight::Quant(Arc::new(QWeight { name: m.name.clone(), qtype, rows, cols, bytes })))
 }
 
+/// Refuses tensors over [`MAX_TENSOR_BYTES`] before anything is allocated for them.
+fn check_size(t: &TensorInfo) -> Result<()> {
+    if t.byte_len > MAX_TENSOR_BYTES {
+        return Err(zoo_weights::WeightsError::TensorTooLarge {
+            tensor: t.name.clone(),
+            byte_len: t.byte_len,
+            limit: MAX_TENSOR_BYTES,
+        }
+        .into());
+    }
+    Ok(())
+}
+
 /// Bytes per value of a dense dtype that [`extend_dense`] converts.
 fn dense_width(d: Dtype) -> Option<u64> {
     match d {
@@ -294,6 +310,7 @@ fn dequantized(t: &TensorInfo, bytes: &[u8]) -> Result<Vec<f32>> {
     let qtype = QuantType::from_ggml(g).ok_or_else(bad)?;
     let n: usize = t.shape.iter().map(|&d| d as usize).product();
     let mut out = vec![0f32; n];
+    zoo_weights::mem::advise_huge_pages(&mut out);
     zoo_weights::quant::dequantize_row(qtype, bytes, &mut out)
         .map_err(|e| InferError::Invalid(format!("{}: tensor {}: {e}", t.file.display(), t.name)))?;
     Ok(out)

@@ -428,7 +428,6 @@ impl Checkpoint {
             return Err(WeightsError::TensorTooLarge { tensor: tensor.name.clone(), byte_len: tensor.byte_len, limit });
         }
         let mut buf = vec![0u8; tensor.byte_len as usize];
-        crate::mem::advise_huge_pages(&mut buf);
         self.read_chunk(tensor, 0, &mut buf)?;
         Ok(buf)
     }
