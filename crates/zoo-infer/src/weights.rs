@@ -203,10 +203,20 @@ impl WeightSource {
         zoo_weights::mem::advise_huge_pages(out.spare_capacity_mut());
         // A multiple of every width, so no value straddles two chunks.
         let mut buf = vec![0u8; 1 << 20];
+        let mut converted = true;
         self.ck().for_each_chunk(t, &mut buf, |_, chunk| {
-            extend_dense(dense, chunk, &mut out);
+            converted &= extend_dense(dense, chunk, &mut out);
             Ok(())
         })?;
+        if !converted || out.len() as u64 * width != t.byte_len {
+            return Err(InferError::Invalid(format!(
+                "{}: tensor {}: {} bytes are not whole {:?} values",
+                t.file.display(),
+                t.name,
+                t.byte_len,
+                t.dtype
+            )));
+        }
         Ok(out)
     }
 

@@ -7,10 +7,11 @@
 //! L1 and 16-bit values are widened in registers (never written back to memory). f32 sums in
 //! eight-lane accumulators, added up at the end of the row.
 //!
-//! Measured on the 2-core AMD EPYC VM (`examples/gemv_bench.rs`, `bench/decode.sh`): software
-//! prefetching cost 5–10% against the hardware prefetcher alone, and 16 KiB bands were slower
-//! than 64–256 KiB ones. The weights themselves should sit on huge pages
-//! (`zoo_weights::mem::advise_huge_pages`): one TLB miss per 2 MiB rather than per 4 KiB.
+//! Measured on the 2-core AMD EPYC VM: a 1 KiB software prefetch streamed about 5% slower than
+//! the hardware prefetcher alone in back-to-back rounds of the 250880 × 1024 head (and made no
+//! difference in whole decode runs), and 16 KiB bands were slower than 64–256 KiB ones. The
+//! weights themselves should sit on huge pages (`zoo_weights::mem::advise_huge_pages`, one TLB
+//! miss per 2 MiB rather than per 4 KiB): that was worth 5–8% of BLOOM-560m f32 decode.
 
 use crate::matmul::Disjoint;
 use crate::{Backend, Half, KernelError, ThreadPool};
