@@ -7,7 +7,11 @@
 #      the bytes each decode step streams and the machine's read bandwidth (bench/membw.c, needs gcc):
 #      the ceiling any engine's decode can reach here.
 #
-#   bench/decode.sh                 REPS=3 (medians), THREADS=2, SKIP_BLOOM=1 to skip part 2
+# The repetitions are paired: zoo, then the peer, then zoo again, ... so each pair sees the same minutes of
+# this shared machine (whose memory bandwidth moves by ±20% from minute to minute). Printed per engine: the
+# median of REPS; per comparison: the median ratio over the REPS pairs, with its range.
+#
+#   bench/decode.sh                 REPS=3, THREADS=2, SKIP_BLOOM=1 to skip part 2
 #
 # Needs a release build (cargo build --release), scripts/llama-cpp.sh (built on first use), the .venv-ref venv
 # (scripts/ref-venv.sh). Peak RSS from /usr/bin/time. Timed on an otherwise idle machine only.
@@ -18,47 +22,74 @@ PY="${ZOO_PY:-$REPO/.venv-ref/bin/python}"
 [ -x "$ZOO_BIN" ] || { echo "build zoo first: cargo build --release" >&2; exit 1; }
 load_note
 
-
-# zoo_bench LABEL MODEL VOCAB_MAX: REPS runs of `zoo run`, median prefill/decode tok/s and peak RSS.
-zoo_bench() {
-  local label=$1 model=$2 vmax=$3 i
-  local pids
+# zoo_once LABEL MODEL VOCAB_MAX I: one `zoo run` (128 seeded random prompt ids below VOCAB_MAX, 64 new
+# tokens) into $W/zoo-LABEL.I.json, its peak RSS (KiB) into $W/zoo-LABEL.I.rss.
+zoo_once() {
+  local label=$1 model=$2 vmax=$3 i=$4 pids
   pids=$(python3 -c "import random; r=random.Random(128); print(','.join(str(r.randrange(100, $vmax)) for _ in range(128)))")
-  for ((i = 0; i < REPS; i++)); do
-    /usr/bin/time -f "%M" -o "$W/zoo.rss" "$ZOO_BIN" run "$model" --token-ids "$pids" --max-tokens 65 --greedy \
-      --ignore-eos --threads "$THREADS" --json >"$W/zoo.$i.json" 2>"$W/zoo.err" || { cat "$W/zoo.err" >&2; return 1; }
-    cat "$W/zoo.rss" >"$W/zoo.$i.rss"
-  done
-  python3 - "$label" "$W" "$REPS" <<'PY'
-import json, statistics, sys
-label, w, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
-runs = [json.load(open(f"{w}/zoo.{i}.json")) for i in range(n)]
-rss = max(int(open(f"{w}/zoo.{i}.rss").read().strip() or 0) for i in range(n)) / 1024
-p = statistics.median(r["prompt_tokens_per_s"] for r in runs)
-d = statistics.median(r["tokens_per_s"] for r in runs)
-print(json.dumps({"engine": "zoo", "model": label, "prefill_tok_s": round(p, 1), "decode_tok_s": round(d, 1), "peak_rss_mib": round(rss)}))
-PY
+  /usr/bin/time -f "%M" -o "$W/zoo-$label.$i.rss" "$ZOO_BIN" run "$model" --token-ids "$pids" --max-tokens 65 \
+    --greedy --ignore-eos --threads "$THREADS" --json >"$W/zoo-$label.$i.json" 2>"$W/zoo.err" \
+    || { cat "$W/zoo.err" >&2; return 1; }
 }
 
-echo "== SmolLM2-135M-Instruct Q4_1, $THREADS threads, prefill 128 / decode 64 (medians of $REPS)"
-"$LLAMA_BIN/llama-bench" -m "$SMOL_Q41" -t "$THREADS" -p 128 -n 64 -r "$REPS" -o json 2>"$W/llama-bench.err" >"$W/llama-bench.json" \
-  || { tail -5 "$W/llama-bench.err" >&2; exit 1; }
-python3 - "$W/llama-bench.json" >"$W/llama.json" <<'PY'
+# hf_once LABEL MODEL DTYPE I: one bench/decode_hf.py process (one timed round) into $W/hf-LABEL.I.json.
+hf_once() {
+  OMP_NUM_THREADS=$THREADS "$PY" "$REPO/bench/decode_hf.py" --model "$2" --threads "$THREADS" --dtype "$3" \
+    --rounds 1 --name "$1" 2>/dev/null | tail -1 >"$W/hf-$1.$4.json"
+}
+
+# llama_once I: one `llama-bench -r 1` into $W/llama.I.json ({prefill_tok_s, decode_tok_s}).
+llama_once() {
+  "$LLAMA_BIN/llama-bench" -m "$SMOL_Q41" -t "$THREADS" -p 128 -n 64 -r 1 -o json 2>"$W/llama-bench.err" \
+    >"$W/llama-bench.json" || { tail -5 "$W/llama-bench.err" >&2; return 1; }
+  python3 - "$W/llama-bench.json" >"$W/llama.$1.json" <<'PY'
 import json, sys
 rows = json.load(open(sys.argv[1]))
 get = lambda k: next(r["avg_ts"] for r in rows if (r["n_prompt"] if k == "p" else r["n_gen"]) and not (r["n_gen"] if k == "p" else r["n_prompt"]))
-print(json.dumps({"engine": "llama.cpp", "model": "smollm2-q4_1", "prefill_tok_s": round(get("p"), 1), "decode_tok_s": round(get("n"), 1), "build": rows[0].get("build_commit")}))
+print(json.dumps({"engine": "llama.cpp", "prefill_tok_s": get("p"), "decode_tok_s": get("n"), "build": rows[0].get("build_commit")}))
 PY
-zoo_bench smollm2-q4_1 "$SMOL_Q41" 49000 >"$W/zoo-smol.json"
+}
+
+# report LABEL PEER_PREFIX PEER_NAME TARGET [FOLDER BW]: medians of both engines, paired ratios, and (with
+# FOLDER) the bandwidth each engine's decode draws against the machine's.
+report() {
+  python3 - "$W" "$REPS" "$@" <<'PY'
+import json, os, statistics as st, sys
+w, n, label, peer, name, target = sys.argv[1], int(sys.argv[2]), *sys.argv[3:7]
+folder, bw = (sys.argv[7], sys.argv[8]) if len(sys.argv) > 8 else (None, "")
+z = [json.load(open(f"{w}/zoo-{label}.{i}.json")) for i in range(n)]
+p = [json.load(open(f"{w}/{peer}.{i}.json")) for i in range(n)]
+rss = max(int(open(f"{w}/zoo-{label}.{i}.rss").read().strip() or 0) for i in range(n)) / 1024
+zp, zd = [r["prompt_tokens_per_s"] for r in z], [r["tokens_per_s"] for r in z]
+pp, pd = [r["prefill_tok_s"] for r in p], [r["decode_tok_s"] for r in p]
+print(f"zoo           {label:<16} prefill {st.median(zp):8.1f} tok/s   decode {st.median(zd):7.1f} tok/s   peak RSS {rss:.0f} MiB")
+prss = f"   peak RSS {max(r['peak_rss_mib'] for r in p):.0f} MiB" if "peak_rss_mib" in p[0] else ""
+print(f"{name:<13} {label:<16} prefill {st.median(pp):8.1f} tok/s   decode {st.median(pd):7.1f} tok/s{prss}")
+rp = sorted(a / b for a, b in zip(zp, pp))
+rd = sorted(a / b for a, b in zip(zd, pd))
+print(f"paired ratio zoo/{name}: prefill {st.median(rp):.2f}x ({rp[0]:.2f}-{rp[-1]:.2f})   "
+      f"decode {st.median(rd):.2f}x ({rd[0]:.2f}-{rd[-1]:.2f})   (target {target})")
+if folder:
+    gb = sum(os.path.getsize(os.path.join(folder, f)) for f in os.listdir(folder) if f.endswith(".safetensors")) / 1e9
+    line = f"weights {gb:.2f} GB/token: zoo streams {gb * st.median(zd):.1f} GB/s, {name} {gb * st.median(pd):.1f} GB/s"
+    if bw:
+        line += f"; ceiling {float(bw):.1f} GB/s = {float(bw) / gb:.1f} tok/s = {float(bw) / gb / st.median(pd):.2f}x {name}"
+    print(line)
+PY
+}
+
+echo "== SmolLM2-135M-Instruct Q4_1, $THREADS threads, prefill 128 / decode 64 ($REPS paired runs)"
+for ((i = 0; i < REPS; i++)); do
+  zoo_once smollm2-q4_1 "$SMOL_Q41" 49000 "$i"
+  llama_once "$i"
+done
+report smollm2-q4_1 llama llama.cpp ">= 1.0 for both"
 OMP_NUM_THREADS=$THREADS "$PY" "$REPO/bench/decode_hf.py" --model "$SMOL_HF" --threads "$THREADS" --dtype f32 \
   --rounds "$REPS" --name smollm2-f32 2>/dev/null | tail -1 >"$W/hf-smol.json"
-python3 - "$W/zoo-smol.json" "$W/llama.json" "$W/hf-smol.json" <<'PY'
+python3 - "$W/hf-smol.json" <<'PY'
 import json, sys
-z, l, h = (json.load(open(p)) for p in sys.argv[1:])
-for r in (z, l, h):
-    print(f"{r['engine']:<13} {r['model']:<14} prefill {r['prefill_tok_s']:8.1f} tok/s   decode {r['decode_tok_s']:7.1f} tok/s" + (f"   peak RSS {r['peak_rss_mib']} MiB" if 'peak_rss_mib' in r else ""))
-print(f"ratio zoo/llama.cpp: prefill {z['prefill_tok_s']/l['prefill_tok_s']:.2f}x  decode {z['decode_tok_s']/l['decode_tok_s']:.2f}x   (target >= 1.0)")
-print(f"ratio zoo/transformers: prefill {z['prefill_tok_s']/h['prefill_tok_s']:.2f}x  decode {z['decode_tok_s']/h['decode_tok_s']:.2f}x")
+h = json.load(open(sys.argv[1]))
+print(f"transformers  {h['model']:<16} prefill {h['prefill_tok_s']:8.1f} tok/s   decode {h['decode_tok_s']:7.1f} tok/s   peak RSS {h['peak_rss_mib']:.0f} MiB (f32 weights dequantized from the GGUF; for scale)")
 PY
 
 [ "${SKIP_BLOOM:-0}" = 1 ] && exit 0
@@ -73,24 +104,12 @@ if command -v gcc >/dev/null && gcc -O3 -march=native -fopenmp "$REPO/bench/memb
   BW=$(OMP_NUM_THREADS=$THREADS "$W/membw" | python3 -c "import json,sys; print(json.load(sys.stdin)['read_gb_s'])")
   echo "machine read bandwidth, $THREADS threads (bench/membw.c): $BW GB/s"
 fi
-echo "== BLOOM-560m-shaped random model, $THREADS threads, prefill 128 / decode 64 (medians of $REPS)"
+echo "== BLOOM-560m-shaped random model, $THREADS threads, prefill 128 / decode 64 ($REPS paired runs)"
 for dt in f32 bf16; do
   dir=$B; [ "$dt" = bf16 ] && dir=$B-bf16
-  zoo_bench "bloom560m-$dt" "$dir" 250000 >"$W/zoo-bloom-$dt.json"
-  OMP_NUM_THREADS=$THREADS "$PY" "$REPO/bench/decode_hf.py" --model "$dir" --threads "$THREADS" --dtype "$dt" \
-    --rounds "$REPS" --name "bloom560m-$dt" 2>/dev/null | tail -1 >"$W/hf-bloom-$dt.json"
-  python3 - "$W/zoo-bloom-$dt.json" "$W/hf-bloom-$dt.json" "$dir" "$BW" <<'PY'
-import json, os, sys
-z, h = (json.load(open(p)) for p in sys.argv[1:3])
-folder, bw = sys.argv[3], sys.argv[4]
-for r in (z, h):
-    print(f"{r['engine']:<13} {r['model']:<16} prefill {r['prefill_tok_s']:8.1f} tok/s   decode {r['decode_tok_s']:7.1f} tok/s   peak RSS {r.get('peak_rss_mib', '?')} MiB")
-print(f"ratio zoo/transformers: prefill {z['prefill_tok_s']/h['prefill_tok_s']:.2f}x  decode {z['decode_tok_s']/h['decode_tok_s']:.2f}x   (decode target >= 2.0)")
-# A decode step reads every weight once (the tied head included): bytes/token x tokens/s.
-gb = sum(os.path.getsize(os.path.join(folder, f)) for f in os.listdir(folder) if f.endswith(".safetensors")) / 1e9
-line = f"weights {gb:.2f} GB/token: zoo streams {gb * z['decode_tok_s']:.1f} GB/s, transformers {gb * h['decode_tok_s']:.1f} GB/s"
-if bw:
-    line += f"; ceiling {float(bw):.1f} GB/s = {float(bw) / gb:.1f} tok/s = {float(bw) / gb / h['decode_tok_s']:.2f}x transformers"
-print(line)
-PY
+  for ((i = 0; i < REPS; i++)); do
+    zoo_once "bloom560m-$dt" "$dir" 250000 "$i"
+    hf_once "bloom560m-$dt" "$dir" "$dt" "$i"
+  done
+  report "bloom560m-$dt" "hf-bloom560m-$dt" transformers "decode >= 2.0" "$dir" "$BW"
 done
