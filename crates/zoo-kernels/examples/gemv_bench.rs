@@ -1,6 +1,7 @@
 //! Memory bandwidth of the dense decode product (`gemv`) on BLOOM-560m's biggest matrix (the
 //! tied 250880 × 1024 head) in f32, f16 and bf16, 1 and 2 threads, next to `matmul_half` (the
-//! widen-then-dot path used for prompts). Compare with the machine's read bandwidth.
+//! widen-then-dot path used for prompts), the head on huge pages as the runner holds weights.
+//! Compare with the machine's read bandwidth (bench/membw.c).
 //! `cargo run --release -p zoo-kernels --example gemv_bench`
 
 use std::hint::black_box;
@@ -8,10 +9,19 @@ use std::time::Instant;
 
 use zoo_kernels::{DenseRows, Half, ThreadPool, gemv, matmul_half};
 
+/// `n` values from `it` in a buffer advised onto huge pages before it is filled.
+fn huge<T>(n: usize, it: impl Iterator<Item = T>) -> Vec<T> {
+    let mut v = Vec::with_capacity(n);
+    zoo_weights::mem::advise_huge_pages(v.spare_capacity_mut());
+    v.extend(it);
+    v
+}
+
 fn main() {
     let (rows, cols) = (250_880, 1024);
-    let w32: Vec<f32> = (0..rows * cols).map(|i| ((i * 37 % 101) as f32 - 50.0) / 1e3).collect();
-    let w16: Vec<u8> = w32.iter().flat_map(|&v| half::bf16::from_f32(v).to_le_bytes()).collect();
+    // On huge pages, as the runner holds its weights (zoo_weights::mem).
+    let w32: Vec<f32> = huge(rows * cols, (0..rows * cols).map(|i| ((i * 37 % 101) as f32 - 50.0) / 1e3));
+    let w16: Vec<u8> = huge(2 * rows * cols, w32.iter().flat_map(|&v| half::bf16::from_f32(v).to_le_bytes()));
     let x: Vec<f32> = (0..cols).map(|i| (i % 7) as f32 / 7.0).collect();
     let mut out = vec![0f32; rows];
     // BLOOM-560m's 24 blocks in bf16: qkv 3072x1024, dense 1024x1024, up 4096x1024, down 1024x4096.
