@@ -383,7 +383,7 @@ pub(crate) fn strftime_utc(unix_seconds: i64, format: &str) -> String {
 }
 
 /// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (Howard Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
+pub fn civil_from_days(z: i64) -> (i64, i64, i64) {
     let z = z + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);
@@ -464,6 +464,21 @@ fn generation_tag(tag: &str) -> Option<(usize, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Against Python's `datetime.date` (days since 1970-01-01), leap days and century rules included.
+    #[test]
+    fn civil_dates_match_python() {
+        for (days, ymd) in [
+            (0, (1970, 1, 1)),
+            (-1, (1969, 12, 31)),
+            (11_016, (2000, 2, 29)),
+            (20_783, (2026, 11, 26)),
+            (47_541, (2100, 3, 1)),
+        ] {
+            assert_eq!(civil_from_days(days), ymd, "day {days}");
+            assert_eq!(days_from_civil(ymd.0, ymd.1, ymd.2), days);
+        }
+    }
 
     #[test]
     fn strftime_matches_known_dates() {
