@@ -158,8 +158,14 @@ impl Session {
 
     /// Runs `ids` after what the cache holds, returning the last position's logits.
     pub fn step(&mut self, ids: &[u32]) -> Result<Tensor> {
+        self.step_as(ids, Logits::Last)
+    }
+
+    /// [`Session::step`] with the logits `logits` asks for ([`Logits::Last`] or
+    /// [`Logits::Greedy`]).
+    pub fn step_as(&mut self, ids: &[u32], logits: Logits) -> Result<Tensor> {
         let pos = self.cached.len();
-        let out = self.model.forward(ids, pos, Logits::Last);
+        let out = self.model.forward(ids, pos, logits);
         match out {
             Ok(l) => {
                 self.cached.extend_from_slice(ids);
@@ -175,7 +181,7 @@ impl Session {
 
     /// Runs the part of `prompt` the cache does not hold yet (all of it when the cache holds
     /// something else); returns the logits after `prompt` and how many tokens were run.
-    fn prefill(&mut self, prompt: &[u32]) -> Result<(Tensor, usize)> {
+    fn prefill(&mut self, prompt: &[u32], logits: Logits) -> Result<(Tensor, usize)> {
         let common = self.cached.iter().zip(prompt).take_while(|(a, b)| a == b).count();
         // Reuse only a strict prefix: the last prompt token must run to give logits.
         if common < self.cached.len() || common == prompt.len() {
@@ -183,7 +189,7 @@ impl Session {
         }
         let start = self.cached.len();
         let rest = prompt.get(start..).unwrap_or_default();
-        Ok((self.step(rest)?, rest.len()))
+        Ok((self.step_as(rest, logits)?, rest.len()))
     }
 
     /// Generates up to `max_tokens` tokens after `prompt`, calling `on_token` with each one
@@ -206,7 +212,10 @@ impl Session {
         let max_tokens = max_tokens.min(context - prompt.len());
         let mut processor = params.processor();
         let t0 = Instant::now();
-        let (mut logits, run) = self.prefill(prompt)?;
+        // Greedy decoding without a penalty needs only the largest logit (a penalty can lower
+        // the largest below one that was never computed, so it needs them all).
+        let want = if params.is_greedy() && params.repetition_penalty == 1.0 { Logits::Greedy } else { Logits::Last };
+        let (mut logits, run) = self.prefill(prompt, want)?;
         let prompt_secs = t0.elapsed().as_secs_f64();
         let mut out = Vec::new();
         let mut finish = FinishReason::Length;
@@ -232,7 +241,7 @@ impl Session {
             if out.len() == max_tokens {
                 break;
             }
-            logits = self.step(&[next])?;
+            logits = self.step_as(&[next], want)?;
             steps += 1;
         }
         Ok(Generation {

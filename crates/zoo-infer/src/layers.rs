@@ -11,7 +11,8 @@ use zoo_kernels::{DenseRows, QMatrix, ThreadPool};
 
 use crate::config::Activation;
 use crate::error::{InferError, Result};
-use crate::weights::{HalfWeight, MatrixWeight, QWeight, WeightSource};
+use crate::models::Logits;
+use crate::weights::{HalfWeight, MatrixWeight, QWeight, SplitWeight, WeightSource};
 
 static POOL: OnceLock<ThreadPool> = OnceLock::new();
 
@@ -118,6 +119,7 @@ impl Linear {
             MatrixWeight::Dense(w) => x.matmul(&w.t()?)?,
             MatrixWeight::Quant(q) => x.apply_op1_no_bwd(&QMatMul(q.clone()))?,
             MatrixWeight::Half(h) => x.apply_op1_no_bwd(&HalfMatMul(h.clone()))?,
+            MatrixWeight::Split(w) => split_matmul(w, x)?,
         };
         Ok(match &self.bias {
             Some(b) => y.broadcast_add(b)?,
@@ -138,6 +140,7 @@ impl Linear {
             MatrixWeight::Half(h) => {
                 zoo_kernels::gemv(pool(), DenseRows::Half(h.kind, &h.bytes), h.rows, h.cols, x, out)?;
             }
+            MatrixWeight::Split(w) => zoo_kernels::gemv(pool(), w.rows(), w.rows, w.cols, x, out)?,
             MatrixWeight::Dense(w) => {
                 let (rows, cols) = w.dims2()?;
                 let done = with_f32(w, |v| zoo_kernels::gemv(pool(), DenseRows::F32(v), rows, cols, x, out));
@@ -164,10 +167,72 @@ impl Linear {
         Ok(())
     }
 
+    /// [`Linear::forward_row`] for greedy decoding: rows that cannot be the maximum may come
+    /// back as `-inf` (a split f32 head without bias computes only the few that can; see
+    /// `zoo_kernels::greedy`), the others exactly. Returns how many rows were computed.
+    pub fn forward_row_greedy(&self, x: &[f32], out: &mut [f32]) -> Result<usize> {
+        if let (MatrixWeight::Split(w), None) = (&self.weight, &self.bias) {
+            return Ok(zoo_kernels::gemv_greedy(pool(), &w.hi, &w.lo, &w.norms, w.rows, w.cols, x, out)?);
+        }
+        self.forward_row(x, out)?;
+        Ok(out.len())
+    }
+
     /// Output width.
     pub fn rows(&self) -> Result<usize> {
         self.weight.rows()
     }
+}
+
+/// The output head on one normalized row (the decode path): `(1, vocab)` logits, as `logits`
+/// asks (all exact, or for [`Logits::Greedy`] the possible maxima).
+pub fn head_row(head: &Linear, x: &[f32], vocab: usize, logits: Logits) -> Result<Tensor> {
+    let mut out = vec![0f32; vocab];
+    if logits == Logits::Greedy {
+        head.forward_row_greedy(x, &mut out)?;
+    } else {
+        head.forward_row(x, &mut out)?;
+    }
+    Ok(Tensor::from_vec(out, (1, vocab), &Device::Cpu)?)
+}
+
+/// The output head on normalized rows `x` (t, hidden) → (t, vocab).
+pub fn head(head: &Linear, x: &Tensor, logits: Logits) -> Result<Tensor> {
+    if logits == Logits::Greedy && x.dim(0)? == 1 {
+        let row = x.flatten_all()?.to_vec1::<f32>()?;
+        return head_row(head, &row, head.rows()?, logits);
+    }
+    head.forward(x)
+}
+
+/// Rows of a split head's product computed per slice of the head.
+const SPLIT_SLICE_ROWS: usize = 4096;
+
+/// `x @ W^T` for a split f32 matrix and several rows of `x` (prompts, `--dump-logits`): one
+/// row goes through `gemv`; more join the planes of one slice of rows at a time into f32 (a
+/// few MiB, never the whole head) for candle's matrix product.
+fn split_matmul(w: &SplitWeight, x: &Tensor) -> Result<Tensor> {
+    let (m, k) = x.dims2()?;
+    if k != w.cols {
+        return Err(InferError::Invalid(format!("{}: input width {k} does not match {} columns", w.name, w.cols)));
+    }
+    if m == 1 {
+        let xs = x.flatten_all()?.to_vec1::<f32>()?;
+        let mut out = vec![0f32; w.rows];
+        zoo_kernels::gemv(pool(), w.rows(), w.rows, w.cols, &xs, &mut out)?;
+        return Ok(Tensor::from_vec(out, (1, w.rows), &Device::Cpu)?);
+    }
+    let mut parts = Vec::with_capacity(w.rows.div_ceil(SPLIT_SLICE_ROWS));
+    let mut slice = vec![0f32; SPLIT_SLICE_ROWS * w.cols];
+    for r0 in (0..w.rows).step_by(SPLIT_SLICE_ROWS) {
+        let n = SPLIT_SLICE_ROWS.min(w.rows - r0);
+        for (i, dst) in slice.chunks_exact_mut(w.cols.max(1)).take(n).enumerate() {
+            w.row_into(r0 + i, dst);
+        }
+        let part = Tensor::from_slice(slice.get(..n * w.cols).unwrap_or_default(), (n, w.cols), &Device::Cpu)?;
+        parts.push(x.matmul(&part.t()?)?);
+    }
+    Ok(Tensor::cat(&parts, 1)?)
 }
 
 /// `f` on the values of a contiguous f32 CPU tensor, in place; `None` for any other tensor.
@@ -262,6 +327,7 @@ impl Embedding {
     pub fn row_into(&self, id: u32, dst: &mut [f32]) -> Result<()> {
         match &self.table {
             MatrixWeight::Dense(w) => dst.copy_from_slice(&w.get(id as usize)?.to_vec1::<f32>()?),
+            MatrixWeight::Split(w) => w.row_into(id as usize, dst),
             MatrixWeight::Half(h) => {
                 let row_bytes = 2 * h.cols;
                 let start = id as usize * row_bytes;
@@ -292,6 +358,13 @@ impl Embedding {
                     let start = id as usize * row_bytes;
                     let src = h.bytes.get(start..start + row_bytes).unwrap_or_default();
                     zoo_kernels::dense16::widen(h.kind, zoo_kernels::Backend::detect(), src, dst);
+                }
+                Ok(Tensor::from_vec(out, (ids.len(), self.hidden), &Device::Cpu)?)
+            }
+            MatrixWeight::Split(w) => {
+                let mut out = vec![0f32; ids.len() * self.hidden];
+                for (dst, &id) in out.chunks_exact_mut(self.hidden).zip(ids) {
+                    w.row_into(id as usize, dst);
                 }
                 Ok(Tensor::from_vec(out, (ids.len(), self.hidden), &Device::Cpu)?)
             }

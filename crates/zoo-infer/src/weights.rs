@@ -39,6 +39,67 @@ pub struct HalfWeight {
     pub bytes: Vec<u8>,
 }
 
+/// An f32 matrix held as two planes of 16-bit halves (`zoo_kernels::DenseRows::Split`): the
+/// form of f32 output heads, whose upper plane alone lets greedy decoding skip the lower plane
+/// of nearly every row (`zoo_kernels::greedy`). Same memory as plain f32.
+#[derive(Debug)]
+pub struct SplitWeight {
+    pub name: String,
+    pub rows: usize,
+    pub cols: usize,
+    /// The upper 16 bits of every value (little-endian): the matrix truncated to bf16.
+    pub hi: Vec<u8>,
+    /// The lower 16 bits of every value (little-endian).
+    pub lo: Vec<u8>,
+    /// Upper bounds of the 2-norms of the rows of `hi` (`zoo_kernels::greedy::row_norms`).
+    pub norms: Vec<f32>,
+}
+
+impl SplitWeight {
+    /// Builds the planes from f32 values (tests, and weights made in memory).
+    pub fn from_f32(name: &str, values: &[f32], rows: usize, cols: usize) -> Result<SplitWeight> {
+        let mut hi = Vec::with_capacity(2 * values.len());
+        let mut lo = Vec::with_capacity(2 * values.len());
+        for v in values {
+            split_bytes(&v.to_le_bytes(), &mut hi, &mut lo);
+        }
+        SplitWeight::from_planes(name, hi, lo, rows, cols)
+    }
+
+    fn from_planes(name: &str, hi: Vec<u8>, lo: Vec<u8>, rows: usize, cols: usize) -> Result<SplitWeight> {
+        let norms = zoo_kernels::greedy::row_norms(&hi, rows, cols)?;
+        if lo.len() != hi.len() {
+            return Err(InferError::Invalid(format!("{name}: split planes of different sizes")));
+        }
+        Ok(SplitWeight { name: name.to_string(), rows, cols, hi, lo, norms })
+    }
+
+    /// Row `r` as f32 values into `dst` (`cols` long); rows past the end leave `dst` as it is.
+    pub fn row_into(&self, r: usize, dst: &mut [f32]) {
+        let span = 2 * r * self.cols..2 * (r + 1) * self.cols;
+        let (Some(hi), Some(lo)) = (self.hi.get(span.clone()), self.lo.get(span)) else { return };
+        for ((d, h), l) in dst.iter_mut().zip(hi.chunks_exact(2)).zip(lo.chunks_exact(2)) {
+            if let ([h0, h1], [l0, l1]) = (h, l) {
+                *d = f32::from_le_bytes([*l0, *l1, *h0, *h1]);
+            }
+        }
+    }
+
+    pub fn rows(&self) -> zoo_kernels::DenseRows<'_> {
+        zoo_kernels::DenseRows::Split { hi: &self.hi, lo: &self.lo }
+    }
+}
+
+/// Appends the halves of little-endian f32 values (`bytes`, whole values) to the planes.
+fn split_bytes(bytes: &[u8], hi: &mut Vec<u8>, lo: &mut Vec<u8>) {
+    for v in bytes.chunks_exact(4) {
+        if let [b0, b1, b2, b3] = *v {
+            lo.extend_from_slice(&[b0, b1]);
+            hi.extend_from_slice(&[b2, b3]);
+        }
+    }
+}
+
 /// A weight matrix as the model will multiply with it.
 #[derive(Debug, Clone)]
 pub enum MatrixWeight {
@@ -46,6 +107,8 @@ pub enum MatrixWeight {
     Dense(Tensor),
     Half(Arc<HalfWeight>),
     Quant(Arc<QWeight>),
+    /// f32 in two planes (output heads).
+    Split(Arc<SplitWeight>),
 }
 
 impl MatrixWeight {
@@ -54,6 +117,7 @@ impl MatrixWeight {
             MatrixWeight::Dense(w) => w.dim(0)?,
             MatrixWeight::Half(h) => h.rows,
             MatrixWeight::Quant(q) => q.rows,
+            MatrixWeight::Split(w) => w.rows,
         })
     }
 
@@ -70,6 +134,13 @@ impl MatrixWeight {
                 let mut v = vec![0f32; q.rows * q.cols];
                 zoo_kernels::dequantize_row(q.qtype, &q.bytes, &mut v)?;
                 Tensor::from_vec(v, (q.rows, q.cols), &Device::Cpu)?
+            }
+            MatrixWeight::Split(w) => {
+                let mut v = vec![0f32; w.rows * w.cols];
+                for (r, dst) in v.chunks_exact_mut(w.cols.max(1)).enumerate() {
+                    w.row_into(r, dst);
+                }
+                Tensor::from_vec(v, (w.rows, w.cols), &Device::Cpu)?
             }
         })
     }
@@ -218,6 +289,44 @@ impl WeightSource {
             )));
         }
         Ok(out)
+    }
+
+    /// An output head (`rows` = vocabulary): like [`WeightSource::matrix`], except that f32
+    /// values are read straight into the two planes of a [`SplitWeight`] (same memory, and
+    /// greedy decoding reads about half of it per token).
+    pub fn head_matrix(&self, name: &str, rows: usize, cols: usize) -> Result<MatrixWeight> {
+        if self.gptq_module(name).is_some() {
+            return self.matrix(name, rows, cols);
+        }
+        let t = self.info(name)?;
+        let f32_stored = match t.dtype {
+            Dtype::F32 => true,
+            Dtype::Ggml(g) => g.dense() == Some(Dtype::F32),
+            _ => false,
+        };
+        if !f32_stored {
+            return self.matrix(name, rows, cols);
+        }
+        self.check_shape(t, &[rows, cols])?;
+        check_size(t)?;
+        let half_len = (t.byte_len / 2) as usize;
+        let (mut hi, mut lo) = (Vec::with_capacity(half_len), Vec::with_capacity(half_len));
+        zoo_weights::mem::advise_huge_pages(hi.spare_capacity_mut());
+        zoo_weights::mem::advise_huge_pages(lo.spare_capacity_mut());
+        let mut buf = vec![0u8; 1 << 20];
+        self.ck().for_each_chunk(t, &mut buf, |_, chunk| {
+            split_bytes(chunk, &mut hi, &mut lo);
+            Ok(())
+        })?;
+        if t.byte_len % 4 != 0 || 2 * hi.len() as u64 != t.byte_len {
+            return Err(InferError::Invalid(format!(
+                "{}: tensor {}: {} bytes are not whole f32 values",
+                t.file.display(),
+                t.name,
+                t.byte_len
+            )));
+        }
+        Ok(MatrixWeight::Split(Arc::new(SplitWeight::from_planes(&t.name, hi, lo, rows, cols)?)))
     }
 
     /// A dense f32 tensor of the given shape.
@@ -395,6 +504,7 @@ mod tests {
         put("a", "F32", vec![n32], v32.iter().flat_map(|v| v.to_le_bytes()).collect());
         put("m", "F32", vec![1, n32], v32.iter().flat_map(|v| v.to_le_bytes()).collect());
         put("b", "BF16", vec![n16], v16.iter().flat_map(|v| bf16::from_f32(*v).to_le_bytes()).collect());
+        put("mb", "BF16", vec![1, n16], v16.iter().flat_map(|v| bf16::from_f32(*v).to_le_bytes()).collect());
         put("h", "F16", vec![n16], vh.iter().flat_map(|v| f16::from_f32(*v).to_le_bytes()).collect());
         put("d", "F64", vec![3], v64.iter().flat_map(|v| v.to_le_bytes()).collect());
         let mut json = serde_json::to_vec(&header).unwrap();
@@ -414,5 +524,24 @@ mod tests {
         let MatrixWeight::Dense(m) = src.matrix("m", 1, n32).unwrap() else { panic!("f32 matrix not dense") };
         assert_eq!(m.flatten_all().unwrap().to_vec1::<f32>().unwrap(), v32);
         assert!(matches!(src.f32_values("a", &[n32 - 1]), Err(InferError::Shape { .. })));
+        // An f32 head is read into split planes across the same chunks; others as `matrix`.
+        let MatrixWeight::Split(head) = src.head_matrix("m", 1, n32).unwrap() else { panic!("f32 head not split") };
+        let mut row = vec![0f32; n32];
+        head.row_into(0, &mut row);
+        assert_eq!(row, v32);
+        assert_eq!(MatrixWeight::Split(head).to_dense().unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap(), v32);
+        assert!(matches!(src.head_matrix("mb", 1, n16).unwrap(), MatrixWeight::Half(_)));
+        assert!(matches!(src.head_matrix("m", 2, n32 / 2), Err(InferError::Shape { .. })));
+    }
+
+    #[test]
+    fn split_weights_join_back_exactly() {
+        let v = [1.0f32, -0.0, f32::MIN_POSITIVE / 3.0, 3.4e38, -1.2345678e-5, f32::INFINITY];
+        let w = SplitWeight::from_f32("t", &v, 2, 3).unwrap();
+        let mut row = [0f32; 3];
+        w.row_into(1, &mut row);
+        assert_eq!(row.map(f32::to_bits), [v[3], v[4], v[5]].map(f32::to_bits));
+        assert_eq!(w.norms.len(), 2);
+        assert!(SplitWeight::from_f32("t", &v, 4, 3).is_err());
     }
 }

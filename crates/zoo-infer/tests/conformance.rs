@@ -65,6 +65,28 @@ fn check(dir: &Path) {
         last = s.step(&[got]).unwrap();
     }
 
+    // Greedy logits: the rows that can be the maximum, as the reference has them; a split f32
+    // head rules out the rest (-inf) without computing them.
+    s.reset();
+    let mut last = s.step_as(&input, zoo_infer::Logits::Greedy).unwrap();
+    let mut computed = 0;
+    for (i, &want) in want_ids.iter().enumerate() {
+        let got_row = last.to_vec1::<f32>().unwrap();
+        let want_row = step_logits.get(i).unwrap().to_vec1::<f32>().unwrap();
+        for (g, w) in got_row.iter().zip(&want_row) {
+            assert!(*g == f32::NEG_INFINITY || (g - w).abs() < TOL, "{}: greedy step {i}: {g} vs {w}", dir.display());
+        }
+        computed += got_row.iter().filter(|g| g.is_finite()).count();
+        let got = last.argmax(0).unwrap().to_scalar::<u32>().unwrap();
+        assert_eq!(got, want, "{}: greedy-logits token {i}", dir.display());
+        last = s.step_as(&[got], zoo_infer::Logits::Greedy).unwrap();
+    }
+    let vocab = s.model().config().vocab_size;
+    eprintln!("{}: {computed} of {} greedy logits computed", dir.display(), vocab * want_ids.len());
+    if let zoo_infer::weights::MatrixWeight::Split(_) = s.model().head() {
+        assert!(computed < vocab * want_ids.len() / 4, "{}: a split head pruned nothing", dir.display());
+    }
+
     // The decode loop itself gives the same ids.
     s.reset();
     let g = s

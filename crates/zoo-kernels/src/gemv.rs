@@ -22,12 +22,20 @@ pub enum DenseRows<'a> {
     F32(&'a [f32]),
     /// Little-endian 16-bit values, 2 bytes each.
     Half(Half, &'a [u8]),
+    /// f32 values split into two planes of little-endian 16-bit halves: `hi` holds the upper
+    /// half of each value's bits (the value truncated to bf16), `lo` the lower half. Same bytes
+    /// as f32, but the `hi` plane alone is a bf16 matrix that bounds every product to 2^-7
+    /// (see [`crate::greedy`]).
+    Split {
+        hi: &'a [u8],
+        lo: &'a [u8],
+    },
 }
 
 impl DenseRows<'_> {
     fn elem_bytes(&self) -> usize {
         match self {
-            DenseRows::F32(_) => 4,
+            DenseRows::F32(_) | DenseRows::Split { .. } => 4,
             DenseRows::Half(..) => 2,
         }
     }
@@ -36,6 +44,29 @@ impl DenseRows<'_> {
         match self {
             DenseRows::F32(v) => v.len(),
             DenseRows::Half(_, b) => b.len() / 2,
+            DenseRows::Split { hi, .. } => hi.len() / 2,
+        }
+    }
+
+    /// Whether the byte lengths are whole values (and both planes of a split matrix agree).
+    fn well_formed(&self) -> bool {
+        match self {
+            DenseRows::F32(_) => true,
+            DenseRows::Half(_, b) => b.len() % 2 == 0,
+            DenseRows::Split { hi, lo } => hi.len() % 2 == 0 && hi.len() == lo.len(),
+        }
+    }
+
+    /// Value `i` (element index) as f32; 0 out of bounds.
+    fn value(&self, i: usize) -> f32 {
+        let half = |b: &[u8]| match b.get(2 * i..2 * i + 2) {
+            Some(&[l, h]) => u16::from_le_bytes([l, h]),
+            _ => 0,
+        };
+        match *self {
+            DenseRows::F32(v) => v.get(i).copied().unwrap_or(0.0),
+            DenseRows::Half(kind, b) => widen_one(kind, b.get(2 * i..2 * i + 2).unwrap_or_default()),
+            DenseRows::Split { hi, lo } => f32::from_bits(u32::from(half(hi)) << 16 | u32::from(half(lo))),
         }
     }
 }
@@ -66,7 +97,7 @@ pub fn gemv_with(
     backend: Backend,
 ) -> Result<(), KernelError> {
     let need = rows.checked_mul(cols).ok_or(KernelError::Overflow)?;
-    if w.len() != need || matches!(w, DenseRows::Half(_, b) if b.len() % 2 != 0) {
+    if w.len() != need || !w.well_formed() {
         return Err(KernelError::InputLength { expected: need, got: w.len() });
     }
     if x.len() != cols {
@@ -121,7 +152,14 @@ pub fn gemv_with(
 
 /// Rows `r` of `w` dotted with `x` into `dst` (`r.len()` values). For bf16 on AVX2, `x` is in
 /// the even/odd order `gemv_with` makes (a last partial block of 16 stays in order).
-fn band_rows(backend: Backend, w: DenseRows<'_>, cols: usize, r: std::ops::Range<usize>, x: &[f32], dst: &mut [f32]) {
+pub(crate) fn band_rows(
+    backend: Backend,
+    w: DenseRows<'_>,
+    cols: usize,
+    r: std::ops::Range<usize>,
+    x: &[f32],
+    dst: &mut [f32],
+) {
     #[cfg(target_arch = "x86_64")]
     if backend == Backend::Avx2 {
         // SAFETY: Avx2 is only chosen when the CPU has AVX2, FMA and F16C; `gemv_with` checked
@@ -138,6 +176,7 @@ fn band_rows(backend: Backend, w: DenseRows<'_>, cols: usize, r: std::ops::Range
                 let bytes = b.get(2 * span.start..2 * span.end).unwrap_or_default();
                 dot8(bytes.chunks_exact(2).map(|c| widen_one(kind, c)), x)
             }
+            DenseRows::Split { .. } => dot8(span.map(|i| w.value(i)), x),
         };
     }
 }
@@ -183,6 +222,12 @@ mod avx2 {
                 DenseRows::Half(Half::Bf16, b) => _mm256_castsi256_ps(_mm256_slli_epi32(
                     _mm256_cvtepu16_epi32(_mm_loadu_si128(b.as_ptr().add(2 * p).cast())),
                     16,
+                )),
+                // The halves joined back into the f32 bits: the same values, so the same sums
+                // as `F32` in the same order.
+                DenseRows::Split { hi, lo } => _mm256_castsi256_ps(_mm256_or_si256(
+                    _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(hi.as_ptr().add(2 * p).cast())), 16),
+                    _mm256_cvtepu16_epi32(_mm_loadu_si128(lo.as_ptr().add(2 * p).cast())),
                 )),
             }
         }
@@ -230,17 +275,7 @@ mod avx2 {
                 c += 8;
             }
             let sum = hsum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
-            let rest: f32 = (body..cols)
-                .map(|c| {
-                    let v = match w {
-                        DenseRows::F32(v) => v.get(base + c).copied().unwrap_or(0.0),
-                        DenseRows::Half(kind, b) => {
-                            super::widen_one(kind, b.get(2 * (base + c)..2 * (base + c) + 2).unwrap_or_default())
-                        }
-                    };
-                    v * x.get(c).copied().unwrap_or(0.0)
-                })
-                .sum();
+            let rest: f32 = (body..cols).map(|c| w.value(base + c) * x.get(c).copied().unwrap_or(0.0)).sum();
             *o = sum + rest;
         }
     }

@@ -17,6 +17,7 @@ pub mod attn;
 mod avx2;
 pub mod dense16;
 pub mod gemv;
+pub mod greedy;
 mod matmul;
 mod pool;
 mod scalar;
@@ -25,6 +26,7 @@ use std::fmt;
 
 pub use dense16::{Half, matmul_half};
 pub use gemv::{DenseRows, gemv};
+pub use greedy::gemv_greedy;
 pub use matmul::{matmul, matmul_with};
 pub use pool::ThreadPool;
 pub use zoo_weights::quant::QuantType;

@@ -38,7 +38,13 @@ impl Bloom {
     pub fn load(cfg: &ModelConfig, src: &WeightSource) -> Result<Bloom> {
         let h = cfg.hidden_size;
         let eps = cfg.norm_eps;
-        let embed_w = src.matrix("transformer.word_embeddings.weight", cfg.vocab_size, h)?;
+        let own_head = !cfg.tie_word_embeddings && src.has("lm_head.weight");
+        // A tied table is also the output head: f32 tables load as a split head.
+        let embed_w = if own_head {
+            src.matrix("transformer.word_embeddings.weight", cfg.vocab_size, h)?
+        } else {
+            src.head_matrix("transformer.word_embeddings.weight", cfg.vocab_size, h)?
+        };
         let mut blocks = Vec::with_capacity(cfg.num_layers);
         for i in 0..cfg.num_layers {
             let p = format!("transformer.h.{i}");
@@ -52,11 +58,7 @@ impl Bloom {
                 kv: KvCache::new(cfg.context_length),
             });
         }
-        let head_w = if !cfg.tie_word_embeddings && src.has("lm_head.weight") {
-            src.matrix("lm_head.weight", cfg.vocab_size, h)?
-        } else {
-            embed_w.clone()
-        };
+        let head_w = if own_head { src.head_matrix("lm_head.weight", cfg.vocab_size, h)? } else { embed_w.clone() };
         Ok(Bloom {
             cfg: cfg.clone(),
             embed: Embedding::new(embed_w, h),
@@ -72,7 +74,7 @@ impl Bloom {
 
 impl Bloom {
     /// One token on plain rows: the decode path (see `Llama::decode_step`).
-    fn decode_step(&mut self, id: u32, pos: usize) -> Result<Tensor> {
+    fn decode_step(&mut self, id: u32, pos: usize, logits: Logits) -> Result<Tensor> {
         let cfg = &self.cfg;
         let (nh, hd, h) = (cfg.num_heads, cfg.head_dim, cfg.hidden_size);
         check_decode_pos(self.kv_len(), pos)?;
@@ -113,9 +115,7 @@ impl Bloom {
             x.iter_mut().zip(&proj).for_each(|(a, p)| *a += p);
         }
         self.ln_f.forward_row(&x, &mut hs);
-        let mut out = vec![0f32; cfg.vocab_size];
-        self.lm_head.forward_row(&hs, &mut out)?;
-        Ok(Tensor::from_vec(out, (1, cfg.vocab_size), &Device::Cpu)?)
+        layers::head_row(&self.lm_head, &hs, cfg.vocab_size, logits)
     }
 }
 
@@ -127,7 +127,7 @@ impl CausalLm for Bloom {
     fn forward(&mut self, ids: &[u32], pos: usize, logits: Logits) -> Result<Tensor> {
         check_ids(&self.cfg, ids, pos)?;
         if let [id] = ids {
-            return self.decode_step(*id, pos);
+            return self.decode_step(*id, pos, logits);
         }
         let (nh, hd) = (self.cfg.num_heads, self.cfg.head_dim);
         let t = ids.len();
@@ -157,9 +157,9 @@ impl CausalLm for Bloom {
         }
         let x = match logits {
             Logits::All => x,
-            Logits::Last => x.narrow(0, t - 1, 1)?,
+            Logits::Last | Logits::Greedy => x.narrow(0, t - 1, 1)?,
         };
-        self.lm_head.forward(&self.ln_f.forward(&x)?)
+        layers::head(&self.lm_head, &self.ln_f.forward(&x)?, logits)
     }
 
     fn clear_kv_cache(&mut self) {
@@ -170,5 +170,9 @@ impl CausalLm for Bloom {
 
     fn kv_len(&self) -> usize {
         self.blocks.first().map_or(0, |b| b.kv.len())
+    }
+
+    fn head(&self) -> &crate::weights::MatrixWeight {
+        self.lm_head.weight()
     }
 }

@@ -100,7 +100,14 @@ impl Llama {
         // llama.cpp's converter folds Gemma's `+1` into the stored norm weights.
         let plus_one = cfg.arch == Arch::Gemma && !src.is_gguf();
         let rms = |name: &str| Norm::rms(src, name, h, cfg.norm_eps, plus_one);
-        let embed_w = src.matrix("model.embed_tokens.weight", cfg.vocab_size, h)?;
+        let own_head = !cfg.tie_word_embeddings && src.has("lm_head.weight");
+        // A tied table is also the output head: f32 tables load as a split head (Baichuan2
+        // normalizes its head below, so its table stays dense).
+        let embed_w = if own_head || cfg.norm_head {
+            src.matrix("model.embed_tokens.weight", cfg.vocab_size, h)?
+        } else {
+            src.head_matrix("model.embed_tokens.weight", cfg.vocab_size, h)?
+        };
         let mut layers = Vec::with_capacity(cfg.num_layers);
         for i in 0..cfg.num_layers {
             let p = format!("model.layers.{i}");
@@ -126,7 +133,9 @@ impl Llama {
             });
         }
         let norm = rms("model.norm")?;
-        let head_w = if !cfg.tie_word_embeddings && src.has("lm_head.weight") {
+        let head_w = if own_head && !cfg.norm_head {
+            src.head_matrix("lm_head.weight", cfg.vocab_size, h)?
+        } else if own_head {
             src.matrix("lm_head.weight", cfg.vocab_size, h)?
         } else {
             embed_w.clone()
@@ -173,7 +182,7 @@ impl Llama {
     /// One token through the model on plain rows: the decode path. It computes what
     /// [`CausalLm::forward`] computes for a one-token chunk, without building candle tensors
     /// per operation (about 20 per layer), which at this size cost more than the arithmetic.
-    fn decode_step(&mut self, id: u32, pos: usize) -> Result<Tensor> {
+    fn decode_step(&mut self, id: u32, pos: usize, logits: Logits) -> Result<Tensor> {
         let cfg = &self.cfg;
         let (nh, nkv, hd, h) = (cfg.num_heads, cfg.num_kv_heads, cfg.head_dim, cfg.hidden_size);
         check_decode_pos(self.kv_len(), pos)?;
@@ -218,9 +227,7 @@ impl Llama {
             x.iter_mut().zip(&proj).for_each(|(a, b)| *a += b);
         }
         self.norm.forward_row(&x, &mut hs);
-        let mut out = vec![0f32; cfg.vocab_size];
-        self.lm_head.forward_row(&hs, &mut out)?;
-        Ok(Tensor::from_vec(out, (1, cfg.vocab_size), &Device::Cpu)?)
+        layers::head_row(&self.lm_head, &hs, cfg.vocab_size, logits)
     }
 }
 
@@ -232,7 +239,7 @@ impl CausalLm for Llama {
     fn forward(&mut self, ids: &[u32], pos: usize, logits: Logits) -> Result<Tensor> {
         check_ids(&self.cfg, ids, pos)?;
         if let [id] = ids {
-            return self.decode_step(*id, pos);
+            return self.decode_step(*id, pos, logits);
         }
         let (nh, nkv, hd) = (self.cfg.num_heads, self.cfg.num_kv_heads, self.cfg.head_dim);
         let t = ids.len();
@@ -271,10 +278,9 @@ impl CausalLm for Llama {
         }
         let x = match logits {
             Logits::All => x,
-            Logits::Last => x.narrow(0, t - 1, 1)?,
+            Logits::Last | Logits::Greedy => x.narrow(0, t - 1, 1)?,
         };
-        let x = self.norm.forward(&x)?;
-        self.lm_head.forward(&x)
+        layers::head(&self.lm_head, &self.norm.forward(&x)?, logits)
     }
 
     fn clear_kv_cache(&mut self) {
@@ -285,5 +291,9 @@ impl CausalLm for Llama {
 
     fn kv_len(&self) -> usize {
         self.layers.first().map_or(0, |l| l.kv.len())
+    }
+
+    fn head(&self) -> &crate::weights::MatrixWeight {
+        self.lm_head.weight()
     }
 }

@@ -16,6 +16,10 @@ pub enum Logits {
     All,
     /// The last position only: (1, vocab). For generation.
     Last,
+    /// The last position for greedy decoding: (1, vocab), where the logits that could be the
+    /// largest are exact and the others may be `-inf`. f32 output heads then read about half
+    /// their bytes (`zoo_kernels::greedy`); other heads give [`Logits::Last`].
+    Greedy,
 }
 
 /// A causal language model with a KV cache.
@@ -30,6 +34,9 @@ pub trait CausalLm: Send {
 
     /// Positions in the KV cache.
     fn kv_len(&self) -> usize;
+
+    /// The output head's weights, in the form they are held (a split f32 head, 16-bit, ...).
+    fn head(&self) -> &crate::weights::MatrixWeight;
 }
 
 /// Builds the model of `cfg.arch` from `src`.
