@@ -88,7 +88,7 @@ impl Linear {
                 kind: first.kind,
                 rows: halves.iter().map(|h| h.rows).sum(),
                 cols: first.cols,
-                bytes: halves.iter().flat_map(|h| h.bytes.iter().copied()).collect(),
+                bytes: joined(halves.iter().map(|h| &*h.bytes)),
             };
             return Ok(Some(Linear { weight: MatrixWeight::Half(Arc::new(weight)), bias }));
         }
@@ -108,7 +108,7 @@ impl Linear {
             qtype: first.qtype,
             rows: quant.iter().map(|q| q.rows).sum(),
             cols: first.cols,
-            bytes: quant.iter().flat_map(|q| q.bytes.iter().copied()).collect(),
+            bytes: joined(quant.iter().map(|q| &*q.bytes)),
         };
         Ok(Some(Linear { weight: MatrixWeight::Quant(Arc::new(weight)), bias }))
     }
@@ -233,6 +233,19 @@ fn split_matmul(w: &SplitWeight, x: &Tensor) -> Result<Tensor> {
         parts.push(x.matmul(&part.t()?)?);
     }
     Ok(Tensor::cat(&parts, 1)?)
+}
+
+/// The byte slices one after another, in a buffer for resident weights.
+fn joined<'a>(parts: impl Iterator<Item = &'a [u8]> + Clone) -> zoo_weights::mem::HugeBytes {
+    let mut out = zoo_weights::mem::HugeBytes::zeroed(parts.clone().map(<[u8]>::len).sum());
+    let mut at = 0;
+    for p in parts {
+        if let Some(dst) = out.get_mut(at..at + p.len()) {
+            dst.copy_from_slice(p);
+        }
+        at += p.len();
+    }
+    out
 }
 
 /// `f` on the values of a contiguous f32 CPU tensor, in place; `None` for any other tensor.

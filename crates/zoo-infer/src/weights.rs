@@ -10,6 +10,7 @@ use candle_core::{Device, Tensor};
 use half::{bf16, f16};
 use zoo_kernels::{Half, QuantType};
 use zoo_weights::gptq::{GptqLinear, GptqModel};
+use zoo_weights::mem::HugeBytes;
 use zoo_weights::{Checkpoint, Dtype, TensorInfo};
 
 use crate::config::Arch;
@@ -25,7 +26,7 @@ pub struct QWeight {
     pub qtype: QuantType,
     pub rows: usize,
     pub cols: usize,
-    pub bytes: Vec<u8>,
+    pub bytes: HugeBytes,
 }
 
 /// A 16-bit float matrix (f16 or bf16) kept as stored: half the memory and half the bytes read
@@ -36,7 +37,7 @@ pub struct HalfWeight {
     pub kind: Half,
     pub rows: usize,
     pub cols: usize,
-    pub bytes: Vec<u8>,
+    pub bytes: HugeBytes,
 }
 
 /// An f32 matrix held as two planes of 16-bit halves (`zoo_kernels::DenseRows::Split`): the
@@ -48,9 +49,9 @@ pub struct SplitWeight {
     pub rows: usize,
     pub cols: usize,
     /// The upper 16 bits of every value (little-endian): the matrix truncated to bf16.
-    pub hi: Vec<u8>,
+    pub hi: HugeBytes,
     /// The lower 16 bits of every value (little-endian).
-    pub lo: Vec<u8>,
+    pub lo: HugeBytes,
     /// Upper bounds of the 2-norms of the rows of `hi` (`zoo_kernels::greedy::row_norms`).
     pub norms: Vec<f32>,
 }
@@ -58,15 +59,14 @@ pub struct SplitWeight {
 impl SplitWeight {
     /// Builds the planes from f32 values (tests, and weights made in memory).
     pub fn from_f32(name: &str, values: &[f32], rows: usize, cols: usize) -> Result<SplitWeight> {
-        let mut hi = Vec::with_capacity(2 * values.len());
-        let mut lo = Vec::with_capacity(2 * values.len());
-        for v in values {
-            split_bytes(&v.to_le_bytes(), &mut hi, &mut lo);
-        }
+        let mut hi = HugeBytes::zeroed(2 * values.len());
+        let mut lo = HugeBytes::zeroed(2 * values.len());
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        split_bytes(&bytes, &mut hi, &mut lo);
         SplitWeight::from_planes(name, hi, lo, rows, cols)
     }
 
-    fn from_planes(name: &str, hi: Vec<u8>, lo: Vec<u8>, rows: usize, cols: usize) -> Result<SplitWeight> {
+    fn from_planes(name: &str, hi: HugeBytes, lo: HugeBytes, rows: usize, cols: usize) -> Result<SplitWeight> {
         let norms = zoo_kernels::greedy::row_norms(&hi, rows, cols)?;
         if lo.len() != hi.len() {
             return Err(InferError::Invalid(format!("{name}: split planes of different sizes")));
@@ -90,12 +90,12 @@ impl SplitWeight {
     }
 }
 
-/// Appends the halves of little-endian f32 values (`bytes`, whole values) to the planes.
-fn split_bytes(bytes: &[u8], hi: &mut Vec<u8>, lo: &mut Vec<u8>) {
-    for v in bytes.chunks_exact(4) {
-        if let [b0, b1, b2, b3] = *v {
-            lo.extend_from_slice(&[b0, b1]);
-            hi.extend_from_slice(&[b2, b3]);
+/// Writes the halves of little-endian f32 values (`bytes`, whole values) to the start of the
+/// planes (each half as long as `bytes`; values past their end are dropped).
+fn split_bytes(bytes: &[u8], hi: &mut [u8], lo: &mut [u8]) {
+    for ((v, h), l) in bytes.chunks_exact(4).zip(hi.chunks_exact_mut(2)).zip(lo.chunks_exact_mut(2)) {
+        if let ([b0, b1, b2, b3], [h0, h1], [l0, l1]) = (v, h, l) {
+            (*l0, *l1, *h0, *h1) = (*b0, *b1, *b2, *b3);
         }
     }
 }
@@ -250,10 +250,9 @@ impl WeightSource {
 
     /// The bytes of `t` as stored, in a buffer on huge pages: weights the model keeps and reads
     /// every token (see `zoo_weights::mem`).
-    fn read_resident(&self, t: &TensorInfo) -> Result<Vec<u8>> {
+    fn read_resident(&self, t: &TensorInfo) -> Result<HugeBytes> {
         check_size(t)?;
-        let mut buf = vec![0u8; t.byte_len as usize];
-        zoo_weights::mem::advise_huge_pages(&mut buf);
+        let mut buf = HugeBytes::zeroed(t.byte_len as usize);
         self.ck().read_chunk(t, 0, &mut buf)?;
         Ok(buf)
     }
@@ -309,16 +308,27 @@ impl WeightSource {
         }
         self.check_shape(t, &[rows, cols])?;
         check_size(t)?;
+        if t.byte_len % 4 != 0 {
+            return Err(InferError::Invalid(format!(
+                "{}: tensor {}: {} bytes are not whole f32 values",
+                t.file.display(),
+                t.name,
+                t.byte_len
+            )));
+        }
         let half_len = (t.byte_len / 2) as usize;
-        let (mut hi, mut lo) = (Vec::with_capacity(half_len), Vec::with_capacity(half_len));
-        zoo_weights::mem::advise_huge_pages(hi.spare_capacity_mut());
-        zoo_weights::mem::advise_huge_pages(lo.spare_capacity_mut());
+        let (mut hi, mut lo) = (HugeBytes::zeroed(half_len), HugeBytes::zeroed(half_len));
+        // A multiple of 4, so chunks hold whole values.
         let mut buf = vec![0u8; 1 << 20];
-        self.ck().for_each_chunk(t, &mut buf, |_, chunk| {
-            split_bytes(chunk, &mut hi, &mut lo);
+        let mut filled = 0;
+        self.ck().for_each_chunk(t, &mut buf, |offset, chunk| {
+            let at = (offset / 2) as usize;
+            let (Some(h), Some(l)) = (hi.get_mut(at..), lo.get_mut(at..)) else { return Ok(()) };
+            split_bytes(chunk, h, l);
+            filled += chunk.len() / 2;
             Ok(())
         })?;
-        if t.byte_len % 4 != 0 || 2 * hi.len() as u64 != t.byte_len {
+        if filled != half_len {
             return Err(InferError::Invalid(format!(
                 "{}: tensor {}: {} bytes are not whole f32 values",
                 t.file.display(),
@@ -390,7 +400,7 @@ fn gptq_matrix(g: &GptqModel, m: &GptqLinear, rows: usize, cols: usize) -> Resul
     }
     let qtype = QuantType::Q8_0;
     let row_bytes = cols / 32 * qtype.type_size();
-    let mut bytes = vec![0u8; rows * row_bytes];
+    let mut bytes = HugeBytes::zeroed(rows * row_bytes);
     for (src, dst) in w.chunks_exact(cols).zip(bytes.chunks_exact_mut(row_bytes)) {
         zoo_weights::quant::quantize_row(qtype, src, dst)
             .map_err(|e| InferError::Invalid(format!("{}: {}: {e}", path.display(), m.name)))?;

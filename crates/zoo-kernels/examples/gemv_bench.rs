@@ -1,6 +1,7 @@
 //! Memory bandwidth of the dense decode product (`gemv`) on BLOOM-560m's biggest matrix (the
 //! tied 250880 × 1024 head) in f32, f16 and bf16, 1 and 2 threads, next to `matmul_half` (the
-//! widen-then-dot path used for prompts), the head on huge pages as the runner holds weights.
+//! widen-then-dot path used for prompts), and BLOOM-560m's 24 blocks in bf16, all on huge pages
+//! as the runner holds weights.
 //! Compare with the machine's read bandwidth (bench/membw.c).
 //! `cargo run --release -p zoo-kernels --example gemv_bench`
 
@@ -28,7 +29,10 @@ fn main() {
     let shapes = [(3072, 1024), (1024, 1024), (4096, 1024), (1024, 4096)];
     let blocks: Vec<Vec<Vec<u8>>> = (0..24)
         .map(|b| {
-            shapes.iter().map(|&(r, c)| (0..r * c * 2).map(|i| ((i * 31 + b) % 251) as u8 & 0x3f).collect()).collect()
+            shapes
+                .iter()
+                .map(|&(r, c)| huge(r * c * 2, (0..r * c * 2).map(|i| ((i * 31 + b) % 251) as u8 & 0x3f)))
+                .collect()
         })
         .collect();
     let block_bytes: usize = blocks.iter().flatten().map(|m| m.len()).sum();
@@ -61,6 +65,16 @@ fn main() {
             }
         });
         println!("threads={threads} 24 BLOOM blocks bf16 {:6.2} ms  {:5.1} GB/s", s * 1e3, gb(block_bytes, s));
+        for (k, &(r, c)) in shapes.iter().enumerate() {
+            let s = best(&mut || {
+                for b in &blocks {
+                    if let Some(m) = b.get(k) {
+                        gemv(&pool, DenseRows::Half(Half::Bf16, m), r, c, &x4[..c], &mut out4[..r]).unwrap();
+                    }
+                }
+            });
+            println!("threads={threads}   24 x {r}x{c} bf16 {:6.2} ms  {:5.1} GB/s", s * 1e3, gb(24 * r * c * 2, s));
+        }
         black_box(&out);
     }
 }
