@@ -30,18 +30,21 @@ fn pool() -> &'static ThreadPool {
 pub struct Linear {
     weight: MatrixWeight,
     bias: Option<Tensor>,
+    /// The bias as plain values, for the decode path (read every token).
+    bias_row: Option<Vec<f32>>,
 }
 
 impl Linear {
     pub fn new(weight: MatrixWeight, bias: Option<Tensor>) -> Linear {
-        Linear { weight, bias }
+        let bias_row = bias.as_ref().and_then(|b| b.flatten_all().and_then(|b| b.to_vec1::<f32>()).ok());
+        Linear { weight, bias, bias_row }
     }
 
     /// Loads `{name}.weight` (rows × cols) and, if `bias`, `{name}.bias`.
     pub fn load(src: &WeightSource, name: &str, rows: usize, cols: usize, bias: bool) -> Result<Linear> {
         let weight = src.matrix(&format!("{name}.weight"), rows, cols)?;
         let bias = if bias { Some(src.tensor(&format!("{name}.bias"), &[rows])?) } else { None };
-        Ok(Linear { weight, bias })
+        Ok(Linear::new(weight, bias))
     }
 
     pub fn weight(&self) -> &MatrixWeight {
@@ -68,7 +71,7 @@ impl Linear {
             })
             .collect();
         if dense.len() == parts.len() {
-            return Ok(Some(Linear { weight: MatrixWeight::Dense(Tensor::cat(&dense, 0)?), bias }));
+            return Ok(Some(Linear::new(MatrixWeight::Dense(Tensor::cat(&dense, 0)?), bias)));
         }
         let halves: Vec<&Arc<HalfWeight>> = parts
             .iter()
@@ -90,7 +93,7 @@ impl Linear {
                 cols: first.cols,
                 bytes: joined(halves.iter().map(|h| &*h.bytes)),
             };
-            return Ok(Some(Linear { weight: MatrixWeight::Half(Arc::new(weight)), bias }));
+            return Ok(Some(Linear::new(MatrixWeight::Half(Arc::new(weight)), bias)));
         }
         let quant: Vec<&Arc<QWeight>> = parts
             .iter()
@@ -110,7 +113,7 @@ impl Linear {
             cols: first.cols,
             bytes: joined(quant.iter().map(|q| &*q.bytes)),
         };
-        Ok(Some(Linear { weight: MatrixWeight::Quant(Arc::new(weight)), bias }))
+        Ok(Some(Linear::new(MatrixWeight::Quant(Arc::new(weight)), bias)))
     }
 
     /// `x`: (t, cols) → (t, rows).
@@ -158,11 +161,10 @@ impl Linear {
                 }
             }
         }
-        if let Some(b) = &self.bias {
-            let b = b.to_vec1::<f32>()?;
-            for (o, b) in out.iter_mut().zip(&b) {
-                *o += b;
-            }
+        match (&self.bias_row, &self.bias) {
+            (Some(b), _) => out.iter_mut().zip(b).for_each(|(o, b)| *o += b),
+            (None, Some(b)) => out.iter_mut().zip(&b.to_vec1::<f32>()?).for_each(|(o, b)| *o += b),
+            (None, None) => {}
         }
         Ok(())
     }
