@@ -7,11 +7,11 @@
 //! L1 and 16-bit values are widened in registers (never written back to memory). f32 sums in
 //! eight-lane accumulators, added up at the end of the row.
 //!
-//! Measured on the 2-core AMD EPYC VM: for f32, a 1 KiB software prefetch streamed about 5%
-//! slower than the hardware prefetcher alone in back-to-back rounds of the 250880 × 1024 head
-//! (and made no difference in whole decode runs); for bf16, whose loop runs twice as many values
-//! per byte, the same prefetch was +2–4% in whole decode runs, so only bf16 prefetches. 16 KiB
-//! bands were slower than 64–256 KiB ones. The weights themselves should sit on huge pages
+//! Measured on the 2-core AMD EPYC VM: a 1 KiB software prefetch streamed about 5% slower than
+//! the hardware prefetcher alone in back-to-back rounds of the f32 250880 × 1024 head, and made
+//! no difference beyond this VM's noise in whole decode runs (f32, and bf16 in 15 paired runs);
+//! 16 KiB bands were slower than 64–256 KiB ones, and 512 KiB bands no better than 128 KiB in 14
+//! paired bf16 decode runs. The weights themselves should sit on huge pages
 //! (`zoo_weights::mem::HugeBytes`, one TLB miss per 2 MiB rather than per 4 KiB): that was worth
 //! 5–8% of BLOOM-560m f32 decode.
 
@@ -296,12 +296,6 @@ mod avx2 {
         }
     }
 
-    /// How far ahead (bytes) the bf16 loop prefetches. In whole BLOOM-560m bf16 decode runs,
-    /// interleaved with the same code without it, 1 KiB was +4% (median of 10 paired runs,
-    /// better in 7) and +2% (5 more pairs, better in 3); 512 B and 2 KiB were not better. The f32 loop does not prefetch (there it
-    /// measured 5% slower in back-to-back head products, and no better in decode runs).
-    const BF16_AHEAD: usize = 1024;
-
     /// [`band`] for bf16 weights; `x` in the even/odd order of `gemv_with`.
     ///
     /// # Safety
@@ -333,11 +327,6 @@ mod avx2 {
             while c + 64 <= body {
                 // SAFETY: c + 64 <= body <= cols values of x and of the row.
                 unsafe {
-                    // The two lines BF16_AHEAD bytes on (prefetching never faults, so past the
-                    // end of the weights is harmless).
-                    let ahead = b.as_ptr().wrapping_add(p + 2 * c + BF16_AHEAD).cast::<i8>();
-                    _mm_prefetch::<_MM_HINT_T0>(ahead);
-                    _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64));
                     let xp = x.as_ptr().add(c);
                     fma16(b, p + 2 * c, _mm256_loadu_ps(xp), _mm256_loadu_ps(xp.add(8)), &mut a0);
                     fma16(b, p + 2 * c + 32, _mm256_loadu_ps(xp.add(16)), _mm256_loadu_ps(xp.add(24)), &mut a1);
