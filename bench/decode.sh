@@ -7,8 +7,9 @@
 #      the bytes each decode step streams and the machine's read bandwidth (bench/membw.c, needs gcc):
 #      the ceiling any engine's decode can reach here.
 #
-# The repetitions are paired: zoo, then the peer, then zoo again, ... so each pair sees the same minutes of
-# this shared machine (whose memory bandwidth moves by ±20% from minute to minute). Printed per engine: the
+# The repetitions are paired: zoo and the peer back to back, so each pair sees the same minutes of this
+# shared machine (whose memory bandwidth moves by ±20% from minute to minute), in ABBA order (zoo first in
+# even pairs, the peer first in odd ones). Printed per engine: the
 # median of REPS; per comparison: the median ratio over the REPS pairs, with its range.
 #
 #   bench/decode.sh                 REPS=3, THREADS=2, SKIP_BLOOM=1 to skip part 2
@@ -83,8 +84,14 @@ PY
 
 echo "== SmolLM2-135M-Instruct Q4_1, $THREADS threads, prefill 128 / decode 64 ($REPS paired runs)"
 for ((i = 0; i < REPS; i++)); do
-  zoo_once smollm2-q4_1 "$SMOL_Q41" 49000 "$i"
-  llama_once "$i"
+  # ABBA order: which engine runs first in a pair alternates, so neither gains from going first.
+  if ((i % 2 == 0)); then
+    zoo_once smollm2-q4_1 "$SMOL_Q41" 49000 "$i"
+    llama_once "$i"
+  else
+    llama_once "$i"
+    zoo_once smollm2-q4_1 "$SMOL_Q41" 49000 "$i"
+  fi
 done
 report smollm2-q4_1 llama llama.cpp ">= 1.0 for both"
 OMP_NUM_THREADS=$THREADS "$PY" "$REPO/bench/decode_hf.py" --model "$SMOL_HF" --threads "$THREADS" --dtype f32 \
@@ -111,8 +118,13 @@ echo "== BLOOM-560m-shaped random model, $THREADS threads, prefill 128 / decode 
 for dt in f32 bf16; do
   dir=$B; [ "$dt" = bf16 ] && dir=$B-bf16
   for ((i = 0; i < REPS; i++)); do
-    zoo_once "bloom560m-$dt" "$dir" 250000 "$i"
-    hf_once "bloom560m-$dt" "$dir" "$dt" "$i"
+    if ((i % 2 == 0)); then
+      zoo_once "bloom560m-$dt" "$dir" 250000 "$i"
+      hf_once "bloom560m-$dt" "$dir" "$dt" "$i"
+    else
+      hf_once "bloom560m-$dt" "$dir" "$dt" "$i"
+      zoo_once "bloom560m-$dt" "$dir" 250000 "$i"
+    fi
   done
   report "bloom560m-$dt" "hf-bloom560m-$dt" transformers "decode >= 2.0" "$dir" "$BW"
 done
