@@ -174,7 +174,7 @@ impl Linear {
     /// `zoo_kernels::greedy`), the others exactly. Returns how many rows were computed.
     pub fn forward_row_greedy(&self, x: &[f32], out: &mut [f32]) -> Result<usize> {
         if let (MatrixWeight::Split(w), None) = (&self.weight, &self.bias) {
-            return Ok(zoo_kernels::gemv_greedy(pool(), &w.hi, &w.lo, &w.norms, w.rows, w.cols, x, out)?);
+            return Ok(zoo_kernels::gemv_greedy(pool(), w.greedy_head(), x, out)?);
         }
         self.forward_row(x, out)?;
         Ok(out.len())

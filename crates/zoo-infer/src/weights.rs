@@ -88,6 +88,11 @@ impl SplitWeight {
     pub fn rows(&self) -> zoo_kernels::DenseRows<'_> {
         zoo_kernels::DenseRows::Split { hi: &self.hi, lo: &self.lo }
     }
+
+    /// The planes and norms as `zoo_kernels::gemv_greedy` reads them.
+    pub fn greedy_head(&self) -> zoo_kernels::SplitHead<'_> {
+        zoo_kernels::SplitHead { hi: &self.hi, lo: &self.lo, norms: &self.norms, rows: self.rows, cols: self.cols }
+    }
 }
 
 /// Writes the halves of little-endian f32 values (`bytes`, whole values) to the start of the

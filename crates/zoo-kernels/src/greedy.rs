@@ -53,36 +53,33 @@ pub fn row_norms(hi: &[u8], rows: usize, cols: usize) -> Result<Vec<f32>, Kernel
         .collect())
 }
 
+/// A split f32 head as [`gemv_greedy`] reads it: the two planes of `rows × cols` values
+/// ([`DenseRows::Split`]) and the [`row_norms`] of the upper one.
+#[derive(Debug, Clone, Copy)]
+pub struct SplitHead<'a> {
+    pub hi: &'a [u8],
+    pub lo: &'a [u8],
+    pub norms: &'a [f32],
+    pub rows: usize,
+    pub cols: usize,
+}
+
 /// Logits of one activation row for greedy decoding from a split f32 head (see the module
 /// docs): the rows that could hold the maximum exactly, every other row `-inf`. Returns how
 /// many rows were computed exactly.
-#[allow(clippy::too_many_arguments)]
-pub fn gemv_greedy(
-    pool: &ThreadPool,
-    hi: &[u8],
-    lo: &[u8],
-    norms: &[f32],
-    rows: usize,
-    cols: usize,
-    x: &[f32],
-    out: &mut [f32],
-) -> Result<usize, KernelError> {
-    gemv_greedy_with(pool, hi, lo, norms, rows, cols, x, out, Backend::detect())
+pub fn gemv_greedy(pool: &ThreadPool, head: SplitHead<'_>, x: &[f32], out: &mut [f32]) -> Result<usize, KernelError> {
+    gemv_greedy_with(pool, head, x, out, Backend::detect())
 }
 
 /// [`gemv_greedy`] on a given backend.
-#[allow(clippy::too_many_arguments)]
 pub fn gemv_greedy_with(
     pool: &ThreadPool,
-    hi: &[u8],
-    lo: &[u8],
-    norms: &[f32],
-    rows: usize,
-    cols: usize,
+    head: SplitHead<'_>,
     x: &[f32],
     out: &mut [f32],
     backend: Backend,
 ) -> Result<usize, KernelError> {
+    let SplitHead { hi, lo, norms, rows, cols } = head;
     let split = DenseRows::Split { hi, lo };
     if hi.len() != lo.len() {
         return Err(KernelError::InputLength { expected: hi.len() / 2, got: lo.len() / 2 });
@@ -144,6 +141,10 @@ mod tests {
     use super::*;
     use crate::gemv;
 
+    fn head<'a>(hi: &'a [u8], lo: &'a [u8], norms: &'a [f32], rows: usize, cols: usize) -> SplitHead<'a> {
+        SplitHead { hi, lo, norms, rows, cols }
+    }
+
     /// The two planes of f32 values.
     pub(crate) fn split(w: &[f32]) -> (Vec<u8>, Vec<u8>) {
         let hi = w.iter().flat_map(|v| ((v.to_bits() >> 16) as u16).to_le_bytes()).collect();
@@ -174,7 +175,7 @@ mod tests {
         let (hi, lo) = split(w);
         let norms = row_norms(&hi, rows, cols).unwrap();
         let mut got = vec![f32::NAN; rows];
-        let n = gemv_greedy_with(pool, &hi, &lo, &norms, rows, cols, x, &mut got, backend).unwrap();
+        let n = gemv_greedy_with(pool, head(&hi, &lo, &norms, rows, cols), x, &mut got, backend).unwrap();
         let want = exact(pool, w, rows, cols, x, backend);
         let best = want.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         assert!(got.iter().zip(&want).all(|(g, w)| g.to_bits() == w.to_bits() || *g == f32::NEG_INFINITY));
@@ -257,7 +258,7 @@ mod tests {
             );
             let norms = row_norms(&hi, rows, cols).unwrap();
             let mut got = vec![0f32; rows];
-            let n = gemv_greedy_with(&pool, &hi, &lo, &norms, rows, cols, &x, &mut got, backend).unwrap();
+            let n = gemv_greedy_with(&pool, head(&hi, &lo, &norms, rows, cols), &x, &mut got, backend).unwrap();
             let best = (0..rows).max_by(|&a, &b| got[a].total_cmp(&got[b])).unwrap();
             assert_eq!(best, 1234, "{backend:?}: {} {} {} n={n}", got[10], got[1234], got[2500]);
             assert!(
@@ -281,7 +282,7 @@ mod tests {
         let (hi, lo) = split(&w);
         let norms = row_norms(&hi, rows, cols).unwrap();
         let mut got = vec![0f32; rows];
-        assert_eq!(gemv_greedy(&pool, &hi, &lo, &norms, rows, cols, &x, &mut got).unwrap(), rows);
+        assert_eq!(gemv_greedy(&pool, head(&hi, &lo, &norms, rows, cols), &x, &mut got).unwrap(), rows);
         assert!(got[7].is_nan() && got.iter().filter(|v| v.is_finite()).count() == rows - 1);
     }
 
@@ -302,9 +303,9 @@ mod tests {
         let pool = ThreadPool::new(1);
         let x = values(cols, 12);
         let mut out = vec![0f32; rows];
-        assert!(gemv_greedy(&pool, &hi, &lo[2..], &norms, rows, cols, &x, &mut out).is_err());
-        assert!(gemv_greedy(&pool, &hi, &lo, &norms[1..], rows, cols, &x, &mut out).is_err());
-        assert!(gemv_greedy(&pool, &hi, &lo, &norms, rows, cols, &x[1..], &mut out).is_err());
-        assert!(gemv_greedy(&pool, &hi, &lo, &norms, rows, cols, &x, &mut out[1..]).is_err());
+        assert!(gemv_greedy(&pool, head(&hi, &lo[2..], &norms, rows, cols), &x, &mut out).is_err());
+        assert!(gemv_greedy(&pool, head(&hi, &lo, &norms[1..], rows, cols), &x, &mut out).is_err());
+        assert!(gemv_greedy(&pool, head(&hi, &lo, &norms, rows, cols), &x[1..], &mut out).is_err());
+        assert!(gemv_greedy(&pool, head(&hi, &lo, &norms, rows, cols), &x, &mut out[1..]).is_err());
     }
 }
