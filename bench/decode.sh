@@ -73,8 +73,11 @@ print(f"paired ratio zoo/{name}: prefill {st.median(rp):.2f}x ({rp[0]:.2f}-{rp[-
 if folder:
     gb = sum(os.path.getsize(os.path.join(folder, f)) for f in os.listdir(folder) if f.endswith(".safetensors")) / 1e9
     cfg = json.load(open(os.path.join(folder, "config.json")))
-    # Greedy decode of an f32 head reads its upper 16-bit plane (plus a few exact rows): zoo_kernels::greedy.
-    zgb = gb - (cfg["vocab_size"] * cfg["hidden_size"] * 2 / 1e9 if cfg.get("dtype", cfg.get("torch_dtype")) == "float32" else 0)
+    # Greedy decode reads half of the head (plus a few exact rows): an f32 head's upper 16-bit
+    # plane, a bf16 head's code plane (zoo_kernels::greedy).
+    dtype = cfg.get("dtype", cfg.get("torch_dtype"))
+    width = {"float32": 4, "bfloat16": 2}.get(dtype, 0)
+    zgb = gb - cfg["vocab_size"] * cfg["hidden_size"] * width / 2 / 1e9
     line = f"weights {gb:.2f} GB/token (zoo greedy reads {zgb:.2f}): zoo streams {zgb * st.median(zd):.1f} GB/s, {name} {gb * st.median(pd):.1f} GB/s"
     if bw:
         line += f"; ceiling {float(bw):.1f} GB/s = {float(bw) / zgb:.1f} tok/s = {float(bw) / zgb / st.median(pd):.2f}x {name}"

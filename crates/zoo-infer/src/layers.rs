@@ -12,7 +12,7 @@ use zoo_kernels::{DenseRows, QMatrix, ThreadPool};
 use crate::config::Activation;
 use crate::error::{InferError, Result};
 use crate::models::Logits;
-use crate::weights::{HalfWeight, MatrixWeight, QWeight, SplitWeight, WeightSource};
+use crate::weights::{CodedWeight, HalfWeight, MatrixWeight, QWeight, SplitWeight, WeightSource};
 
 static POOL: OnceLock<ThreadPool> = OnceLock::new();
 
@@ -21,7 +21,7 @@ pub fn set_threads(n: usize) {
     let _ = POOL.set(ThreadPool::new(n.max(1)));
 }
 
-fn pool() -> &'static ThreadPool {
+pub(crate) fn pool() -> &'static ThreadPool {
     POOL.get_or_init(|| ThreadPool::new(std::thread::available_parallelism().map_or(1, |n| n.get())))
 }
 
@@ -123,6 +123,7 @@ impl Linear {
             MatrixWeight::Quant(q) => x.apply_op1_no_bwd(&QMatMul(q.clone()))?,
             MatrixWeight::Half(h) => x.apply_op1_no_bwd(&HalfMatMul(h.clone()))?,
             MatrixWeight::Split(w) => split_matmul(w, x)?,
+            MatrixWeight::Coded(w) => coded_matmul(w, x)?,
         };
         Ok(match &self.bias {
             Some(b) => y.broadcast_add(b)?,
@@ -144,6 +145,7 @@ impl Linear {
                 zoo_kernels::gemv(pool(), DenseRows::Half(h.kind, &h.bytes), h.rows, h.cols, x, out)?;
             }
             MatrixWeight::Split(w) => zoo_kernels::gemv(pool(), w.rows(), w.rows, w.cols, x, out)?,
+            MatrixWeight::Coded(w) => zoo_kernels::gemv(pool(), w.rows(), w.rows, w.cols, x, out)?,
             MatrixWeight::Dense(w) => {
                 let (rows, cols) = w.dims2()?;
                 let done = with_f32(w, |v| zoo_kernels::gemv(pool(), DenseRows::F32(v), rows, cols, x, out));
@@ -170,11 +172,15 @@ impl Linear {
     }
 
     /// [`Linear::forward_row`] for greedy decoding: rows that cannot be the maximum may come
-    /// back as `-inf` (a split f32 head without bias computes only the few that can; see
-    /// `zoo_kernels::greedy`), the others exactly. Returns how many rows were computed.
+    /// back as `-inf` (a split f32 or coded bf16 head without bias computes only the few that
+    /// can; see `zoo_kernels::greedy`), the others exactly. Returns how many rows were computed.
     pub fn forward_row_greedy(&self, x: &[f32], out: &mut [f32]) -> Result<usize> {
-        if let (MatrixWeight::Split(w), None) = (&self.weight, &self.bias) {
-            return Ok(zoo_kernels::gemv_greedy(pool(), w.greedy_head(), x, out)?);
+        match (&self.weight, &self.bias) {
+            (MatrixWeight::Split(w), None) => return Ok(zoo_kernels::gemv_greedy(pool(), w.greedy_head(), x, out)?),
+            (MatrixWeight::Coded(w), None) => {
+                return Ok(zoo_kernels::gemv_coded_greedy(pool(), w.greedy_head(), x, out)?);
+            }
+            _ => {}
         }
         self.forward_row(x, out)?;
         Ok(out.len())
@@ -207,7 +213,7 @@ pub fn head(head: &Linear, x: &Tensor, logits: Logits) -> Result<Tensor> {
     head.forward(x)
 }
 
-/// Rows of a split head's product computed per slice of the head.
+/// Rows of a split or coded head's product computed per slice of the head.
 const SPLIT_SLICE_ROWS: usize = 4096;
 
 /// `x @ W^T` for a split f32 matrix and several rows of `x` (prompts, `--dump-logits`): one
@@ -235,6 +241,37 @@ fn split_matmul(w: &SplitWeight, x: &Tensor) -> Result<Tensor> {
         parts.push(x.matmul(&part.t()?)?);
     }
     Ok(Tensor::cat(&parts, 1)?)
+}
+
+/// `x @ W^T` for a coded bf16 matrix and several rows of `x` (prompts, `--dump-logits`): one
+/// row goes through `gemv`; more decode one slice of rows at a time into bf16 (a few MiB,
+/// never the whole head) for the 16-bit matrix product.
+fn coded_matmul(w: &CodedWeight, x: &Tensor) -> Result<Tensor> {
+    let (m, k) = x.dims2()?;
+    if k != w.cols {
+        return Err(InferError::Invalid(format!("{}: input width {k} does not match {} columns", w.name, w.cols)));
+    }
+    let xs = x.flatten_all()?.to_vec1::<f32>()?;
+    let mut out = vec![0f32; m * w.rows];
+    if m == 1 {
+        zoo_kernels::gemv(pool(), w.rows(), w.rows, w.cols, &xs, &mut out)?;
+        return Ok(Tensor::from_vec(out, (1, w.rows), &Device::Cpu)?);
+    }
+    let mut slice = vec![0u8; 2 * SPLIT_SLICE_ROWS * w.cols];
+    let mut part = vec![0f32; m * SPLIT_SLICE_ROWS];
+    for r0 in (0..w.rows).step_by(SPLIT_SLICE_ROWS) {
+        let n = SPLIT_SLICE_ROWS.min(w.rows - r0);
+        let (bytes, part) =
+            (slice.get_mut(..2 * n * w.cols).unwrap_or_default(), part.get_mut(..m * n).unwrap_or_default());
+        w.decode_rows(r0, bytes);
+        zoo_kernels::matmul_half(pool(), zoo_kernels::Half::Bf16, bytes, n, w.cols, &xs, m, part)?;
+        for (dst, src) in out.chunks_exact_mut(w.rows).zip(part.chunks_exact(n)) {
+            if let Some(d) = dst.get_mut(r0..r0 + n) {
+                d.copy_from_slice(src);
+            }
+        }
+    }
+    Ok(Tensor::from_vec(out, (m, w.rows), &Device::Cpu)?)
 }
 
 /// The byte slices one after another, in a buffer for resident weights.
@@ -343,6 +380,7 @@ impl Embedding {
         match &self.table {
             MatrixWeight::Dense(w) => dst.copy_from_slice(&w.get(id as usize)?.to_vec1::<f32>()?),
             MatrixWeight::Split(w) => w.row_into(id as usize, dst),
+            MatrixWeight::Coded(w) => w.row_into(id as usize, dst),
             MatrixWeight::Half(h) => {
                 let row_bytes = 2 * h.cols;
                 let start = id as usize * row_bytes;
@@ -376,10 +414,10 @@ impl Embedding {
                 }
                 Ok(Tensor::from_vec(out, (ids.len(), self.hidden), &Device::Cpu)?)
             }
-            MatrixWeight::Split(w) => {
+            MatrixWeight::Split(_) | MatrixWeight::Coded(_) => {
                 let mut out = vec![0f32; ids.len() * self.hidden];
                 for (dst, &id) in out.chunks_exact_mut(self.hidden).zip(ids) {
-                    w.row_into(id as usize, dst);
+                    self.row_into(id, dst)?;
                 }
                 Ok(Tensor::from_vec(out, (ids.len(), self.hidden), &Device::Cpu)?)
             }

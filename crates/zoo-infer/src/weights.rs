@@ -95,6 +95,86 @@ impl SplitWeight {
     }
 }
 
+/// A bf16 matrix coded as two byte planes (`zoo_kernels::coded`): exactly the bf16 values in
+/// the same memory, with the code plane alone an approximation that bounds every row's product,
+/// so greedy decoding reads about half of it per token (`zoo_kernels::gemv_coded_greedy`). The
+/// form of bf16 output heads.
+#[derive(Debug)]
+pub struct CodedWeight {
+    pub name: String,
+    pub rows: usize,
+    pub cols: usize,
+    pub code: HugeBytes,
+    pub rest: HugeBytes,
+    pub info: Vec<zoo_kernels::coded::CodedRow>,
+}
+
+impl CodedWeight {
+    /// Codes little-endian bf16 bytes (`rows × cols` values; tests and weights made in memory).
+    pub fn from_bf16(name: &str, bytes: &[u8], rows: usize, cols: usize) -> Result<CodedWeight> {
+        if bytes.len() != 2 * rows * cols {
+            return Err(InferError::Invalid(format!(
+                "{name}: {} bytes are not {rows} x {cols} bf16 values",
+                bytes.len()
+            )));
+        }
+        let mut w = CodedWeight::empty(name, rows, cols);
+        zoo_kernels::coded::encode_rows(crate::layers::pool(), bytes, cols, &mut w.code, &mut w.rest, &mut w.info)?;
+        Ok(w)
+    }
+
+    fn empty(name: &str, rows: usize, cols: usize) -> CodedWeight {
+        CodedWeight {
+            name: name.to_string(),
+            rows,
+            cols,
+            code: HugeBytes::zeroed(rows * cols),
+            rest: HugeBytes::zeroed(rows * cols),
+            info: vec![zoo_kernels::coded::CodedRow::default(); rows],
+        }
+    }
+
+    /// Rows `r0 ..` decoded into little-endian bf16 bytes (`dst`, whole rows; rows past the
+    /// end leave it as it is).
+    pub fn decode_rows(&self, r0: usize, dst: &mut [u8]) {
+        let cols = self.cols.max(1);
+        for (i, d) in dst.chunks_exact_mut(2 * cols).enumerate() {
+            let r = r0 + i;
+            let span = r * self.cols..(r + 1) * self.cols;
+            if let (Some(code), Some(rest), Some(info)) =
+                (self.code.get(span.clone()), self.rest.get(span), self.info.get(r))
+            {
+                zoo_kernels::coded::decode_row(code, rest, info.base, d);
+            }
+        }
+    }
+
+    /// Row `r` as f32 values into `dst` (`cols` long); rows past the end leave `dst` as it is.
+    pub fn row_into(&self, r: usize, dst: &mut [f32]) {
+        if r >= self.rows {
+            return;
+        }
+        let mut bytes = vec![0u8; 2 * self.cols];
+        self.decode_rows(r, &mut bytes);
+        zoo_kernels::dense16::widen(Half::Bf16, zoo_kernels::Backend::detect(), &bytes, dst);
+    }
+
+    pub fn rows(&self) -> zoo_kernels::DenseRows<'_> {
+        zoo_kernels::DenseRows::Coded { code: &self.code, rest: &self.rest, info: &self.info }
+    }
+
+    /// The planes and row facts as `zoo_kernels::gemv_coded_greedy` reads them.
+    pub fn greedy_head(&self) -> zoo_kernels::CodedHead<'_> {
+        zoo_kernels::CodedHead {
+            code: &self.code,
+            rest: &self.rest,
+            info: &self.info,
+            rows: self.rows,
+            cols: self.cols,
+        }
+    }
+}
+
 /// Writes the halves of little-endian f32 values (`bytes`, whole values) to the start of the
 /// planes (each half as long as `bytes`; values past their end are dropped).
 fn split_bytes(bytes: &[u8], hi: &mut [u8], lo: &mut [u8]) {
@@ -114,6 +194,8 @@ pub enum MatrixWeight {
     Quant(Arc<QWeight>),
     /// f32 in two planes (output heads).
     Split(Arc<SplitWeight>),
+    /// bf16 coded as two byte planes (output heads).
+    Coded(Arc<CodedWeight>),
 }
 
 impl MatrixWeight {
@@ -123,6 +205,7 @@ impl MatrixWeight {
             MatrixWeight::Half(h) => h.rows,
             MatrixWeight::Quant(q) => q.rows,
             MatrixWeight::Split(w) => w.rows,
+            MatrixWeight::Coded(w) => w.rows,
         })
     }
 
@@ -145,6 +228,13 @@ impl MatrixWeight {
                 for (r, dst) in v.chunks_exact_mut(w.cols.max(1)).enumerate() {
                     w.row_into(r, dst);
                 }
+                Tensor::from_vec(v, (w.rows, w.cols), &Device::Cpu)?
+            }
+            MatrixWeight::Coded(w) => {
+                let mut bytes = vec![0u8; 2 * w.rows * w.cols];
+                w.decode_rows(0, &mut bytes);
+                let mut v = vec![0f32; w.rows * w.cols];
+                zoo_kernels::dense16::widen(Half::Bf16, zoo_kernels::Backend::detect(), &bytes, &mut v);
                 Tensor::from_vec(v, (w.rows, w.cols), &Device::Cpu)?
             }
         })
@@ -296,13 +386,22 @@ impl WeightSource {
     }
 
     /// An output head (`rows` = vocabulary): like [`WeightSource::matrix`], except that f32
-    /// values are read straight into the two planes of a [`SplitWeight`] (same memory, and
-    /// greedy decoding reads about half of it per token).
+    /// values are read straight into the two planes of a [`SplitWeight`], and bf16 values
+    /// coded into those of a [`CodedWeight`] (same memory, and greedy decoding reads about half
+    /// of it per token).
     pub fn head_matrix(&self, name: &str, rows: usize, cols: usize) -> Result<MatrixWeight> {
         if self.gptq_module(name).is_some() {
             return self.matrix(name, rows, cols);
         }
         let t = self.info(name)?;
+        let bf16_stored = match t.dtype {
+            Dtype::BF16 => true,
+            Dtype::Ggml(g) => g.dense() == Some(Dtype::BF16),
+            _ => false,
+        };
+        if bf16_stored {
+            return self.coded_head(t, rows, cols);
+        }
         let f32_stored = match t.dtype {
             Dtype::F32 => true,
             Dtype::Ggml(g) => g.dense() == Some(Dtype::F32),
@@ -342,6 +441,65 @@ impl WeightSource {
             )));
         }
         Ok(MatrixWeight::Split(Arc::new(SplitWeight::from_planes(&t.name, hi, lo, rows, cols)?)))
+    }
+
+    /// A bf16 head coded row by row as it is read (never held whole as bf16 as well).
+    fn coded_head(&self, t: &TensorInfo, rows: usize, cols: usize) -> Result<MatrixWeight> {
+        self.check_shape(t, &[rows, cols])?;
+        check_size(t)?;
+        let row_bytes = 2 * cols;
+        if row_bytes == 0 {
+            return self.matrix(&t.name, rows, cols);
+        }
+        if t.byte_len != (rows * row_bytes) as u64 {
+            return Err(InferError::Invalid(format!(
+                "{}: tensor {}: {} bytes are not {rows} x {cols} bf16 values",
+                t.file.display(),
+                t.name,
+                t.byte_len
+            )));
+        }
+        let mut w = CodedWeight::empty(&t.name, rows, cols);
+        // Whole rows are gathered in `stage` (rows may straddle read chunks) and coded a batch
+        // at a time on the thread pool.
+        let batch = (4 << 20) / row_bytes + 1;
+        let mut stage: Vec<u8> = Vec::with_capacity(batch * row_bytes);
+        let mut next = 0usize;
+        let mut flush = |stage: &mut Vec<u8>, next: &mut usize| -> Result<()> {
+            let n = stage.len() / row_bytes;
+            let span = *next * cols..(*next + n) * cols;
+            let (Some(code), Some(rest), Some(info)) =
+                (w.code.get_mut(span.clone()), w.rest.get_mut(span), w.info.get_mut(*next..*next + n))
+            else {
+                return Err(InferError::Invalid(format!(
+                    "{}: tensor {}: more rows than its shape",
+                    t.file.display(),
+                    t.name
+                )));
+            };
+            let whole = stage.get(..n * row_bytes).unwrap_or_default();
+            zoo_kernels::coded::encode_rows(crate::layers::pool(), whole, cols, code, rest, info)?;
+            stage.drain(..n * row_bytes);
+            *next += n;
+            Ok(())
+        };
+        let mut buf = vec![0u8; 1 << 20];
+        let mut failed = None;
+        self.ck().for_each_chunk(t, &mut buf, |_, chunk| {
+            stage.extend_from_slice(chunk);
+            if failed.is_none() && stage.len() >= (batch - 1) * row_bytes {
+                failed = flush(&mut stage, &mut next).err();
+            }
+            Ok(())
+        })?;
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        flush(&mut stage, &mut next)?;
+        if next != rows || !stage.is_empty() {
+            return Err(InferError::Invalid(format!("{}: tensor {}: short read", t.file.display(), t.name)));
+        }
+        Ok(MatrixWeight::Coded(Arc::new(w)))
     }
 
     /// A dense f32 tensor of the given shape.
@@ -521,6 +679,9 @@ mod tests {
         put("b", "BF16", vec![n16], v16.iter().flat_map(|v| bf16::from_f32(*v).to_le_bytes()).collect());
         put("mb", "BF16", vec![1, n16], v16.iter().flat_map(|v| bf16::from_f32(*v).to_le_bytes()).collect());
         put("h", "F16", vec![n16], vh.iter().flat_map(|v| f16::from_f32(*v).to_le_bytes()).collect());
+        // 699 rows of 2002 bytes: rows straddle the 1 MiB read chunks.
+        let (hr, hc) = (699, 1001);
+        put("hb", "BF16", vec![hr, hc], v16[..hr * hc].iter().flat_map(|v| bf16::from_f32(*v).to_le_bytes()).collect());
         put("d", "F64", vec![3], v64.iter().flat_map(|v| v.to_le_bytes()).collect());
         let mut json = serde_json::to_vec(&header).unwrap();
         json.resize(json.len().next_multiple_of(8), b' ');
@@ -545,7 +706,17 @@ mod tests {
         head.row_into(0, &mut row);
         assert_eq!(row, v32);
         assert_eq!(MatrixWeight::Split(head).to_dense().unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap(), v32);
-        assert!(matches!(src.head_matrix("mb", 1, n16).unwrap(), MatrixWeight::Half(_)));
+        // A bf16 head is coded row by row as it is read, rows straddling chunks included.
+        let MatrixWeight::Coded(coded) = src.head_matrix("hb", hr, hc).unwrap() else { panic!("bf16 head not coded") };
+        let mut row = vec![0f32; hc];
+        for r in 0..hr {
+            coded.row_into(r, &mut row);
+            assert_eq!(row, v16[r * hc..(r + 1) * hc], "row {r}");
+        }
+        let dense = MatrixWeight::Coded(coded).to_dense().unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert_eq!(dense, v16[..hr * hc]);
+        assert!(matches!(src.head_matrix("mb", 1, n16).unwrap(), MatrixWeight::Coded(_)));
+        assert!(matches!(src.head_matrix("h", n16, 1), Err(InferError::Shape { .. })));
         assert!(matches!(src.head_matrix("m", 2, n32 / 2), Err(InferError::Shape { .. })));
     }
 

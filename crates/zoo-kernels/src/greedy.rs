@@ -22,7 +22,8 @@
 //! Rows ruled out come back as `-inf`. Non-finite activations, approximations or bounds fall
 //! back to the full product, and so does a candidate set over an eighth of the rows.
 
-use crate::gemv::{band_rows, gemv_with};
+use crate::coded::CodedRow;
+use crate::gemv::{arrange_x, band_rows, gemv_with};
 use crate::{Backend, DenseRows, Half, KernelError, ThreadPool};
 
 /// Share of the rows above which the exact product of all rows is cheaper than picking.
@@ -101,39 +102,120 @@ pub fn gemv_greedy_with(
     let (ss, xmax) = x.iter().fold((0f64, 0f64), |(s, m), &v| (s + f64::from(v).powi(2), m.max(f64::from(v).abs())));
     let scale = c * ss.sqrt() * (1.0 + 1e-12);
     let abs = n * 2f64.powi(-120) * xmax;
-    let bound = |a: f32, norm: f32| (f64::from(a), scale * f64::from(norm) + abs);
-    // Step 3: the best lower bound, then the rows whose upper bound reaches it.
-    let mut lower = f64::NEG_INFINITY;
-    let mut finite = scale.is_finite();
-    for (&a, &norm) in out.iter().zip(norms) {
-        let (a, b) = bound(a, norm);
-        finite &= a.is_finite() && b.is_finite();
-        lower = lower.max(a - b);
+    // Step 3: the rows that can hold the maximum, computed exactly.
+    let Some(candidates) = candidates(out, || norms.iter().map(|&m| scale * f64::from(m) + abs)) else {
+        return exact_all(out);
+    };
+    exact_rows(backend, split, cols, &candidates, x, out);
+    Ok(candidates.len())
+}
+
+/// A bf16 head coded as two byte planes ([`crate::coded`]), as [`gemv_coded_greedy`] reads it.
+#[derive(Debug, Clone, Copy)]
+pub struct CodedHead<'a> {
+    pub code: &'a [u8],
+    pub rest: &'a [u8],
+    pub info: &'a [CodedRow],
+    pub rows: usize,
+    pub cols: usize,
+}
+
+/// Logits of one activation row for greedy decoding from a coded bf16 head: as
+/// [`gemv_greedy`], with the code plane (one byte per value) as the approximation and each
+/// row's [`CodedRow::bound`] times `|x|` as its error bound (plus `2 n 2^-149` for products
+/// that underflow). The rows computed exactly are bit for bit those of the full bf16 product.
+pub fn gemv_coded_greedy(
+    pool: &ThreadPool,
+    head: CodedHead<'_>,
+    x: &[f32],
+    out: &mut [f32],
+) -> Result<usize, KernelError> {
+    gemv_coded_greedy_with(pool, head, x, out, Backend::detect())
+}
+
+/// [`gemv_coded_greedy`] on a given backend.
+pub fn gemv_coded_greedy_with(
+    pool: &ThreadPool,
+    head: CodedHead<'_>,
+    x: &[f32],
+    out: &mut [f32],
+    backend: Backend,
+) -> Result<usize, KernelError> {
+    let CodedHead { code, rest, info, rows, cols } = head;
+    let exact = DenseRows::Coded { code, rest, info };
+    if rest.len() != code.len() {
+        return Err(KernelError::InputLength { expected: code.len(), got: rest.len() });
+    }
+    // Step 1: the approximations (this also checks every length).
+    gemv_with(pool, DenseRows::CodeApprox { code, info }, rows, cols, x, out, backend)?;
+    let ss: f64 = x.iter().map(|&v| f64::from(v).powi(2)).sum();
+    let scale = ss.sqrt() * (1.0 + 1e-12);
+    let abs = 2.0 * cols as f64 * 2f64.powi(-149);
+    let candidates = if scale.is_finite() {
+        candidates(out, || info.iter().map(|r| scale * f64::from(r.bound) + abs))
+    } else {
+        None
+    };
+    let Some(candidates) = candidates else {
+        return gemv_with(pool, exact, rows, cols, x, out, backend).map(|()| rows);
+    };
+    exact_rows(backend, exact, cols, &candidates, x, out);
+    Ok(candidates.len())
+}
+
+/// The rows whose approximation `out[j]` plus its error bound (`bounds`, one per row) reaches
+/// the best lower bound `max_j (out[j] - bound_j)`; `None` when something is not finite or the
+/// rows are too many to be worth picking.
+fn candidates<I: Iterator<Item = f64>>(out: &[f32], bounds: impl Fn() -> I) -> Option<Vec<usize>> {
+    #[cfg(target_arch = "x86_64")]
+    if Backend::detect() == Backend::Avx2 {
+        // SAFETY: the CPU has AVX2 (checked by `detect`).
+        return unsafe { candidates_avx2(out, bounds) };
+    }
+    candidates_body(out, bounds)
+}
+
+/// The same code compiled for AVX2 (its passes vectorize; the same results).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn candidates_avx2<I: Iterator<Item = f64>>(out: &[f32], bounds: impl Fn() -> I) -> Option<Vec<usize>> {
+    candidates_body(out, bounds)
+}
+
+#[inline(always)]
+fn candidates_body<I: Iterator<Item = f64>>(out: &[f32], bounds: impl Fn() -> I) -> Option<Vec<usize>> {
+    let (mut lower, mut finite) = (f64::NEG_INFINITY, true);
+    for (&a, b) in out.iter().zip(bounds()) {
+        let a = f64::from(a);
+        let (lo, hi) = (a - b, a + b);
+        // Plain comparisons (they vectorize); `hi` is finite unless `a` or `b` is not.
+        lower = if lo > lower { lo } else { lower };
+        finite &= hi.abs() < f64::INFINITY;
     }
     if !finite || !lower.is_finite() {
-        return exact_all(out);
+        return None;
     }
-    let candidates: Vec<usize> = out
+    let picked: Vec<usize> = out
         .iter()
-        .zip(norms)
+        .zip(bounds())
         .enumerate()
-        .filter(|(_, (a, norm))| {
-            let (a, b) = bound(**a, **norm);
-            a + b >= lower
-        })
+        .filter(|(_, (a, b))| f64::from(**a) + b >= lower)
         .map(|(j, _)| j)
         .collect();
-    if candidates.len() > rows / MAX_CANDIDATE_SHARE {
-        return exact_all(out);
-    }
+    (picked.len() <= out.len() / MAX_CANDIDATE_SHARE).then_some(picked)
+}
+
+/// Rows `picked` of `w` computed exactly into `out` (as the full product computes them), every
+/// other row `-inf`.
+fn exact_rows(backend: Backend, w: DenseRows<'_>, cols: usize, picked: &[usize], x: &[f32], out: &mut [f32]) {
     let backend = if backend.is_available() { backend } else { Backend::Scalar };
+    let xk = arrange_x(w, backend, x);
     out.fill(f32::NEG_INFINITY);
-    for &j in &candidates {
+    for &j in picked {
         if let Some(dst) = out.get_mut(j..j + 1) {
-            band_rows(backend, split, cols, j..j + 1, x, dst);
+            band_rows(backend, w, cols, j..j + 1, &xk, dst);
         }
     }
-    Ok(candidates.len())
 }
 
 #[cfg(test)]
@@ -307,5 +389,168 @@ mod tests {
         assert!(gemv_greedy(&pool, head(&hi, &lo, &norms[1..], rows, cols), &x, &mut out).is_err());
         assert!(gemv_greedy(&pool, head(&hi, &lo, &norms, rows, cols), &x[1..], &mut out).is_err());
         assert!(gemv_greedy(&pool, head(&hi, &lo, &norms, rows, cols), &x, &mut out[1..]).is_err());
+    }
+
+    /// A bf16 matrix (values `w`, rounded) coded: `(bf16 bytes, code, rest, info)`.
+    fn coded(w: &[f32], rows: usize, cols: usize) -> (Vec<u8>, Vec<u8>, Vec<u8>, Vec<CodedRow>) {
+        let bytes: Vec<u8> = w.iter().flat_map(|v| half::bf16::from_f32(*v).to_le_bytes()).collect();
+        let (mut code, mut rest) = (vec![0u8; rows * cols], vec![0u8; rows * cols]);
+        let info = (0..rows)
+            .map(|r| {
+                let span = r * cols..(r + 1) * cols;
+                crate::coded::encode_row(
+                    &bytes[2 * r * cols..2 * (r + 1) * cols],
+                    &mut code[span.clone()],
+                    &mut rest[span],
+                )
+            })
+            .collect();
+        (bytes, code, rest, info)
+    }
+
+    /// Rows of different scales, with zeros, values far under the row's largest (slot 0) and
+    /// exceptions (more than 2^37 under it) in some rows.
+    fn rough(rows: usize, cols: usize, seed: u64) -> Vec<f32> {
+        let mut w = values(rows * cols, seed);
+        for (r, row) in w.chunks_mut(cols).enumerate() {
+            let scale = [1.0, 0.02, 3e-5, 70.0][r % 4];
+            for (c, v) in row.iter_mut().enumerate() {
+                *v *= scale;
+                match (r + c) % 23 {
+                    0 => *v = 0.0,
+                    1 => *v *= 1e-4,
+                    2 if r % 5 == 0 => *v *= 1e-14,
+                    _ => {}
+                }
+            }
+        }
+        w
+    }
+
+    #[test]
+    fn coded_products_are_the_bf16_products_bit_for_bit() {
+        let pool = ThreadPool::new(2);
+        for (rows, cols) in [(37, 70), (300, 1024), (9, 3), (1031, 33), (64, 100), (20, 50)] {
+            let w = rough(rows, cols, 21);
+            let x = values(cols, 22);
+            let (bytes, code, rest, info) = coded(&w, rows, cols);
+            assert!(info.iter().any(|r| r.tiny) || cols < 23, "{rows}x{cols}: no exceptions to test");
+            for backend in [Backend::Scalar, Backend::detect()] {
+                let run = |w: DenseRows<'_>| {
+                    let mut out = vec![0f32; rows];
+                    gemv::gemv_with(&pool, w, rows, cols, &x, &mut out, backend).unwrap();
+                    out
+                };
+                let plain = run(DenseRows::Half(Half::Bf16, &bytes));
+                let exact = run(DenseRows::Coded { code: &code, rest: &rest, info: &info });
+                assert_eq!(
+                    exact.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                    plain.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                    "{rows}x{cols} {backend:?}"
+                );
+                // The approximations are within each row's bound of the exact products, and
+                // are the f64 product of the approximated values (to f32 rounding).
+                let approx = run(DenseRows::CodeApprox { code: &code, info: &info });
+                let xn = x.iter().map(|v| f64::from(*v).powi(2)).sum::<f64>().sqrt();
+                for r in 0..rows {
+                    let (a, e) = (f64::from(approx[r]), f64::from(exact[r]));
+                    assert!((a - e).abs() <= f64::from(info[r].bound) * xn, "{rows}x{cols} row {r}: {a} vs {e}");
+                    let want: f64 = (0..cols)
+                        .map(|c| f64::from(crate::coded::approx(code[r * cols + c], info[r].base)) * f64::from(x[c]))
+                        .sum();
+                    let mag: f64 = (0..cols)
+                        .map(|c| {
+                            (f64::from(crate::coded::approx(code[r * cols + c], info[r].base)) * f64::from(x[c])).abs()
+                        })
+                        .sum();
+                    assert!((a - want).abs() <= 1e-6 * mag + 1e-30, "{rows}x{cols} {backend:?} row {r}: {a} vs {want}");
+                }
+            }
+        }
+    }
+
+    fn check_coded(pool: &ThreadPool, w: &[f32], rows: usize, cols: usize, x: &[f32], backend: Backend) -> usize {
+        let (bytes, code, rest, info) = coded(w, rows, cols);
+        let mut want = vec![0f32; rows];
+        gemv::gemv_with(pool, DenseRows::Half(Half::Bf16, &bytes), rows, cols, x, &mut want, backend).unwrap();
+        let mut got = vec![f32::NAN; rows];
+        let head = CodedHead { code: &code, rest: &rest, info: &info, rows, cols };
+        let n = gemv_coded_greedy_with(pool, head, x, &mut got, backend).unwrap();
+        let best = want.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        assert!(got.iter().zip(&want).all(|(g, w)| g.to_bits() == w.to_bits() || *g == f32::NEG_INFINITY));
+        // At least the rows not ruled out (a fallback computes rows that are -inf themselves).
+        assert!(n >= got.iter().filter(|g| **g != f32::NEG_INFINITY).count());
+        for (g, w) in got.iter().zip(&want) {
+            if *w == best {
+                assert_eq!(g.to_bits(), w.to_bits(), "a maximal row was ruled out");
+            }
+        }
+        n
+    }
+
+    #[test]
+    fn coded_heads_pick_the_exact_argmax_from_few_rows() {
+        let pool = ThreadPool::new(2);
+        let (rows, cols) = (6000, 96);
+        let w = values(rows * cols, 31);
+        let rough_w = rough(rows, cols, 32);
+        for backend in [Backend::Scalar, Backend::detect()] {
+            let (mut total, mut total_rough) = (0, 0);
+            for seed in 0..20 {
+                let x = values(cols, 200 + seed);
+                total += check_coded(&pool, &w, rows, cols, &x, backend);
+                total_rough += check_coded(&pool, &rough_w, rows, cols, &x, backend);
+            }
+            assert!(total < 20 * rows / 50, "{backend:?}: {total} exact rows in 20 steps");
+            assert!(total_rough < 20 * rows / 8, "{backend:?}: {total_rough} exact rows in 20 steps");
+        }
+    }
+
+    /// Rows 10 and 2500 have the same codes as row 1234 but smaller rests (lower values of the
+    /// same 4-bit approximations): only the exact product tells that 1234 is the maximum.
+    #[test]
+    fn coded_near_ties_are_decided_exactly() {
+        let pool = ThreadPool::new(2);
+        let (rows, cols) = (4000, 64);
+        let mut w: Vec<f32> = values(rows * cols, 33).iter().map(|v| v * 0.01).collect();
+        let x: Vec<f32> = values(cols, 34).iter().map(|v| v.abs() + 0.5).collect();
+        let base: Vec<u16> =
+            values(cols, 35).iter().map(|v| half::bf16::from_f32(v.abs() + 0.5).to_bits() & !7).collect();
+        for (r, low) in [(10usize, 0u16), (2500, 3), (1234, 7)] {
+            for (c, v) in base.iter().enumerate() {
+                w[r * cols + c] = half::bf16::from_bits(v | low).to_f32();
+            }
+        }
+        for backend in [Backend::Scalar, Backend::detect()] {
+            let (_, code, rest, info) = coded(&w, rows, cols);
+            assert_eq!(code[10 * cols..11 * cols], code[1234 * cols..1235 * cols]);
+            let mut got = vec![0f32; rows];
+            let head = CodedHead { code: &code, rest: &rest, info: &info, rows, cols };
+            let n = gemv_coded_greedy_with(&pool, head, &x, &mut got, backend).unwrap();
+            let best = (0..rows).max_by(|&a, &b| got[a].total_cmp(&got[b])).unwrap();
+            assert_eq!(best, 1234, "{backend:?}: n={n}");
+            assert!(n >= 3 && got[10].is_finite() && got[2500].is_finite(), "{backend:?}: {n}");
+            check_coded(&pool, &w, rows, cols, &x, backend);
+        }
+    }
+
+    #[test]
+    fn coded_heads_fall_back_on_non_finite_values_and_check_lengths() {
+        let pool = ThreadPool::new(2);
+        let (rows, cols) = (500, 40);
+        let mut w = values(rows * cols, 36);
+        let mut x = values(cols, 37);
+        x[3] = f32::INFINITY;
+        assert_eq!(check_coded(&pool, &w, rows, cols, &x, Backend::detect()), rows);
+        x[3] = 0.5;
+        w[7 * cols + 2] = f32::NAN;
+        assert_eq!(check_coded(&pool, &w, rows, cols, &x, Backend::detect()), rows);
+        let (_, code, rest, info) = coded(&w, rows, cols);
+        let mut out = vec![0f32; rows];
+        let head = CodedHead { code: &code, rest: &rest, info: &info, rows, cols };
+        assert!(gemv_coded_greedy(&pool, CodedHead { rest: &rest[1..], ..head }, &x, &mut out).is_err());
+        assert!(gemv_coded_greedy(&pool, CodedHead { info: &info[1..], ..head }, &x, &mut out).is_err());
+        assert!(gemv_coded_greedy(&pool, head, &x[1..], &mut out).is_err());
+        assert!(gemv_coded_greedy(&pool, head, &x, &mut out[1..]).is_err());
     }
 }

@@ -15,6 +15,7 @@ pub mod act;
 pub mod attn;
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+pub mod coded;
 pub mod dense16;
 pub mod gemv;
 pub mod greedy;
@@ -26,7 +27,7 @@ use std::fmt;
 
 pub use dense16::{Half, matmul_half};
 pub use gemv::{DenseRows, gemv};
-pub use greedy::{SplitHead, gemv_greedy};
+pub use greedy::{CodedHead, SplitHead, gemv_coded_greedy, gemv_greedy};
 pub use matmul::{matmul, matmul_with};
 pub use pool::ThreadPool;
 pub use zoo_weights::quant::QuantType;

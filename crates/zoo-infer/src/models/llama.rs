@@ -142,7 +142,7 @@ impl Llama {
         };
         // Baichuan2's head is normalized once here (quantized GGUF heads are stored normalized).
         let head_w = match (cfg.norm_head, head_w) {
-            (true, w @ (MatrixWeight::Dense(_) | MatrixWeight::Half(_))) => {
+            (true, w @ (MatrixWeight::Dense(_) | MatrixWeight::Half(_) | MatrixWeight::Coded(_))) => {
                 MatrixWeight::Dense(layers::normalize_rows(&w.to_dense()?)?)
             }
             (_, w) => w,
