@@ -178,7 +178,7 @@ impl Linear {
         match (&self.weight, &self.bias) {
             (MatrixWeight::Split(w), None) => return Ok(zoo_kernels::gemv_greedy(pool(), w.greedy_head(), x, out)?),
             (MatrixWeight::Coded(w), None) => {
-                return Ok(zoo_kernels::gemv_coded_greedy(pool(), w.greedy_head(), x, out)?);
+                return Ok(zoo_kernels::gemv_greedy(pool(), w.greedy_head(), x, out)?);
             }
             _ => {}
         }

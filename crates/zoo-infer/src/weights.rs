@@ -97,7 +97,7 @@ impl SplitWeight {
 
 /// A bf16 matrix coded as two byte planes (`zoo_kernels::coded`): exactly the bf16 values in
 /// the same memory, with the code plane alone an approximation that bounds every row's product,
-/// so greedy decoding reads about half of it per token (`zoo_kernels::gemv_coded_greedy`). The
+/// so greedy decoding reads about half of it per token (`zoo_kernels::gemv_greedy`). The
 /// form of bf16 output heads.
 #[derive(Debug)]
 pub struct CodedWeight {
@@ -163,7 +163,7 @@ impl CodedWeight {
         zoo_kernels::DenseRows::Coded { code: &self.code, rest: &self.rest, info: &self.info }
     }
 
-    /// The planes and row facts as `zoo_kernels::gemv_coded_greedy` reads them.
+    /// The planes and row facts as `zoo_kernels::gemv_greedy` reads them.
     pub fn greedy_head(&self) -> zoo_kernels::CodedHead<'_> {
         zoo_kernels::CodedHead {
             code: &self.code,

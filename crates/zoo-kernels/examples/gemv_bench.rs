@@ -10,7 +10,7 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use zoo_kernels::coded::CodedRow;
-use zoo_kernels::{CodedHead, DenseRows, Half, ThreadPool, gemv, gemv_coded_greedy, matmul_half};
+use zoo_kernels::{CodedHead, DenseRows, Half, ThreadPool, gemv, gemv_greedy, matmul_half};
 
 /// `n` values from `it` in a buffer advised onto huge pages before it is filled.
 fn huge<T>(n: usize, it: impl Iterator<Item = T>) -> Vec<T> {
@@ -82,7 +82,7 @@ fn main() {
         });
         println!("threads={threads} gemv code plane {:6.2} ms  {:5.1} GB/s", s * 1e3, gb(code.len(), s));
         let mut picked = 0;
-        let s = best(&mut || picked = gemv_coded_greedy(&pool, head, &x, &mut out).unwrap());
+        let s = best(&mut || picked = gemv_greedy(&pool, head, &x, &mut out).unwrap());
         println!("threads={threads} greedy coded    {:6.2} ms  ({picked} rows exact)", s * 1e3);
         let s = best(&mut || matmul_half(&pool, Half::Bf16, &w16, rows, cols, &x, 1, &mut out).unwrap());
         println!("threads={threads} matmul_half bf16 {:6.2} ms  {:5.1} GB/s", s * 1e3, gb(w16.len(), s));

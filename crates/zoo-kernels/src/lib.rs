@@ -27,7 +27,7 @@ use std::fmt;
 
 pub use dense16::{Half, matmul_half};
 pub use gemv::{DenseRows, gemv};
-pub use greedy::{CodedHead, SplitHead, gemv_coded_greedy, gemv_greedy};
+pub use greedy::{CodedHead, GreedyHead, SplitHead, gemv_greedy};
 pub use matmul::{matmul, matmul_with};
 pub use pool::ThreadPool;
 pub use zoo_weights::quant::QuantType;
