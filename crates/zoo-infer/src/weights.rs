@@ -721,6 +721,21 @@ mod tests {
     }
 
     #[test]
+    fn coded_weights_decode_exactly() {
+        let v = [1.0f32, -0.0, 1e-40, -3.0e38, 1e-30, f32::NAN, 0.5, -2.5e-3, 7.0];
+        let bytes: Vec<u8> = v.iter().flat_map(|x| bf16::from_f32(*x).to_le_bytes()).collect();
+        let w = CodedWeight::from_bf16("t", &bytes, 3, 3).unwrap();
+        assert!(w.info[1].tiny, "1e-30 is more than 2^37 under 3e38");
+        for r in 0..3 {
+            let mut row = [0f32; 3];
+            w.row_into(r, &mut row);
+            let want: Vec<u32> = v[3 * r..3 * r + 3].iter().map(|x| bf16::from_f32(*x).to_f32().to_bits()).collect();
+            assert_eq!(row.map(f32::to_bits).to_vec(), want, "row {r}");
+        }
+        assert!(CodedWeight::from_bf16("t", &bytes, 4, 3).is_err());
+    }
+
+    #[test]
     fn split_weights_join_back_exactly() {
         let v = [1.0f32, -0.0, f32::MIN_POSITIVE / 3.0, 3.4e38, -1.2345678e-5, f32::INFINITY];
         let w = SplitWeight::from_f32("t", &v, 2, 3).unwrap();
