@@ -1,5 +1,5 @@
 //! End-to-end tests of `zoo delta` and `zoo inspect` against the reference fixtures
-//! (`../shared/fixtures/delta`, made with transformers + torch), with hostile inputs, and with
+//! (`tests/fixtures/reference/delta`, made with transformers + torch), with hostile inputs, and with
 //! the process killed or interrupted mid-write.
 
 mod common;

@@ -1,5 +1,5 @@
 //! `zoo pull`, `zoo verify`, `zoo cache`, `zoo add` end to end, against the loopback hub of
-//! `zoo-testhub` serving repos built from `../shared/fixtures`, and with the real Python
+//! `zoo-testhub` serving repos built from `tests/fixtures/reference`, and with the real Python
 //! `huggingface_hub` sharing the same cache both ways.
 
 mod common;
@@ -288,7 +288,7 @@ arch = "llama"
 languages = ["en"]
 chat_template = "none"
 description = "The base of the delta fixture."
-source = "../shared/fixtures/delta/base"
+source = "tests/fixtures/reference/delta/base"
 
 [[model]]
 name = "test-chimera"
@@ -300,7 +300,7 @@ chat_template = "llmzoo"
 base = "test-llama-base"
 delta_algorithm = "llmzoo"
 description = "The delta fixture (vocabulary + 1 <pad> row, PyTorch pickle shards)."
-source = "../shared/fixtures/delta/delta"
+source = "tests/fixtures/reference/delta/delta"
 "#,
     )
     .unwrap();

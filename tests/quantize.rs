@@ -1,5 +1,5 @@
 //! End-to-end tests of `zoo quantize` and `zoo dequantize`: byte-exact blocks against the
-//! ggml/gguf-py reference (`../shared/fixtures/quant`), llama.cpp names and metadata for the
+//! ggml/gguf-py reference (`tests/fixtures/reference/quant`), llama.cpp names and metadata for the
 //! tiny LLaMA and BLOOM fixtures, and HF → GGUF (f32) → HF giving back every tensor exactly.
 
 mod common;

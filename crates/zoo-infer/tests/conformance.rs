@@ -1,6 +1,6 @@
 //! Conformance with transformers: full-sequence logits, greedy continuations and incremental
 //! (KV-cache) step logits of tiny random models, against reference outputs made by
-//! transformers (`../shared/fixtures/tiny-*`, `tests/fixtures/infer/*`).
+//! transformers (`tests/fixtures/reference/tiny-*`, `tests/fixtures/infer/*`).
 
 use std::path::{Path, PathBuf};
 
@@ -9,8 +9,8 @@ use candle_core::{Device, Tensor};
 const TOL: f32 = 1e-4;
 
 fn shared(name: &str) -> PathBuf {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures").join(name);
-    assert!(p.exists(), "{} is missing: the tests need ../shared/fixtures", p.display());
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/reference").join(name);
+    assert!(p.exists(), "{} is missing: it is part of the repository (tests/fixtures/reference)", p.display());
     p
 }
 

@@ -1,4 +1,4 @@
-//! The SmolLM2 reference prompts (transformers-rendered, ../shared/fixtures/smollm2/reference.json) rendered
+//! The SmolLM2 reference prompts (transformers-rendered, tests/fixtures/reference/smollm2/reference.json) rendered
 //! from the model's real chat template, loaded every way a model directory or GGUF file can carry it.
 
 use std::path::PathBuf;
@@ -6,10 +6,10 @@ use std::path::PathBuf;
 use zoo_chat::{ChatTemplate, Error, FormatOptions, Message, PromptFormat, StopMatcher, StopStep};
 
 fn fixtures() -> PathBuf {
-    let p = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/fixtures/smollm2"));
+    let p = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/reference/smollm2"));
     assert!(
         p.join("reference.json").is_file(),
-        "SmolLM2 fixtures missing at {}: the project expects ../shared/fixtures next to the checkout",
+        "SmolLM2 fixtures missing at {}: they are part of the repository (tests/fixtures/reference)",
         p.display()
     );
     p

@@ -127,10 +127,10 @@ pub fn workspace_root() -> PathBuf {
 
 /// The tiny-llama fixture folder, or a failure that says where it was looked for.
 pub fn tiny_llama() -> PathBuf {
-    let dir = workspace_root().join("../shared/fixtures/tiny-llama");
+    let dir = workspace_root().join("tests/fixtures/reference/tiny-llama");
     assert!(
         dir.join("config.json").is_file() && dir.join("model.safetensors").is_file(),
-        "fixture missing: {} (it is the shared tiny-llama fixture folder next to the workspace)",
+        "fixture missing: {} (it is part of the repository: tests/fixtures/reference/tiny-llama)",
         dir.display()
     );
     dir

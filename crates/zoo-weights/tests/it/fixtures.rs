@@ -1,4 +1,4 @@
-//! The reference delta fixture (`../shared/fixtures/delta/`): f16 sharded safetensors base,
+//! The reference delta fixture (`tests/fixtures/reference/delta/`): f16 sharded safetensors base,
 //! f16 sharded PyTorch `.bin` delta with one extra vocabulary row, torch-made expected target.
 
 use std::path::Path;

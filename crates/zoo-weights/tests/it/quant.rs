@@ -1,4 +1,4 @@
-//! GGML block quantization against `../shared/fixtures/quant/quant-shared.safetensors`: blocks
+//! GGML block quantization against `tests/fixtures/reference/quant/quant-shared.safetensors`: blocks
 //! made by gguf-py (Q4_0, Q4_1, Q5_0, Q8_0) and by ggml's `ggml_quantize_chunk` (Q5_1, Q4_K,
 //! Q6_K) from the same f32 rows; ours must be byte-identical. Q5_K came later: its blocks for
 //! those rows, and llama-quantize's own Q5_K of real SmolLM2 rows (with ggml's dequantization
@@ -11,11 +11,11 @@ use zoo_weights::{Checkpoint, Dtype};
 
 fn fixture() -> Checkpoint {
     let path =
-        PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/fixtures/quant/quant-shared.safetensors"));
+        PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/reference/quant/quant-shared.safetensors"));
     assert!(
         path.is_file(),
-        "quantization fixture missing at {}: the project expects ../shared/fixtures next to the checkout \
-         (see shared/fixtures/README.md, `quant/`)",
+        "quantization fixture missing at {}: it is part of the repository \
+         (see tests/fixtures/reference/README.md, `quant/`)",
         path.display()
     );
     Checkpoint::open(&path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()))

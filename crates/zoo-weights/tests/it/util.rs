@@ -4,12 +4,12 @@ use std::path::{Path, PathBuf};
 
 use zoo_weights::Checkpoint;
 
-/// `../shared/fixtures` from the project root; a missing folder fails with a hint.
+/// `tests/fixtures/reference` of the repository (copied from the shared reference fixtures); a missing folder fails with a hint.
 pub fn shared_fixtures() -> PathBuf {
-    let p = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/fixtures"));
+    let p = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/reference"));
     assert!(
         p.join("delta").is_dir(),
-        "reference fixtures missing at {}: the project expects ../shared/fixtures next to the checkout",
+        "reference fixtures missing at {}: they are part of the repository (tests/fixtures/reference)",
         p.display()
     );
     p
