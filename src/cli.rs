@@ -82,8 +82,9 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct GenArgs {
     /// Registry name, Hugging Face repo id in the cache (org/name[@rev]), model folder or .gguf file
+    /// [default: smollm2-135m-instruct, pulled on first use]
     #[arg(value_name = "MODEL")]
-    pub model: String,
+    pub model: Option<String>,
     /// Prompt format: llmzoo, huatuo, huatuo2, apollo, apollo-large, apollo2-phi3, chatml, llama2,
     /// llama3, gemma, vicuna, alpaca, jinja (the model's own template) or none (raw text).
     /// Default: the registry's format for the model, else the model's Jinja template

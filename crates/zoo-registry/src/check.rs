@@ -363,6 +363,62 @@ pub fn check(cat: &Catalog) -> Vec<Problem> {
                 p(ProblemKind::BadValue, at(s.span().start), format!("model {name:?}: size of {path:?} is negative"));
             }
         }
+        for mi in &e.mirror {
+            let me = mi.get_ref();
+            let pkg = me.pypi.get_ref();
+            if pkg.is_empty() || !pkg.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
+                p(
+                    ProblemKind::BadValue,
+                    at(me.pypi.span().start),
+                    format!("model {name:?}: mirror package {pkg:?} is not a PyPI project name"),
+                );
+            }
+            let ver = me.version.get_ref();
+            if ver.is_empty() || !ver.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.+!".contains(&b)) {
+                p(
+                    ProblemKind::BadValue,
+                    at(me.version.span().start),
+                    format!("model {name:?}: mirror version {ver:?} is not a pinned version"),
+                );
+            }
+            if !is_relative_path(me.member.get_ref()) {
+                p(
+                    ProblemKind::BadValue,
+                    at(me.member.span().start),
+                    format!(
+                        "model {name:?}: mirror member {:?} must be a relative path, without `..`",
+                        me.member.get_ref()
+                    ),
+                );
+            }
+            let file = me.file.get_ref();
+            if !is_relative_path(file) || file.contains('/') {
+                p(
+                    ProblemKind::BadValue,
+                    at(me.file.span().start),
+                    format!("model {name:?}: mirror file {file:?} must be a plain file name"),
+                );
+            }
+            if !is_sha256(me.sha256.get_ref()) {
+                p(
+                    ProblemKind::BadHash,
+                    at(me.sha256.span().start),
+                    format!(
+                        "model {name:?}: mirror sha256 of {file:?} must be 64 lowercase hex digits, not {:?}",
+                        me.sha256.get_ref()
+                    ),
+                );
+            }
+            if let Some(s) = &me.size
+                && *s.get_ref() <= 0
+            {
+                p(
+                    ProblemKind::BadValue,
+                    at(s.span().start),
+                    format!("model {name:?}: mirror size of {file:?} must be positive"),
+                );
+            }
+        }
     }
 
     // Cycles through `base` (a -> b -> a).

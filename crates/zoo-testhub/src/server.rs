@@ -79,6 +79,10 @@ enum Route {
     Lfs {
         sha256: String,
     },
+    /// `GET /simple/{package}/`: the test PyPI index (PEP 691 JSON).
+    PypiIndex {
+        package: String,
+    },
     /// An API path of a repo that is not on the hub.
     UnknownRepo {
         repo: String,
@@ -130,6 +134,12 @@ fn route(state: &HubState, segs: &[String], cdn: bool) -> Route {
     }
     if cdn {
         return Route::NotFound;
+    }
+    if let [simple, package, rest @ ..] = segs
+        && simple == "simple"
+        && rest.iter().all(String::is_empty)
+    {
+        return Route::PypiIndex { package: package.clone() };
     }
     let known = |id: &str| state.repos.contains_key(id);
     if seg(0) == Some("api") {
@@ -533,6 +543,27 @@ fn lfs(shared: &Shared, method: &Method, range: Option<&str>, cut: Option<&CutSw
     serve_content(shared, method, range, content, cut)
 }
 
+/// The PEP 691 JSON page of `package`: its wheels, served from the CDN.
+fn pypi_index(shared: &Shared, package: &str) -> Response {
+    let Some(wheels) = shared.lock().pypi_wheels(package) else { return not_found() };
+    let files: Vec<serde_json::Value> = wheels
+        .iter()
+        .map(|(name, sha, size)| {
+            serde_json::json!({
+                "filename": name,
+                "url": format!("{}/lfs/{sha}", shared.cdn_endpoint),
+                "hashes": {"sha256": sha},
+                "size": size,
+                "yanked": false,
+            })
+        })
+        .collect();
+    let body = serde_json::json!({"meta": {"api-version": "1.1"}, "name": package, "files": files});
+    let mut headers = HeaderMap::new();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/vnd.pypi.simple.v1+json"));
+    (StatusCode::OK, headers, body.to_string()).into_response()
+}
+
 /// One line of the request log: method, path and query as sent, and the Range header if any.
 fn log_line(method: &Method, req: &Request, range: Option<&str>) -> String {
     let target = req.uri().path_and_query().map_or_else(|| req.uri().path().to_string(), |pq| pq.as_str().to_string());
@@ -588,6 +619,7 @@ async fn handle(State(ctx): State<Ctx>, req: Request) -> Response {
             paths_info(&ctx.shared.lock(), &repo, &revision, &form, auth)
         }
         Route::UnknownRepo { repo } => repo_not_found(&repo),
+        Route::PypiIndex { package } if method == Method::GET => pypi_index(&ctx.shared, &package),
         _ => not_found(),
     }
 }

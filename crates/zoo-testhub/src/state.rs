@@ -212,6 +212,29 @@ impl HubState {
         id
     }
 
+    /// A wheel of the test PyPI index: a file of the pseudo repo `pypi/{package}`, served from the CDN.
+    pub(crate) fn add_pypi_wheel(&mut self, package: &str, filename: &str, wheel: Vec<u8>) {
+        let repo_id = format!("pypi/{package}");
+        let mut files: Vec<(String, Vec<u8>)> = self
+            .repos
+            .get(&repo_id)
+            .and_then(|r| r.commits.get(r.refs.get("main")?))
+            .map(|c| c.files.iter().map(|(n, f)| (n.clone(), f.content.to_vec())).collect())
+            .unwrap_or_default();
+        let entry = FileEntry::new(filename, Bytes::from(wheel.clone()));
+        self.lfs_blobs.insert(entry.sha256.clone(), entry.content.clone());
+        files.retain(|(n, _)| n != filename);
+        files.push((filename.to_string(), wheel));
+        self.add_commit(&repo_id, files);
+    }
+
+    /// The wheels of `package` on the test PyPI index: (file name, sha256, size).
+    pub(crate) fn pypi_wheels(&self, package: &str) -> Option<Vec<(String, String, usize)>> {
+        let repo = self.repos.get(&format!("pypi/{package}"))?;
+        let commit = repo.commits.get(repo.refs.get("main")?)?;
+        Some(commit.files.iter().map(|(n, f)| (n.clone(), f.sha256.clone(), f.content.len())).collect())
+    }
+
     pub(crate) fn set_ref(&mut self, repo_id: &str, name: &str, commit: &str) {
         self.repos.entry(repo_id.to_string()).or_default().refs.insert(name.to_string(), commit.to_string());
     }
