@@ -222,10 +222,10 @@ pub(crate) async fn insert_model(tx: &mut sqlx::SqliteConnection, m: &ModelRecor
     let quant = m.quantization.as_ref().map(serde_json::to_string).transpose()?;
     sqlx::query(
         "INSERT INTO models (name, display_name, family, kind, arch, hf_architecture, hf_repo, revision, base, backbone, \
-         delta_algorithm, params, dtype, languages, license, chat_template, context_length, quantization, open_model, \
+         delta_algorithm, params, params_source, dtype, languages, license, chat_template, context_length, quantization, open_model, \
          open_data, claimed_languages, instruction_data, conversation_data, release_date, description, homepage, paper, \
          source, origin, source_file, source_line, record_hash) \
-         VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+         VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
     )
     .bind(&m.name)
     .bind(&m.display_name)
@@ -239,6 +239,7 @@ pub(crate) async fn insert_model(tx: &mut sqlx::SqliteConnection, m: &ModelRecor
     .bind(&m.backbone)
     .bind(&m.delta_algorithm)
     .bind(m.params)
+    .bind(&m.params_source)
     .bind(&m.dtype)
     .bind(serde_json::to_string(&m.languages)?)
     .bind(&m.license)
