@@ -4,6 +4,7 @@
 
 ALTER TABLE models ADD COLUMN params_source TEXT CHECK (params_source IN ('config', 'card', 'name'));
 
--- Catalog rows synced by an older zoo lack the column's value: forget the catalog hash so the
--- next start syncs again (the changed record hashes rewrite every catalog model).
+-- Catalog rows synced by an older zoo lack the column's value: forget the catalog hash and the
+-- models' record hashes so the next start syncs again and rewrites every catalog model.
 DELETE FROM meta WHERE key = 'catalog_hash';
+UPDATE models SET record_hash = '' WHERE origin = 'catalog';
