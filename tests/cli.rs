@@ -58,6 +58,7 @@ const MODEL_KEYS: &[&str] = &[
     "backbone",
     "delta_algorithm",
     "params",
+    "params_source",
     "dtype",
     "languages",
     "license",

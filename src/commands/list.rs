@@ -102,7 +102,15 @@ pub async fn query(ctx: &Ctx, out: &mut dyn Write, a: QueryArgs) -> anyhow::Resu
             t.header = cols.clone();
         }
         for o in &objects {
-            t.push(cols.iter().map(|c| cell(o.get(c.as_str()), format)).collect());
+            t.push(
+                cols.iter()
+                    .map(|c| match (format, c.as_str()) {
+                        // Exact counts (6.738415616) read as in `zoo list` (6.74B); csv and markdown keep them.
+                        (Format::Table, "params") => fmt_params(o.get("params").and_then(serde_json::Value::as_f64)),
+                        _ => cell(o.get(c.as_str()), format),
+                    })
+                    .collect(),
+            );
         }
         match format {
             Format::Csv => t.write_csv(out)?,

@@ -92,7 +92,14 @@ pub async fn show(ctx: &Ctx, out: &mut dyn Write, a: ShowArgs) -> anyhow::Result
                 (None, None) => "unknown".into(),
             },
         ),
-        ("parameters", if m.params.is_some() { fmt_params(m.params) } else { "unknown".into() }),
+        (
+            "parameters",
+            match (m.params, m.params_source.as_deref()) {
+                (None, _) => "unknown".into(),
+                (p @ Some(_), Some(src)) => format!("{} (from {src})", fmt_params(p)),
+                (p, None) => fmt_params(p),
+            },
+        ),
         ("dtype", opt(&m.dtype)),
         ("context length", m.context_length.map(|c| c.to_string()).unwrap_or_else(|| "unknown".into())),
         ("languages", if m.languages.is_empty() { "unknown".into() } else { m.languages.join(", ") }),

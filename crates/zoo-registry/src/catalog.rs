@@ -91,6 +91,8 @@ pub struct ModelEntry {
     pub arch: Option<String>,
     pub hf_architecture: Option<String>,
     pub params: Option<Spanned<f64>>,
+    /// Where `params` comes from: `config`, `card` or `name` ([`crate::check::PARAMS_SOURCES`]).
+    pub params_source: Option<Spanned<String>>,
     pub dtype: Option<Spanned<String>>,
     pub languages: Spanned<Vec<Spanned<String>>>,
     pub license: Option<String>,
@@ -415,6 +417,7 @@ impl Catalog {
             backbone: e.backbone.clone(),
             delta_algorithm: s(&e.delta_algorithm),
             params: e.params.as_ref().map(|p| *p.get_ref()),
+            params_source: s(&e.params_source),
             dtype: s(&e.dtype),
             languages: e.languages.get_ref().iter().map(|l| l.get_ref().clone()).collect(),
             license: e.license.clone(),

@@ -3,7 +3,7 @@
 //! Sync refuses a catalog with problems, so everything in the database satisfies these rules:
 //! unique names, resolvable references (family, base, opponent, benchmark, dataset), a
 //! `delta_algorithm` exactly on deltas, quantization facts exactly on quantized models, and
-//! well-formed values (hashes, repo ids, dates, language codes).
+//! well-formed values (hashes, repo ids, dates, language codes, `params_source` with `params`).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -30,6 +30,9 @@ pub const KINDS: &[&str] = &["full", "delta", "quantized", "api"];
 pub const DELTA_ALGORITHMS: &[&str] = &["fastchat", "llmzoo", "huatuo"];
 pub const DTYPES: &[&str] = &["float32", "float16", "bfloat16", "int8", "int4"];
 pub const QUANT_METHODS: &[&str] = &["gptq", "awq", "gguf", "bitsandbytes", "unknown"];
+/// How a parameter count was decided: counted from the architecture's shapes, a published figure,
+/// or the size the model's name gives.
+pub const PARAMS_SOURCES: &[&str] = &["config", "card", "name"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ProblemKind {
@@ -275,6 +278,22 @@ pub fn check(cat: &Catalog) -> Vec<Problem> {
                     ProblemKind::BadValue,
                     at(params.span().start),
                     format!("model {name:?}: params must be a positive number of billions, not {v}"),
+                );
+            }
+        }
+        if let Some(src) = &e.params_source {
+            let v = src.get_ref();
+            if !PARAMS_SOURCES.contains(&v.as_str()) {
+                p(
+                    ProblemKind::BadValue,
+                    at(src.span().start),
+                    format!("model {name:?}: params_source {v:?} is not one of {}", PARAMS_SOURCES.join(", ")),
+                );
+            } else if e.params.is_none() {
+                p(
+                    ProblemKind::MissingField,
+                    at(src.span().start),
+                    format!("model {name:?} has `params_source` but no `params`"),
                 );
             }
         }

@@ -35,6 +35,9 @@ pub struct ModelRecord {
     /// `fastchat`, `llmzoo` or `huatuo`; set exactly for deltas.
     pub delta_algorithm: Option<String>,
     pub params: Option<f64>,
+    /// How `params` was decided: `config` (counted from the architecture's shapes), `card` (a
+    /// published figure) or `name` (the size the name gives). `None` when `params` is.
+    pub params_source: Option<String>,
     pub dtype: Option<String>,
     pub languages: Vec<String>,
     pub license: Option<String>,

@@ -43,10 +43,10 @@ pub struct ModelFilter {
 }
 
 const MODEL_COLUMNS: &str = "m.name, m.display_name, m.family, m.kind, m.arch, m.hf_architecture, m.hf_repo, m.revision, \
-    m.base, m.backbone, m.delta_algorithm, m.params, m.dtype, m.languages, m.license, m.chat_template, m.context_length, \
-    m.quantization, m.open_model, m.open_data, m.claimed_languages, m.instruction_data, m.conversation_data, \
-    m.release_date, m.description, m.homepage, m.paper, m.source, m.origin, m.source_file, m.source_line, m.mirrors, \
-    EXISTS (SELECT 1 FROM local_copies lc WHERE lc.model = m.name) AS has_copy";
+    m.base, m.backbone, m.delta_algorithm, m.params, m.params_source, m.dtype, m.languages, m.license, \
+    m.chat_template, m.context_length, m.quantization, m.open_model, m.open_data, m.claimed_languages, \
+    m.instruction_data, m.conversation_data, m.release_date, m.description, m.homepage, m.paper, m.source, m.origin, \
+    m.source_file, m.source_line, m.mirrors, EXISTS (SELECT 1 FROM local_copies lc WHERE lc.model = m.name) AS has_copy";
 
 fn model_from_row(r: &SqliteRow, cached: Option<&[String]>) -> Result<ModelRecord, Error> {
     let langs: String = r.try_get("languages")?;
@@ -73,6 +73,7 @@ fn model_from_row(r: &SqliteRow, cached: Option<&[String]>) -> Result<ModelRecor
         backbone: r.try_get("backbone")?,
         delta_algorithm: r.try_get("delta_algorithm")?,
         params: r.try_get("params")?,
+        params_source: r.try_get("params_source")?,
         dtype: r.try_get("dtype")?,
         languages: serde_json::from_str(&langs)?,
         license: r.try_get("license")?,

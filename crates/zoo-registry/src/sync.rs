@@ -223,10 +223,10 @@ pub(crate) async fn insert_model(tx: &mut sqlx::SqliteConnection, m: &ModelRecor
     let mirrors = if m.mirrors.is_empty() { None } else { Some(serde_json::to_string(&m.mirrors)?) };
     sqlx::query(
         "INSERT INTO models (name, display_name, family, kind, arch, hf_architecture, hf_repo, revision, base, backbone, \
-         delta_algorithm, params, dtype, languages, license, chat_template, context_length, quantization, open_model, \
+         delta_algorithm, params, params_source, dtype, languages, license, chat_template, context_length, quantization, open_model, \
          open_data, claimed_languages, instruction_data, conversation_data, release_date, description, homepage, paper, \
          source, origin, source_file, source_line, record_hash, mirrors) \
-         VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+         VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
     )
     .bind(&m.name)
     .bind(&m.display_name)
@@ -240,6 +240,7 @@ pub(crate) async fn insert_model(tx: &mut sqlx::SqliteConnection, m: &ModelRecor
     .bind(&m.backbone)
     .bind(&m.delta_algorithm)
     .bind(m.params)
+    .bind(&m.params_source)
     .bind(&m.dtype)
     .bind(serde_json::to_string(&m.languages)?)
     .bind(&m.license)

@@ -200,3 +200,70 @@ fn the_shipped_catalog_is_clean_and_complete() {
         assert!((mean - avg).abs() <= tolerance, "{}: mean {mean:.3} vs avg {avg}", r.model);
     }
 }
+
+#[test]
+fn params_source_is_checked() {
+    let text = BASE.replace("kind = \"full\"", "kind = \"full\"\nparams = 7.0\nparams_source = \"guess\"");
+    expect(&[("fam.toml", &text)], "bad-value", "fam.toml", 9);
+    let text = BASE.replace("kind = \"full\"", "kind = \"full\"\nparams_source = \"name\"");
+    expect(&[("fam.toml", &text)], "missing-field", "fam.toml", 8);
+    let text = BASE.replace("kind = \"full\"", "kind = \"full\"\nparams = 7.0\nparams_source = \"name\"");
+    let problems = check(&catalog(&[("fam.toml", &text)]));
+    assert!(problems.is_empty(), "{problems:?}");
+}
+
+/// Non-API models of the shipped catalog whose size is genuinely unknown: LLM Zoo comparison-table
+/// rows that stand for a project released in several sizes.
+const UNSIZED: &[(&str, &str)] = &[
+    ("chinese-llama-alpaca", "project row, 7/13B"),
+    ("vicuna", "project row, 7/13B, size not stated"),
+    ("baize", "project row, 7/13/30B"),
+];
+
+/// The size a model's name gives (`-7b`, `-0.5b`, `-13b-chat`), if any.
+fn size_in_name(name: &str) -> Option<f64> {
+    name.split('-').find_map(|part| part.strip_suffix('b')?.parse::<f64>().ok())
+}
+
+#[test]
+fn every_shipped_model_of_known_size_has_a_parameter_count() {
+    let rec = Catalog::embedded().records();
+    let by_name: std::collections::HashMap<&str, _> = rec.models.iter().map(|m| (m.name.as_str(), m)).collect();
+    let mut missing = Vec::new();
+    for m in &rec.models {
+        let unsized_ok = UNSIZED.iter().any(|(n, _)| *n == m.name);
+        match (m.kind.as_str(), m.params) {
+            ("api", Some(p)) => panic!("API model {} has params {p}: its size is not published", m.name),
+            ("api", None) => {}
+            (_, None) if unsized_ok => {}
+            (_, None) => missing.push(m.name.clone()),
+            (_, Some(p)) => {
+                assert!(!unsized_ok, "{} has params {p}: remove it from UNSIZED", m.name);
+                let src = m.params_source.as_deref();
+                assert!(
+                    matches!(src, Some("config" | "card" | "name")),
+                    "{}: params {p} needs params_source config|card|name, not {src:?}",
+                    m.name
+                );
+                if let Some(n) = size_in_name(&m.name) {
+                    // Loose: Gemma names leave the embeddings out (Gemma-2-2B has 2.61B).
+                    assert!((p - n).abs() <= 0.35 * n, "{}: params {p} is far from the {n}B its name gives", m.name);
+                    if src == Some("name") {
+                        assert_eq!(p, n, "{}: a params_source = \"name\" count is the name's size", m.name);
+                    }
+                } else {
+                    assert_ne!(src, Some("name"), "{}: params_source = \"name\" but the name gives no size", m.name);
+                }
+            }
+        }
+        if m.params.is_none() {
+            assert_eq!(m.params_source, None, "{}", m.name);
+        }
+        // A quantized release counts the parameters of the model it quantizes.
+        if m.kind == "quantized" {
+            let base = by_name[m.base.as_deref().expect("quantized models have a base")];
+            assert_eq!(m.params, base.params, "{} vs its base {}", m.name, base.name);
+        }
+    }
+    assert!(missing.is_empty(), "models without params (add `params` and `params_source`): {missing:?}");
+}
