@@ -79,6 +79,7 @@ const MODEL_KEYS: &[&str] = &[
     "source_file",
     "source_line",
     "local",
+    "mirrors",
 ];
 
 #[test]

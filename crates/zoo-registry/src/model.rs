@@ -65,7 +65,7 @@ pub struct ModelRecord {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub files: Option<Vec<FileRecord>>,
     /// Where else the weights can be had, in order, when the Hugging Face repo does not answer.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     pub mirrors: Vec<Mirror>,
 }
 
