@@ -25,6 +25,7 @@ use crate::gguf_write::GgufWriteReport;
 use crate::kernels;
 use crate::quant::{self, QuantType};
 
+pub use arch::{GGUF_ARCHITECTURES, HF_ARCHITECTURES};
 pub use dequantize::dequantize;
 pub use quantize::quantize;
 

@@ -11,6 +11,23 @@ use crate::dtype::Dtype;
 use crate::error::{Result, WeightsError};
 use crate::gguf::MetaValue;
 
+/// Every `architectures[0]` of a Hugging Face `config.json` the converter takes, with the GGUF
+/// architecture (`general.architecture`) it becomes. Aliases map to the same GGUF architecture:
+/// Yi is LLaMA-shaped, Baichuan-13B spells itself `BaiChuan`. **Invariant:** the runner accepts
+/// exactly these names (`tests/quantize.rs` at the workspace root compares the two lists).
+pub const HF_ARCHITECTURES: &[(&str, &str)] = &[
+    ("LlamaForCausalLM", "llama"),
+    ("YiForCausalLM", "llama"),
+    ("Qwen2ForCausalLM", "qwen2"),
+    ("GemmaForCausalLM", "gemma"),
+    ("BaichuanForCausalLM", "baichuan"),
+    ("BaiChuanForCausalLM", "baichuan"),
+    ("BloomForCausalLM", "bloom"),
+];
+
+/// The GGUF architectures the converter writes and maps back to Hugging Face names.
+pub const GGUF_ARCHITECTURES: &[&str] = &["llama", "qwen2", "gemma", "bloom", "baichuan"];
+
 /// An architecture this module knows: HF names ↔ GGUF names, hyper-parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Arch {
@@ -26,6 +43,8 @@ pub(super) enum Arch {
 }
 
 impl Arch {
+    const ALL: [Arch; 5] = [Arch::Llama, Arch::Qwen2, Arch::Gemma, Arch::Bloom, Arch::Baichuan];
+
     pub(super) fn name(self) -> &'static str {
         match self {
             Arch::Llama => "llama",
@@ -36,27 +55,37 @@ impl Arch {
         }
     }
 
+    /// The architecture of a `config.json`: `architectures[0]` through [`HF_ARCHITECTURES`],
+    /// else a `model_type` that is a GGUF architecture name (`llama`, ...).
     pub(super) fn from_config(cfg: &Value, folder: &Path) -> Result<Arch> {
         let model_type = cfg.get("model_type").and_then(Value::as_str).unwrap_or_default();
         let arch0 = cfg.pointer("/architectures/0").and_then(Value::as_str).unwrap_or_default();
-        match (model_type, arch0) {
-            ("llama", _) | (_, "LlamaForCausalLM") => Ok(Arch::Llama),
-            ("qwen2", _) | (_, "Qwen2ForCausalLM") => Ok(Arch::Qwen2),
-            ("gemma", _) | (_, "GemmaForCausalLM") => Ok(Arch::Gemma),
-            ("bloom", _) | (_, "BloomForCausalLM") => Ok(Arch::Bloom),
-            ("baichuan", _) | (_, "BaichuanForCausalLM" | "BaiChuanForCausalLM") => Ok(Arch::Baichuan),
-            _ => Err(WeightsError::UnsupportedArchitecture {
-                path: folder.join("config.json"),
-                arch: format!("{} (model_type `{model_type}`)", if arch0.is_empty() { "?" } else { arch0 }),
-                supported: "llama, qwen2, gemma, bloom, baichuan",
-            }),
-        }
+        let by_class = HF_ARCHITECTURES.iter().find(|(hf, _)| *hf == arch0).and_then(|(_, g)| Arch::from_gguf(g));
+        by_class.or_else(|| Arch::from_gguf(model_type)).ok_or_else(|| WeightsError::UnsupportedArchitecture {
+            path: folder.join("config.json"),
+            arch: format!("{} (model_type `{model_type}`)", if arch0.is_empty() { "?" } else { arch0 }),
+            supported: SUPPORTED,
+        })
     }
 
     pub(super) fn from_gguf(name: &str) -> Option<Arch> {
-        [Arch::Llama, Arch::Qwen2, Arch::Gemma, Arch::Bloom, Arch::Baichuan].into_iter().find(|a| a.name() == name)
+        Arch::ALL.into_iter().find(|a| a.name() == name)
+    }
+
+    /// The `architectures[0]` written into a dequantized folder's `config.json`.
+    fn hf_class(self) -> &'static str {
+        match self {
+            Arch::Llama => "LlamaForCausalLM",
+            Arch::Qwen2 => "Qwen2ForCausalLM",
+            Arch::Gemma => "GemmaForCausalLM",
+            Arch::Bloom => "BloomForCausalLM",
+            Arch::Baichuan => "BaichuanForCausalLM",
+        }
     }
 }
+
+/// [`GGUF_ARCHITECTURES`] for messages.
+const SUPPORTED: &str = "llama, qwen2, gemma, bloom, baichuan";
 
 /// HF name part → GGUF name part.
 type NameTable = &'static [(&'static str, &'static str)];
@@ -219,7 +248,7 @@ pub(super) fn hf_config(arch: Arch, ck: &Checkpoint, dtype: Dtype) -> Value {
     let eos = meta_u64(ck, "tokenizer.ggml.eos_token_id");
     match arch {
         Arch::Baichuan => json!({
-            "architectures": ["BaichuanForCausalLM"],
+            "architectures": [arch.hf_class()],
             "model_type": "baichuan",
             "hidden_size": k("embedding_length"),
             "intermediate_size": k("feed_forward_length"),
@@ -237,13 +266,8 @@ pub(super) fn hf_config(arch: Arch, ck: &Checkpoint, dtype: Dtype) -> Value {
         }),
         Arch::Llama | Arch::Qwen2 | Arch::Gemma => {
             let tied = ck.get("output.weight").is_none();
-            let class = match arch {
-                Arch::Qwen2 => "Qwen2ForCausalLM",
-                Arch::Gemma => "GemmaForCausalLM",
-                _ => "LlamaForCausalLM",
-            };
             let mut c = json!({
-                "architectures": [class],
+                "architectures": [arch.hf_class()],
                 "model_type": a,
                 "hidden_size": k("embedding_length"),
                 "intermediate_size": k("feed_forward_length"),
@@ -268,7 +292,7 @@ pub(super) fn hf_config(arch: Arch, ck: &Checkpoint, dtype: Dtype) -> Value {
             c
         }
         Arch::Bloom => json!({
-            "architectures": ["BloomForCausalLM"],
+            "architectures": [arch.hf_class()],
             "model_type": "bloom",
             "hidden_size": k("embedding_length"),
             "n_layer": k("block_count"),
@@ -286,6 +310,46 @@ pub(super) fn hf_config(arch: Arch, ck: &Checkpoint, dtype: Dtype) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The public tables, the converter's architectures and its messages say the same thing:
+    /// every HF name converts to its GGUF architecture, every architecture has an HF name, and
+    /// what `dequantize` writes as `architectures[0]` converts back to the same architecture.
+    #[test]
+    fn architecture_tables_agree() {
+        let folder = Path::new("m");
+        for (hf, gguf) in HF_ARCHITECTURES {
+            let cfg = json!({ "architectures": [hf], "model_type": "something-else" });
+            let arch = Arch::from_config(&cfg, folder).unwrap_or_else(|e| panic!("{hf}: {e}"));
+            assert_eq!(arch.name(), *gguf, "{hf}");
+        }
+        let names: Vec<&str> = Arch::ALL.iter().map(|a| a.name()).collect();
+        assert_eq!(names, GGUF_ARCHITECTURES);
+        assert_eq!(SUPPORTED, GGUF_ARCHITECTURES.join(", "));
+        for a in Arch::ALL {
+            assert!(HF_ARCHITECTURES.iter().any(|(_, g)| *g == a.name()), "{a:?} has no HF name");
+            let cfg = json!({ "architectures": [a.hf_class()] });
+            assert_eq!(Arch::from_config(&cfg, folder).ok(), Some(a), "{a:?}");
+            // A config with only `model_type` still converts.
+            assert_eq!(Arch::from_config(&json!({ "model_type": a.name() }), folder).ok(), Some(a));
+        }
+        let mut hf: Vec<&str> = HF_ARCHITECTURES.iter().map(|(n, _)| *n).collect();
+        hf.sort_unstable();
+        hf.dedup();
+        assert_eq!(hf.len(), HF_ARCHITECTURES.len(), "an HF name is listed twice");
+        let err = Arch::from_config(&json!({ "architectures": ["MambaForCausalLM"] }), folder).unwrap_err();
+        assert!(err.to_string().contains("MambaForCausalLM") && err.to_string().contains(SUPPORTED), "{err}");
+    }
+
+    /// The tiny-LLaMA shape of a Yi checkpoint converts as LLaMA (names and permutation).
+    #[test]
+    fn yi_is_llama_shaped() {
+        let cfg = json!({ "architectures": ["YiForCausalLM"], "model_type": "Yi" });
+        assert_eq!(Arch::from_config(&cfg, Path::new("yi")).ok(), Some(Arch::Llama));
+        assert_eq!(
+            Arch::Llama.to_gguf("model.layers.0.self_attn.q_proj.weight").as_deref(),
+            Some("blk.0.attn_q.weight")
+        );
+    }
 
     #[test]
     fn names_map_both_ways() {
