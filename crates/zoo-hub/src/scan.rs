@@ -256,7 +256,7 @@ fn is_commit(s: &str) -> bool {
 
 /// A partial download: `*.incomplete` (Python), `*.part` and `*.sync.part` (hf-hub), `*.zoo-tmp*`.
 fn is_partial(name: &str) -> bool {
-    name.ends_with(".incomplete") || name.ends_with(".part") || name.contains(".zoo-tmp")
+    name.ends_with(".incomplete") || name.ends_with(".part") || zoo_atomic_write::is_temp_name(name)
 }
 
 /// A folder's entries (name, path), sorted by name.

@@ -186,6 +186,12 @@ pub enum WeightsError {
     GptqPack { reason: String },
 }
 
+impl From<zoo_atomic_write::Error> for WeightsError {
+    fn from(e: zoo_atomic_write::Error) -> Self {
+        WeightsError::Io { path: e.path, op: e.op, source: e.source }
+    }
+}
+
 /// Shorthand used throughout the crate.
 pub type Result<T, E = WeightsError> = std::result::Result<T, E>;
 
