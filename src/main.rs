@@ -65,7 +65,6 @@ fn report(e: &anyhow::Error, style: output::Style) -> ExitCode {
     // A checkpoint that was refused (broken, hostile, mismatched) is a failed check: exit 1.
     if e.chain().any(|c| {
         c.downcast_ref::<zoo_weights::WeightsError>().is_some()
-            || c.downcast_ref::<zoo_weights::gptq::GptqError>().is_some()
             || c.downcast_ref::<zoo_infer::InferError>().is_some()
             || c.downcast_ref::<commands::ModelNotFound>().is_some()
             || c.downcast_ref::<zoo_hub::HubError>().is_some_and(hub_check_failed)

@@ -105,16 +105,15 @@ impl Table {
         Ok(())
     }
 
-    /// RFC 4180 CSV.
+    /// RFC 4180 CSV (the `csv` crate's quoting: a field is quoted when it holds a comma, a
+    /// quote or a line break, or is a record's only field and empty), lines ending in `\n`.
     pub fn write_csv(&self, w: &mut dyn Write) -> std::io::Result<()> {
-        let esc = |s: &str| {
-            if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_string() }
-        };
-        writeln!(w, "{}", self.header.iter().map(|h| esc(h)).collect::<Vec<_>>().join(","))?;
+        let mut out = csv::WriterBuilder::new().terminator(csv::Terminator::Any(b'\n')).from_writer(w);
+        out.write_record(&self.header)?;
         for r in &self.rows {
-            writeln!(w, "{}", r.iter().map(|c| esc(c)).collect::<Vec<_>>().join(","))?;
+            out.write_record(r)?;
         }
-        Ok(())
+        out.flush()
     }
 
     /// GitHub-flavoured Markdown table.
@@ -177,6 +176,14 @@ mod tests {
         let mut out = Vec::new();
         t.write_csv(&mut out).unwrap();
         assert_eq!(String::from_utf8(out).unwrap(), "a\n\"x, \"\"y\"\"\"\n");
+
+        let mut t = Table::new(["name", "note"]);
+        t.push(vec!["plain".into(), "two\nlines".into()]);
+        t.push(vec!["".into(), "cr\rhere".into()]);
+        t.push(vec!["华佗".into(), "".into()]);
+        let mut out = Vec::new();
+        t.write_csv(&mut out).unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), "name,note\nplain,\"two\nlines\"\n,\"cr\rhere\"\n华佗,\n");
     }
 
     #[test]

@@ -274,6 +274,20 @@ fn bloom_q5_k_and_q4_k_m_types() {
     assert_eq!(dtype("blk.1.ffn_down.weight"), GgmlType::Q6_K);
 }
 
+/// The converter takes exactly the Hugging Face architectures the runner runs, each to the GGUF
+/// architecture the runner reads it as, and both know the same GGUF architectures.
+#[test]
+fn converter_and_runner_accept_the_same_architectures() {
+    use std::collections::BTreeSet;
+    let converter: BTreeSet<(&str, &str)> = zoo_weights::gguf_convert::HF_ARCHITECTURES.iter().copied().collect();
+    let runner: BTreeSet<(&str, &str)> =
+        zoo_infer::config::HF_ARCHITECTURES.iter().map(|(hf, a)| (*hf, a.name())).collect();
+    assert_eq!(converter, runner);
+    let converter: BTreeSet<&str> = zoo_weights::gguf_convert::GGUF_ARCHITECTURES.iter().copied().collect();
+    let runner: BTreeSet<&str> = zoo_infer::config::GGUF_ARCHITECTURES.iter().map(|(g, _)| *g).collect();
+    assert_eq!(converter, runner);
+}
+
 #[test]
 fn unsupported_architecture_is_named_and_nothing_is_written() {
     let tmp = tempfile::tempdir().unwrap();

@@ -156,12 +156,15 @@ pub fn did_you_mean(wanted: &str, names: &[String]) -> Vec<String> {
     scored.into_iter().take(3).map(|(_, n)| n.clone()).collect()
 }
 
-/// The current time as RFC 3339 UTC, without a date library.
+/// The current time as RFC 3339 UTC to the second (`2026-12-05T17:10:14Z`).
 pub(crate) fn now_rfc3339() -> String {
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
-    let (y, m, d) = zoo_chat::civil_from_days(days);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    rfc3339(time::OffsetDateTime::now_utc())
+}
+
+/// `t` as RFC 3339 UTC to the second; the epoch for years RFC 3339 cannot write (past 9999).
+fn rfc3339(t: time::OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC).replace_nanosecond(0).unwrap_or(t);
+    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_else(|_| "1970-01-01T00:00:00Z".into())
 }
 
 #[cfg(test)]
@@ -182,5 +185,19 @@ mod tests {
         let s = super::now_rfc3339();
         assert_eq!(s.len(), 20, "{s}");
         assert!(s.starts_with("20") && s.ends_with('Z'));
+    }
+
+    /// Against Python: `datetime.fromtimestamp(t, timezone.utc).isoformat()` (`+00:00` written `Z`).
+    #[test]
+    fn rfc3339_matches_python() {
+        for (t, want) in [
+            (0, "1970-01-01T00:00:00Z"),
+            (951_786_123, "2000-02-29T01:02:03Z"),
+            (1_721_743_509, "2024-07-23T14:05:09Z"),
+            (4_107_542_399, "2100-02-28T23:59:59Z"),
+        ] {
+            let at = time::OffsetDateTime::from_unix_timestamp(t).unwrap() + time::Duration::milliseconds(999);
+            assert_eq!(super::rfc3339(at), want, "{t}");
+        }
     }
 }

@@ -25,4 +25,4 @@ pub use format::{ALPACA_SYSTEM, FormatOptions, HUATUO_SYSTEM, LLMZOO_SYSTEM, Pro
 pub use history::{FittedHistory, fit_history};
 pub use message::{CONVERSATION_FILE_FORMAT, CONVERSATION_FILE_VERSION, Conversation, Message, Role};
 pub use stream::{Detokenize, StopMatcher, StopStep, TokenTextStream};
-pub use template::{ChatTemplate, SpecialTokens, TemplateVars, civil_from_days};
+pub use template::{ChatTemplate, SpecialTokens, TemplateVars};

@@ -8,11 +8,11 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use minijinja::value::{Kwargs, Value, ValueKind};
 use minijinja::{AutoEscape, Environment, ErrorKind, State};
 use serde::Serialize;
+use time::OffsetDateTime;
 
 use crate::error::{Error, Result};
 use crate::message::Message;
@@ -301,10 +301,7 @@ fn tojson(value: &Value, kwargs: Kwargs) -> Result<Value, minijinja::Error> {
 /// `strftime_now(format)`: the current time (UTC; or the instant fixed through [`TemplateVars::set_now`]).
 fn strftime_now(state: &State, format: &str) -> Result<String, minijinja::Error> {
     let fixed = state.lookup(NOW_KEY).and_then(|v| v.as_i64());
-    let now = fixed.unwrap_or_else(|| match SystemTime::now().duration_since(UNIX_EPOCH) {
-        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
-        Err(_) => 0,
-    });
+    let now = fixed.unwrap_or_else(|| OffsetDateTime::now_utc().unix_timestamp());
     Ok(strftime_utc(now, format))
 }
 
@@ -325,15 +322,14 @@ const MONTHS: [&str; 12] = [
 const WEEKDAYS: [&str; 7] = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"];
 
 /// C `strftime` for the directives chat templates use (`%d %b %Y`, `%B`, `%A`, `%H:%M`, glibc's `%-d`).
-/// Unknown directives are copied through, as glibc does.
+/// Unknown directives are copied through, as glibc does. The calendar is the `time` crate's;
+/// an instant outside its years (±9999) prints as the epoch.
 pub(crate) fn strftime_utc(unix_seconds: i64, format: &str) -> String {
-    let days = unix_seconds.div_euclid(86_400);
-    let secs = unix_seconds.rem_euclid(86_400);
-    let (year, month, day) = civil_from_days(days);
-    let (hour, minute, second) = (secs / 3600, secs % 3600 / 60, secs % 60);
-    // 1970-01-01 was a Thursday (index 3 with Monday = 0).
-    let weekday = (days + 3).rem_euclid(7) as usize;
-    let yday = days - days_from_civil(year, 1, 1) + 1;
+    let t = OffsetDateTime::from_unix_timestamp(unix_seconds).unwrap_or(OffsetDateTime::UNIX_EPOCH);
+    let (year, month, day) = (i64::from(t.year()), i64::from(u8::from(t.month())), i64::from(t.day()));
+    let (hour, minute, second) = (i64::from(t.hour()), i64::from(t.minute()), i64::from(t.second()));
+    let weekday = usize::from(t.weekday().number_days_from_monday());
+    let yday = i64::from(t.ordinal());
     let month_name = MONTHS.get((month - 1) as usize).copied().unwrap_or("");
     let weekday_name = WEEKDAYS.get(weekday).copied().unwrap_or("");
     let hour12 = if hour % 12 == 0 { 12 } else { hour % 12 };
@@ -380,30 +376,6 @@ pub(crate) fn strftime_utc(unix_seconds: i64, format: &str) -> String {
         }
     }
     out
-}
-
-/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (Howard Hinnant's algorithm).
-pub fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let mp = if m > 2 { m - 3 } else { m + 9 };
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 fn parse_config(json_text: &str) -> Result<serde_json::Value> {
@@ -469,14 +441,13 @@ mod tests {
     #[test]
     fn civil_dates_match_python() {
         for (days, ymd) in [
-            (0, (1970, 1, 1)),
-            (-1, (1969, 12, 31)),
-            (11_016, (2000, 2, 29)),
-            (20_783, (2026, 11, 26)),
-            (47_541, (2100, 3, 1)),
+            (0, "1970-01-01"),
+            (-1, "1969-12-31"),
+            (11_016, "2000-02-29"),
+            (20_783, "2026-11-26"),
+            (47_541, "2100-03-01"),
         ] {
-            assert_eq!(civil_from_days(days), ymd, "day {days}");
-            assert_eq!(days_from_civil(ymd.0, ymd.1, ymd.2), days);
+            assert_eq!(strftime_utc(days * 86_400, "%Y-%m-%d"), ymd, "day {days}");
         }
     }
 

@@ -539,12 +539,7 @@ impl Hub {
         {
             return Err(discard(HubError::ChecksumMismatch { file: label, expected: (*want).clone(), actual }));
         }
-        file.sync_all().map_err(HubError::io(part, "fsync"))?;
-        drop(file);
-        fs::rename(part, dest).map_err(HubError::io(dest, "rename into place"))?;
-        if let Some(d) = dest.parent().and_then(|p| File::open(p).ok()) {
-            let _ = d.sync_all();
-        }
+        zoo_atomic_write::publish(file, part, dest)?;
         Ok(())
     }
 
@@ -837,17 +832,7 @@ fn link_snapshot(snap: &Path, rel: &str, etag: &str) -> Result<()> {
     if fs::read_link(&dest).is_ok_and(|t| t == target) {
         return Ok(());
     }
-    let tmp = parent.join(format!(
-        ".{}.zoo-tmp-{}",
-        dest.file_name().and_then(|n| n.to_str()).unwrap_or("f"),
-        std::process::id()
-    ));
-    let _ = fs::remove_file(&tmp);
-    #[cfg(unix)]
-    std::os::unix::fs::symlink(&target, &tmp).map_err(HubError::io(&tmp, "symlink"))?;
-    #[cfg(not(unix))]
-    fs::copy(parent.join(&target), &tmp).map_err(HubError::io(&tmp, "copy"))?;
-    fs::rename(&tmp, &dest).map_err(HubError::io(&dest, "rename into place"))?;
+    zoo_atomic_write::symlink(&target, &dest)?;
     Ok(())
 }
 
@@ -857,11 +842,7 @@ fn write_ref(repo_dir: &Path, name: &str, commit: &str) -> Result<()> {
     if fs::read_to_string(&path).is_ok_and(|c| c.trim() == commit) {
         return Ok(());
     }
-    let parent = path.parent().unwrap_or(repo_dir);
-    fs::create_dir_all(parent).map_err(HubError::io(parent, "create folder"))?;
-    let tmp = parent.join(format!(".ref.zoo-tmp-{}", std::process::id()));
-    fs::write(&tmp, commit).map_err(HubError::io(&tmp, "write"))?;
-    fs::rename(&tmp, &path).map_err(HubError::io(&path, "rename into place"))?;
+    zoo_atomic_write::write(&path, commit.as_bytes())?;
     Ok(())
 }
 

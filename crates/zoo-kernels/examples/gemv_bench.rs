@@ -15,14 +15,14 @@ use zoo_kernels::{CodedHead, DenseRows, Half, ThreadPool, gemv, gemv_greedy, mat
 /// `n` values from `it` in a buffer advised onto huge pages before it is filled.
 fn huge<T>(n: usize, it: impl Iterator<Item = T>) -> Vec<T> {
     let mut v = Vec::with_capacity(n);
-    zoo_weights::mem::advise_huge_pages(v.spare_capacity_mut());
+    zoo_ggml::mem::advise_huge_pages(v.spare_capacity_mut());
     v.extend(it);
     v
 }
 
 fn main() {
     let (rows, cols) = (250_880, 1024);
-    // On huge pages, as the runner holds its weights (zoo_weights::mem).
+    // On huge pages, as the runner holds its weights (zoo_ggml::mem).
     // Random values (xorshift), about the spread of a trained head's.
     let mut state = 0x9E37_79B9_7F4A_7C15u64;
     let mut next = move || {

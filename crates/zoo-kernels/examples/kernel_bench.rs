@@ -188,7 +188,7 @@ fn random_matrix(t: QuantType, n: usize, k: usize) -> Vec<u8> {
         })
         .collect();
     let mut bytes = vec![0u8; n * t.row_bytes(k).unwrap_or(0)];
-    zoo_weights::quant::quantize_rows_parallel(t, &w, k, &mut bytes, 2).unwrap_or_else(|e| panic!("{e}"));
+    zoo_ggml::quant::quantize_rows_parallel(t, &w, k, &mut bytes, 2).unwrap_or_else(|e| panic!("{e}"));
     bytes
 }
 

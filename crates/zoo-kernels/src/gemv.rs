@@ -12,7 +12,7 @@
 //! no difference beyond this VM's noise in whole decode runs (f32, and bf16 in 15 paired runs);
 //! 16 KiB bands were slower than 64–256 KiB ones, and 512 KiB bands no better than 128 KiB in 14
 //! paired bf16 decode runs. The weights themselves should sit on huge pages
-//! (`zoo_weights::mem::HugeBytes`, one TLB miss per 2 MiB rather than per 4 KiB): that was worth
+//! (`zoo_ggml::mem::HugeBytes`, one TLB miss per 2 MiB rather than per 4 KiB): that was worth
 //! 5–8% of BLOOM-560m f32 decode.
 
 use std::borrow::Cow;

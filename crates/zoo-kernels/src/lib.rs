@@ -30,7 +30,7 @@ pub use gemv::{DenseRows, gemv};
 pub use greedy::{CodedHead, GreedyHead, SplitHead, gemv_greedy};
 pub use matmul::{matmul, matmul_with};
 pub use pool::ThreadPool;
-pub use zoo_weights::quant::QuantType;
+pub use zoo_ggml::quant::QuantType;
 
 /// What can go wrong: only inputs of the wrong shape. Kernels never panic on bad input.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,7 +45,7 @@ pub enum KernelError {
     OutputLength { expected: usize, got: usize },
     /// A size does not fit in `usize`.
     Overflow,
-    /// A dequantization failed (lengths), as reported by `zoo_weights`.
+    /// A dequantization failed (lengths), as reported by `zoo_ggml`.
     Dequantize(String),
 }
 
@@ -158,7 +158,7 @@ impl Backend {
 }
 
 /// Expands quantized blocks into f32 (embedding lookups): forwards to
-/// `zoo_weights::quant::dequantize_row`, whose values are ggml's.
+/// `zoo_ggml::quant::dequantize_row`, whose values are ggml's.
 pub fn dequantize_row(qtype: QuantType, src: &[u8], dst: &mut [f32]) -> Result<(), KernelError> {
-    zoo_weights::quant::dequantize_row(qtype, src, dst).map_err(|e| KernelError::Dequantize(e.to_string()))
+    zoo_ggml::quant::dequantize_row(qtype, src, dst).map_err(|e| KernelError::Dequantize(e.to_string()))
 }

@@ -77,7 +77,7 @@ fn dot_blocks<const N: usize>(w: &[u8], a: &[BlockQ8], f: impl Fn(&[u8; N], &Blo
     acc + offs
 }
 
-pub(crate) use zoo_weights::quant::unpack_scale_min_k4 as q4k_scales;
+pub(crate) use zoo_ggml::quant::unpack_scale_min_k4 as q4k_scales;
 
 /// Splits a 144-byte Q4_K block into (d, dmin, packed scales, nibbles).
 #[inline(always)]

@@ -2,9 +2,9 @@
 //! activation quantizers and bad-input handling.
 
 use half::f16;
+use zoo_ggml::quant::{dequantize_row, quantize_row};
 use zoo_kernels::act::{self, BlockQ8, BlockQ8K};
 use zoo_kernels::{Backend, KernelError, QMatrix, QuantType, ThreadPool, matmul, matmul_with};
-use zoo_weights::quant::{dequantize_row, quantize_row};
 
 /// A small deterministic generator (splitmix64), so failures reproduce.
 struct Rng(u64);
@@ -155,7 +155,7 @@ fn default_entry_point_uses_a_working_backend() {
 }
 
 #[test]
-fn q8_0_activations_match_zoo_weights_bytes() {
+fn q8_0_activations_match_zoo_ggml_bytes() {
     let mut rng = Rng(3);
     let mut x = rng.vec(32 * 64, 3.0);
     x[32..64].fill(0.0); // an all-zero block

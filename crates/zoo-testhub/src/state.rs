@@ -269,9 +269,9 @@ impl HubState {
                     .values()
                     // Wheels of the test PyPI index are served from the CDN whatever their size.
                     .any(|c| {
-                        c.files.get(&fault.path).is_some_and(|f| {
-                            (f.lfs.is_some() || fault.repo.starts_with("pypi/")) && f.sha256 == sha256
-                        })
+                        c.files
+                            .get(&fault.path)
+                            .is_some_and(|f| (f.lfs.is_some() || fault.repo.starts_with("pypi/")) && f.sha256 == sha256)
                     })
             }),
         }

@@ -166,6 +166,30 @@ pub enum WeightsError {
 
     #[error("tensor `{tensor}`: dtype {dtype} is not supported for {op}")]
     UnsupportedDtype { tensor: String, dtype: Dtype, op: &'static str },
+
+    #[error("{path}: {reason}")]
+    GptqConfig { path: PathBuf, reason: String },
+
+    #[error("{path}: GPTQ with {bits} bits is not supported (only 2, 4 and 8 bits)")]
+    GptqBits { path: PathBuf, bits: i64 },
+
+    #[error("{path}: no GPTQ modules (no tensor name ends in `.qweight`)")]
+    GptqNoModules { path: PathBuf },
+
+    #[error("GPTQ module `{module}`: tensor `{tensor}` is missing")]
+    GptqMissingTensor { module: String, tensor: String },
+
+    #[error("GPTQ module `{module}`: {reason}")]
+    GptqModule { module: String, reason: String },
+
+    #[error("GPTQ pack: {reason}")]
+    GptqPack { reason: String },
+}
+
+impl From<zoo_atomic_write::Error> for WeightsError {
+    fn from(e: zoo_atomic_write::Error) -> Self {
+        WeightsError::Io { path: e.path, op: e.op, source: e.source }
+    }
 }
 
 /// Shorthand used throughout the crate.

@@ -3,13 +3,14 @@
 //! tensor bytes are streamed in order with 32-byte alignment padding inserted between tensors.
 //!
 //! Everything goes to `.NAME.zoo-tmp-PID` in the destination's folder, is fsync'ed, and only
-//! then renamed onto the destination; dropping an unfinished writer removes the temp file.
+//! then renamed onto the destination (a `zoo_atomic_write::AtomicFile`); dropping an unfinished
+//! writer removes the temp file.
 
-use std::fs::{self, File};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
+use zoo_atomic_write::AtomicFile;
 
 use crate::dtype::GgmlType;
 use crate::error::{Result, WeightsError, io_err};
@@ -120,14 +121,13 @@ pub fn encode_header(metadata: &[(String, MetaValue)], tensors: &[GgufTensorSpec
 pub struct GgufWriter {
     dest: PathBuf,
     tmp: PathBuf,
-    out: Option<BufWriter<File>>,
+    out: Option<BufWriter<AtomicFile>>,
     hasher: Sha256,
     size: u64,
     specs: Vec<GgufTensorSpec>,
     cur: usize,
     remaining: u64,
     overwrite: bool,
-    finished: bool,
 }
 
 impl std::fmt::Debug for GgufWriter {
@@ -168,12 +168,8 @@ impl GgufWriter {
                 });
             }
         }
-        if let Some(parent) = dest.parent().filter(|p| !p.as_os_str().is_empty()) {
-            fs::create_dir_all(parent).map_err(io_err(parent, "create folder"))?;
-        }
-        // Temp files of killed runs (`kill -9`) for this destination go first.
-        crate::writer::remove_stale(dest);
-        let file = File::create(&tmp).map_err(io_err(&tmp, "create"))?;
+        // Also removes the temp files of killed runs (`kill -9`) for this destination.
+        let file = AtomicFile::create(dest)?;
         let mut w = GgufWriter {
             dest: dest.into(),
             tmp,
@@ -184,7 +180,6 @@ impl GgufWriter {
             cur: 0,
             remaining: 0,
             overwrite,
-            finished: false,
         };
         let header = encode_header(metadata, &w.specs);
         w.raw(&header)?;
@@ -246,37 +241,25 @@ impl GgufWriter {
                 reason: format!("tensor `{}` is missing {} bytes", t.name, self.remaining),
             });
         }
-        if let Some(out) = self.out.take() {
-            let file = out.into_inner().map_err(|e| WeightsError::Io {
-                path: self.tmp.clone(),
-                op: "write",
-                source: e.into_error(),
-            })?;
-            file.sync_all().map_err(io_err(&self.tmp, "fsync"))?;
-        }
+        let Some(out) = self.out.take() else {
+            return Err(WeightsError::InvalidOutput {
+                reason: format!("{} was already finished", self.dest.display()),
+            });
+        };
+        let file = out.into_inner().map_err(|e| WeightsError::Io {
+            path: self.tmp.clone(),
+            op: "write",
+            source: e.into_error(),
+        })?;
         if self.dest.is_dir() {
             return Err(WeightsError::InvalidOutput { reason: format!("{} is a folder", self.dest.display()) });
         }
         if self.dest.exists() && !self.overwrite {
             return Err(WeightsError::DestinationExists { path: self.dest.clone() });
         }
-        fs::rename(&self.tmp, &self.dest).map_err(io_err(&self.dest, "rename into place"))?;
-        if let Some(parent) = self.dest.parent() {
-            let parent = if parent.as_os_str().is_empty() { Path::new(".") } else { parent };
-            File::open(parent).and_then(|d| d.sync_all()).map_err(io_err(parent, "fsync"))?;
-        }
-        self.finished = true;
+        file.commit()?;
         let sha256 = self.hasher.clone().finalize().iter().map(|b| format!("{b:02x}")).collect();
         Ok(GgufWriteReport { dest: self.dest.clone(), size: self.size, sha256, tensors: self.specs.len() })
-    }
-}
-
-impl Drop for GgufWriter {
-    fn drop(&mut self) {
-        if !self.finished {
-            self.out = None;
-            let _ = fs::remove_file(&self.tmp);
-        }
     }
 }
 
@@ -347,7 +330,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let dest = dir.path().join("m.gguf");
         let stale = crate::writer::temp_name(&dest, 4_999_999).unwrap();
-        fs::write(&stale, b"half a gguf").unwrap();
+        std::fs::write(&stale, b"half a gguf").unwrap();
         let specs = vec![GgufTensorSpec { name: "v".into(), dims: vec![3], ggml_type: GgmlType::F32, byte_len: 12 }];
         let w = GgufWriter::create(&dest, &[], specs, false).unwrap();
         assert!(!stale.exists(), "a dead process's temp file is swept");

@@ -54,33 +54,12 @@ pub const LINEAR_NAMES: &[&str] = &[
     "dense_4h_to_h",
 ];
 
-/// Everything that can go wrong with a GPTQ checkpoint.
-#[derive(Debug, thiserror::Error)]
-pub enum GptqError {
-    #[error(transparent)]
-    Weights(#[from] WeightsError),
-
-    #[error("{path}: {reason}")]
-    Config { path: PathBuf, reason: String },
-
-    #[error("{path}: GPTQ with {bits} bits is not supported (only 2, 4 and 8 bits)")]
-    UnsupportedBits { path: PathBuf, bits: i64 },
-
-    #[error("{path}: no GPTQ modules (no tensor name ends in `.qweight`)")]
-    NoModules { path: PathBuf },
-
-    #[error("GPTQ module `{module}`: tensor `{tensor}` is missing")]
-    MissingTensor { module: String, tensor: String },
-
-    #[error("GPTQ module `{module}`: {reason}")]
-    Module { module: String, reason: String },
-
-    #[error("GPTQ pack: {reason}")]
-    Pack { reason: String },
-}
+/// The old name of this module's errors, kept so that callers written against it still build:
+/// they are [`WeightsError`]s now (the `Gptq*` variants), the crate's one error enum.
+pub type GptqError = WeightsError;
 
 /// Shorthand for this module.
-pub type Result<T, E = GptqError> = std::result::Result<T, E>;
+pub type Result<T, E = WeightsError> = std::result::Result<T, E>;
 
 /// `quantize_config.json` as AutoGPTQ writes it.
 #[derive(Debug, Clone, PartialEq)]
@@ -126,7 +105,7 @@ impl GptqConfig {
         };
         let bits = int("bits")?;
         if !matches!(bits, 2 | 4 | 8) {
-            return Err(GptqError::UnsupportedBits { path: path.into(), bits });
+            return Err(WeightsError::GptqBits { path: path.into(), bits });
         }
         let group_size = match int("group_size")? {
             -1 => None,
@@ -170,12 +149,12 @@ impl GptqConfig {
     }
 }
 
-fn config_err(path: &Path, reason: String) -> GptqError {
-    GptqError::Config { path: path.into(), reason }
+fn config_err(path: &Path, reason: String) -> WeightsError {
+    WeightsError::GptqConfig { path: path.into(), reason }
 }
 
-fn module_err(module: &str, reason: String) -> GptqError {
-    GptqError::Module { module: module.into(), reason }
+fn module_err(module: &str, reason: String) -> WeightsError {
+    WeightsError::GptqModule { module: module.into(), reason }
 }
 
 /// One quantized Linear, validated against the config.
@@ -246,7 +225,7 @@ impl GptqModel {
             }
         }
         if modules.is_empty() {
-            return Err(GptqError::NoModules { path: folder.into() });
+            return Err(WeightsError::GptqNoModules { path: folder.into() });
         }
         Ok(GptqModel { folder: folder.into(), config, checkpoint, modules })
     }
@@ -305,7 +284,7 @@ fn shape_str(t: &TensorInfo) -> String {
 fn validate_module(ck: &Checkpoint, cfg: &GptqConfig, module: &str) -> Result<GptqLinear> {
     let get = |suffix: &str| ck.get(&format!("{module}.{suffix}")).cloned();
     let missing =
-        |suffix: &str| GptqError::MissingTensor { module: module.into(), tensor: format!("{module}.{suffix}") };
+        |suffix: &str| WeightsError::GptqMissingTensor { module: module.into(), tensor: format!("{module}.{suffix}") };
     let qweight = get("qweight").ok_or_else(|| missing("qweight"))?;
     let qzeros = get("qzeros").ok_or_else(|| missing("qzeros"))?;
     let scales = get("scales").ok_or_else(|| missing("scales"))?;
@@ -346,7 +325,7 @@ fn validate_module(ck: &Checkpoint, cfg: &GptqConfig, module: &str) -> Result<Gp
             ));
         }
     } else if cfg.desc_act {
-        return Err(GptqError::MissingTensor {
+        return Err(WeightsError::GptqMissingTensor {
             module: module.into(),
             tensor: format!("{module}.g_idx (desc_act is true)"),
         });
@@ -392,8 +371,10 @@ fn read_words(ck: &Checkpoint, t: &TensorInfo) -> Result<Vec<u32>> {
 
 fn read_indices(ck: &Checkpoint, t: &TensorInfo) -> Result<Vec<u32>> {
     let bytes = ck.read_to_vec(t, t.byte_len)?;
-    let bad =
-        |v: i64| GptqError::Module { module: t.name.clone(), reason: format!("g_idx holds {v}, not a group number") };
+    let bad = |v: i64| WeightsError::GptqModule {
+        module: t.name.clone(),
+        reason: format!("g_idx holds {v}, not a group number"),
+    };
     match t.dtype {
         Dtype::I64 => bytes
             .chunks_exact(8)
@@ -423,9 +404,7 @@ fn to_f32(name: &str, dtype: Dtype, bytes: &[u8]) -> Result<Vec<f32>> {
         Dtype::BF16 => bytes.chunks_exact(2).map(|c| half::bf16::from_le_bytes(le(c)).to_f32()).collect(),
         Dtype::F32 => bytes.chunks_exact(4).map(|c| f32::from_le_bytes(le(c))).collect(),
         d => {
-            return Err(
-                WeightsError::UnsupportedDtype { tensor: name.into(), dtype: d, op: "GPTQ (de)quantization" }.into()
-            );
+            return Err(WeightsError::UnsupportedDtype { tensor: name.into(), dtype: d, op: "GPTQ (de)quantization" });
         }
     })
 }
@@ -434,7 +413,7 @@ fn default_g_idx(in_features: u64, group_size: Option<u64>) -> Result<Vec<u32>> 
     (0..in_features)
         .map(|k| {
             let g = group_size.map_or(0, |g| k / g);
-            u32::try_from(g).map_err(|_| GptqError::Pack { reason: format!("group {g} does not fit in int32") })
+            u32::try_from(g).map_err(|_| WeightsError::GptqPack { reason: format!("group {g} does not fit in int32") })
         })
         .collect()
 }
@@ -596,7 +575,7 @@ pub fn pack_rtn(
 ) -> Result<PackedLinear> {
     const BITS: usize = 4;
     const PER: usize = 32 / BITS;
-    let pack_err = |reason: String| GptqError::Pack { reason };
+    let pack_err = |reason: String| WeightsError::GptqPack { reason };
     if in_features == 0 || out_features == 0 || !in_features.is_multiple_of(PER) || !out_features.is_multiple_of(PER) {
         return Err(pack_err(format!(
             "weight [{out_features}, {in_features}]: both dimensions must be positive multiples of {PER}"
@@ -715,8 +694,7 @@ pub fn dequantize_to_folder(
             tensor: "(output)".into(),
             dtype,
             op: "GPTQ dequantization output",
-        }
-        .into());
+        });
     }
     enum Item<'a> {
         Copy(&'a TensorInfo),
@@ -767,7 +745,7 @@ pub fn dequantize_to_folder(
             _ => writer.add_file(&name, &path)?,
         }
     }
-    Ok(writer.finish()?)
+    writer.finish()
 }
 
 /// Whether an HF tensor is the weight of a Linear [`quantize_folder`] packs.
@@ -797,7 +775,7 @@ pub fn quantize_folder(
                 _ => continue,
             };
             if inp == 0 || out == 0 || !inp.is_multiple_of(8) || !out.is_multiple_of(8) {
-                return Err(GptqError::Pack {
+                return Err(WeightsError::GptqPack {
                     reason: format!("`{}` is [{out}, {inp}]: both dimensions must be positive multiples of 8", t.name),
                 });
             }
@@ -827,7 +805,8 @@ pub fn quantize_folder(
         let w = to_f32(&t.name, t.dtype, &bytes)?;
         drop(bytes);
         let (out, inp) = (to_usize(&t.name, out)?, to_usize(&t.name, inp)?);
-        let packed = pack_rtn(&w, out, inp, g).map_err(|e| GptqError::Pack { reason: format!("`{}`: {e}", t.name) })?;
+        let packed =
+            pack_rtn(&w, out, inp, g).map_err(|e| WeightsError::GptqPack { reason: format!("`{}`: {e}", t.name) })?;
         for b in packed.tensor_bytes() {
             writer.write(&b)?;
         }
@@ -838,5 +817,5 @@ pub fn quantize_folder(
         writer.add_file(&name, &path)?;
     }
     writer.add_bytes(QUANTIZE_CONFIG, cfg.to_json().as_bytes())?;
-    Ok(writer.finish()?)
+    writer.finish()
 }

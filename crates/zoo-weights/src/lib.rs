@@ -10,7 +10,6 @@
 
 pub mod checkpoint;
 pub mod delta;
-pub mod dtype;
 pub mod error;
 pub mod gguf;
 pub mod gguf_convert;
@@ -18,13 +17,14 @@ pub mod gguf_vocab;
 pub mod gguf_write;
 pub mod gptq;
 pub mod kernels;
-pub mod mem;
 pub mod pickle;
-pub mod quant;
 pub mod safetensors;
 pub mod torch;
 pub mod writer;
 pub mod zip;
+
+// Moved to `zoo-ggml` (shared with `zoo-kernels`); the old paths stay.
+pub use zoo_ggml::{dtype, mem, quant};
 
 pub use checkpoint::{Checkpoint, Format, TensorInfo};
 pub use delta::{Algorithm, DeltaOptions, DeltaReport};

@@ -4,7 +4,8 @@
 //! Everything is written into `.NAME.zoo-tmp-PID` next to the destination (same filesystem),
 //! fsync'ed, and only then renamed to the destination. A crash leaves at most that temp folder,
 //! whose name says what it is; the next writer for the same destination removes it once its
-//! process is gone. Dropping an unfinished writer removes its temp folder.
+//! process is gone. Dropping an unfinished writer removes its temp folder. The names, the
+//! clean-up and the fsyncs are `zoo_atomic_write`'s; the folder swap is this module's.
 
 use std::fs::{self, File};
 use std::io::Write;
@@ -206,51 +207,12 @@ impl std::fmt::Debug for SafetensorsWriter {
     }
 }
 
-/// The temp-folder name used for `dest` by process `pid`.
-pub fn temp_name(dest: &Path, pid: u32) -> Option<PathBuf> {
-    let name = dest.file_name()?.to_str()?;
-    Some(dest.with_file_name(format!(".{name}.zoo-tmp-{pid}")))
-}
-
-fn pid_alive(pid: u32) -> bool {
-    Path::new("/proc").join(pid.to_string()).exists()
-}
-
-/// Removes temp folders (or files, for single-file outputs like GGUF) for `dest` left by
-/// processes that no longer run (killed with -9, power loss); those of live processes stay.
-pub fn remove_stale(dest: &Path) {
-    let (Some(parent), Some(name)) = (dest.parent(), dest.file_name().and_then(|n| n.to_str())) else {
-        return;
-    };
-    let parent = if parent.as_os_str().is_empty() { Path::new(".") } else { parent };
-    let Ok(entries) = fs::read_dir(parent) else { return };
-    let tmp_prefix = format!(".{name}.zoo-tmp-");
-    let old_prefix = format!(".{name}.zoo-old-");
-    let me = std::process::id();
-    for e in entries.flatten() {
-        let file_name = e.file_name();
-        let Some(n) = file_name.to_str() else { continue };
-        let (pid, is_old) = if let Some(p) = n.strip_prefix(&tmp_prefix) {
-            (p, false)
-        } else if let Some(p) = n.strip_prefix(&old_prefix) {
-            (p, true)
-        } else {
-            continue;
-        };
-        let Ok(pid) = pid.parse::<u32>() else { continue };
-        // An old copy is garbage only once the new destination is in place.
-        if is_old && !dest.exists() {
-            continue;
-        }
-        if pid == me || !pid_alive(pid) {
-            let p = e.path();
-            let _ = if p.is_dir() { fs::remove_dir_all(&p) } else { fs::remove_file(&p) };
-        }
-    }
-}
+// The naming and clean-up of temp folders are the workspace's one atomic-write helper's; the
+// binary reaches them through this module.
+pub use zoo_atomic_write::{remove_stale, temp_name};
 
 fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir, "fsync"))
+    Ok(zoo_atomic_write::sync_dir(dir)?)
 }
 
 /// Splits tensors (by byte length, in order) into shards of at most `max` bytes; a tensor
@@ -483,8 +445,11 @@ impl SafetensorsWriter {
             if !self.overwrite {
                 return Err(WeightsError::DestinationExists { path: self.dest.clone() });
             }
-            let name = self.dest.file_name().and_then(|n| n.to_str()).unwrap_or("out");
-            let old = self.dest.with_file_name(format!(".{name}.zoo-old-{}", std::process::id()));
+            let Some(old) = zoo_atomic_write::old_name(&self.dest, std::process::id()) else {
+                return Err(WeightsError::InvalidOutput {
+                    reason: format!("{} has no folder name", self.dest.display()),
+                });
+            };
             fs::rename(&self.dest, &old).map_err(io_err(&self.dest, "move aside"))?;
             if let Err(e) = fs::rename(&self.tmp, &self.dest) {
                 // Put the old folder back so the destination is never left missing.

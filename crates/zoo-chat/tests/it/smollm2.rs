@@ -130,7 +130,9 @@ fn stop_strings_cut_the_reference_generations() {
             }
             assert!(!printed.contains('<'), "a partial stop string was printed: {printed:?}");
         }
-        assert!(stopped);
+        // The reference generations have a token budget: one ends before its model said
+        // `<|im_end|>`, and then nothing may stop it.
+        assert_eq!(stopped, case.greedy_text.contains("<|im_end|>"), "{:?}", case.greedy_text);
         assert_eq!(printed, want);
     }
 }

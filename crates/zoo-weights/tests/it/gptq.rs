@@ -4,9 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use half::f16;
-use zoo_weights::gptq::{self, GptqError, GptqModel};
+use zoo_weights::gptq::{self, GptqModel};
 use zoo_weights::safetensors::{TensorSpec, encode_header};
-use zoo_weights::{Checkpoint, Dtype, WriteOptions};
+use zoo_weights::{Checkpoint, Dtype, WeightsError, WriteOptions};
 
 /// `tests/fixtures/gptq-cases` of the workspace; a missing folder fails with a hint.
 fn cases() -> PathBuf {
@@ -229,7 +229,7 @@ fn folder(config: &str, tensors: &[(&str, Dtype, &[u64])]) -> tempfile::TempDir 
 
 const CONFIG: &str = r#"{"bits": 4, "group_size": 128, "damp_percent": 0.01, "desc_act": true}"#;
 
-fn open_err(config: &str, tensors: &[(&str, Dtype, &[u64])]) -> GptqError {
+fn open_err(config: &str, tensors: &[(&str, Dtype, &[u64])]) -> WeightsError {
     let tmp = folder(config, tensors);
     GptqModel::open(tmp.path()).unwrap_err()
 }
@@ -270,7 +270,7 @@ fn qweight_not_matching_g_idx_length() {
         ],
     );
     let msg = e.to_string();
-    assert!(matches!(e, GptqError::Module { .. }), "{e:?}");
+    assert!(matches!(e, WeightsError::GptqModule { .. }), "{e:?}");
     assert!(msg.contains(M) && msg.contains("[200]") && msg.contains("[32, 64]") && msg.contains("256"), "{msg}");
 }
 
@@ -317,7 +317,7 @@ fn bits_3_in_config() {
             (&gi, Dtype::I32, &[256]),
         ],
     );
-    assert!(matches!(e, GptqError::UnsupportedBits { bits: 3, .. }), "{e:?}");
+    assert!(matches!(e, WeightsError::GptqBits { bits: 3, .. }), "{e:?}");
     assert!(e.to_string().contains("3 bits is not supported"), "{e}");
 }
 
@@ -325,7 +325,7 @@ fn bits_3_in_config() {
 fn missing_scales() {
     let [qw, qz, _, gi] = names(["qweight", "qzeros", "scales", "g_idx"]);
     let e = open_err(CONFIG, &[(&qw, Dtype::I32, &[32, 64]), (&qz, Dtype::I32, &[2, 8]), (&gi, Dtype::I32, &[256])]);
-    assert!(matches!(&e, GptqError::MissingTensor { tensor, .. } if tensor == &format!("{M}.scales")), "{e:?}");
+    assert!(matches!(&e, WeightsError::GptqMissingTensor { tensor, .. } if tensor == &format!("{M}.scales")), "{e:?}");
     assert!(e.to_string().contains("is missing"), "{e}");
 }
 
@@ -380,5 +380,5 @@ fn bad_configs_are_refused_with_the_reason() {
 #[test]
 fn no_quantized_modules() {
     let e = open_err(CONFIG, &[("model.norm.weight", Dtype::F32, &[8])]);
-    assert!(matches!(e, GptqError::NoModules { .. }), "{e:?}");
+    assert!(matches!(e, WeightsError::GptqNoModules { .. }), "{e:?}");
 }

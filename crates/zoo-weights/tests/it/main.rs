@@ -4,5 +4,4 @@ mod cases;
 mod fixtures;
 mod gptq;
 mod hostile;
-mod quant;
 mod util;

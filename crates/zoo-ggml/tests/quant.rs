@@ -3,11 +3,60 @@
 //! Q6_K) from the same f32 rows; ours must be byte-identical. Q5_K came later: its blocks for
 //! those rows, and llama-quantize's own Q5_K of real SmolLM2 rows (with ggml's dequantization
 //! of them), are in `tests/fixtures/quant/q5_k-llama.safetensors` (made by `make_q5_k.sh`).
+//!
+//! The fixtures are read by the few lines of [`Checkpoint`] below, not by `zoo-weights`, which
+//! depends on this crate.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use zoo_weights::quant::{self, QuantError, QuantType};
-use zoo_weights::{Checkpoint, Dtype};
+use zoo_ggml::Dtype;
+use zoo_ggml::quant::{self, QuantError, QuantType};
+
+/// One tensor of a safetensors fixture.
+struct TensorInfo {
+    name: String,
+    dtype: Dtype,
+    shape: Vec<u64>,
+    data: Vec<u8>,
+}
+
+/// A whole (small) safetensors file in memory: enough of the format for the fixtures.
+struct Checkpoint {
+    tensors: Vec<TensorInfo>,
+}
+
+impl Checkpoint {
+    fn open(path: &Path) -> Checkpoint {
+        let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+        let (len, rest) = bytes.split_first_chunk::<8>().expect("safetensors header length");
+        let (header, data) = rest.split_at(u64::from_le_bytes(*len) as usize);
+        let header: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_slice(header).expect("safetensors header");
+        let mut tensors: Vec<TensorInfo> = header
+            .into_iter()
+            .filter(|(name, _)| name != "__metadata__")
+            .map(|(name, entry)| {
+                let dtype = Dtype::from_safetensors_name(entry["dtype"].as_str().expect("dtype")).expect("known dtype");
+                let shape =
+                    entry["shape"].as_array().expect("shape").iter().map(|d| d.as_u64().expect("dim")).collect();
+                let offsets = entry["data_offsets"].as_array().expect("data_offsets");
+                let (begin, end) =
+                    (offsets[0].as_u64().expect("begin") as usize, offsets[1].as_u64().expect("end") as usize);
+                TensorInfo { name, dtype, shape, data: data[begin..end].to_vec() }
+            })
+            .collect();
+        tensors.sort_by(|a, b| a.name.cmp(&b.name));
+        Checkpoint { tensors }
+    }
+
+    fn tensors(&self) -> &[TensorInfo] {
+        &self.tensors
+    }
+
+    fn get(&self, name: &str) -> Option<&TensorInfo> {
+        self.tensors.iter().find(|t| t.name == name)
+    }
+}
 
 fn fixture() -> Checkpoint {
     let path = PathBuf::from(concat!(
@@ -20,7 +69,7 @@ fn fixture() -> Checkpoint {
          (see tests/fixtures/reference/README.md, `quant/`)",
         path.display()
     );
-    Checkpoint::open(&path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()))
+    Checkpoint::open(&path)
 }
 
 /// Our own fixture of llama.cpp-made Q5_K blocks (see `tests/fixtures/quant/make_q5_k.sh`).
@@ -31,7 +80,7 @@ fn q5_k_fixture() -> Checkpoint {
         "Q5_K fixture missing at {}: make it with tests/fixtures/quant/make_q5_k.sh (needs scripts/llama-cpp.sh)",
         path.display()
     );
-    Checkpoint::open(&path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()))
+    Checkpoint::open(&path)
 }
 
 /// The reference blocks `NAME.<type>` for an input of the shared fixture: from the shared
@@ -39,15 +88,14 @@ fn q5_k_fixture() -> Checkpoint {
 fn reference_blocks(shared: &Checkpoint, ours: &Checkpoint, name: &str, t: QuantType) -> Option<Vec<u8>> {
     let ref_name = format!("{name}.{}", t.name().to_lowercase());
     let ck = if shared.get(&ref_name).is_some() { shared } else { ours };
-    ck.get(&ref_name).map(|info| ck.read_to_vec(info, 1 << 26).unwrap())
+    ck.get(&ref_name).map(|info| info.data.clone())
 }
 
 /// The f32 values of a tensor.
 fn f32_values(ck: &Checkpoint, name: &str) -> Vec<f32> {
     let info = ck.get(name).unwrap_or_else(|| panic!("{name} missing from the fixture"));
     assert_eq!(info.dtype, Dtype::F32, "{name}");
-    let bytes = ck.read_to_vec(info, 1 << 26).unwrap();
-    bytes.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect()
+    info.data.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect()
 }
 
 /// The f32 inputs of the fixture: (name, rows, values per row, values).
@@ -57,8 +105,7 @@ fn inputs(ck: &Checkpoint) -> Vec<(String, usize, usize, Vec<f32>)> {
         .iter()
         .filter(|t| t.dtype == Dtype::F32)
         .map(|t| {
-            let bytes = ck.read_to_vec(t, 1 << 26).unwrap();
-            let values = bytes.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
+            let values = t.data.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
             let [rows, cols] = t.shape[..] else { panic!("{}: expected a 2-d input, got {:?}", t.name, t.shape) };
             (t.name.clone(), rows as usize, cols as usize, values)
         })
@@ -191,7 +238,7 @@ fn q5_k_matches_llama_quantize_on_smollm2_rows() {
     assert_eq!(names.len(), 3, "expected three SmolLM2 tensors in the fixture, got {names:?}");
     for name in names {
         let x = f32_values(&ck, &name);
-        let want = ck.read_to_vec(ck.get(&format!("{name}.q5_k")).unwrap(), 1 << 26).unwrap();
+        let want = ck.get(&format!("{name}.q5_k")).unwrap().data.clone();
         let ggml_back = f32_values(&ck, &format!("{name}.q5_k.f32"));
         let cols = 1536;
         let row_bytes = t.row_bytes(cols).unwrap();
