@@ -202,14 +202,13 @@ fn prompt_format(g: &GenArgs, r: &Resolved, m: &LoadedModel) -> anyhow::Result<P
 }
 
 async fn prepare(ctx: &Ctx, g: &GenArgs) -> anyhow::Result<Prepared> {
-    if let Some(n) = g.threads {
-        // candle reads RAYON_NUM_THREADS on every operation; no other thread runs yet.
-        unsafe { std::env::set_var("RAYON_NUM_THREADS", n.to_string()) };
-        zoo_infer::set_threads(n);
-    }
+    let opts = match g.threads {
+        Some(n) => zoo_infer::LoadOptions { threads: zoo_infer::Threads::new(n) },
+        None => zoo_infer::LoadOptions::default(),
+    };
     let r = resolve(ctx, &g.model).await?;
     let path = r.path.clone();
-    let model = tokio::task::spawn_blocking(move || zoo_infer::load(&path))
+    let model = tokio::task::spawn_blocking(move || zoo_infer::load_with(&path, &opts))
         .await
         .context("loader stopped")?
         .with_context(|| format!("loading {}", r.path.display()))?;
