@@ -2,9 +2,13 @@
 
 use crate::error::{InferError, Result};
 
-/// Keys and values of past positions, preallocated for the context as `(kv_heads, context,
-/// head_dim)` f32 rows (zeroed pages are only touched as they fill, so resident memory grows
-/// with the sequence, not the context size). Rows are appended in place
+/// Keys and values of past positions as `(kv_heads, cap, head_dim)` f32 rows, so each head's
+/// keys are one contiguous run for the attention kernel. `cap` grows (doubling, up to the
+/// context) as positions arrive, copying the rows once per growth. **Decision:** the cache
+/// used to be allocated for the whole context and left to the kernel to map lazily; but every
+/// head's region starts on its own page, and with transparent huge pages each first touch
+/// zeroed 2 MiB: 32 SmolLM2 sequences touched ~11 GB for 128 positions each. Grown buffers
+/// cost a copy per doubling and hold at most twice what is used. Rows are appended in place
 /// ([`KvCache::push_rows`]) and read in place by the attention (`layers::attention`).
 ///
 /// **Invariant:** positions `0..len` hold valid rows; anything after `len` is stale and never
@@ -15,43 +19,63 @@ pub struct KvCache {
     v: Vec<f32>,
     heads: usize,
     dim: usize,
+    /// Positions allocated.
     cap: usize,
+    /// Positions allowed (the model's context).
+    context: usize,
     len: usize,
 }
 
+/// Positions allocated at first use.
+const FIRST_CAP: usize = 64;
+
 impl KvCache {
     pub fn new(context: usize) -> KvCache {
-        KvCache { k: Vec::new(), v: Vec::new(), heads: 0, dim: 0, cap: context, len: 0 }
+        KvCache { k: Vec::new(), v: Vec::new(), heads: 0, dim: 0, cap: 0, context, len: 0 }
     }
 
-    /// Allocates on first use, when the head shape is known; refuses a different shape later.
-    fn ensure(&mut self, heads: usize, dim: usize) -> Result<()> {
-        if self.k.is_empty() {
-            let n = heads
-                .checked_mul(self.cap)
-                .and_then(|x| x.checked_mul(dim))
-                .ok_or_else(|| InferError::Invalid("KV cache size overflows".into()))?;
-            // `vec![0; n]` is a zeroed allocation: the kernel maps the pages lazily.
-            self.k = vec![0f32; n];
-            self.v = vec![0f32; n];
-            self.heads = heads;
-            self.dim = dim;
-        } else if (heads, dim) != (self.heads, self.dim) {
+    /// Makes room for `need` positions of `heads` × `dim` (the shape is fixed by the first use;
+    /// a different one later is refused).
+    fn ensure(&mut self, heads: usize, dim: usize, need: usize) -> Result<()> {
+        if self.cap > 0 && (heads, dim) != (self.heads, self.dim) {
             return Err(InferError::Invalid(format!(
                 "KV cache holds {} heads of {}, got {heads} of {dim}",
                 self.heads, self.dim
             )));
         }
+        if need > self.context {
+            return Err(InferError::ContextOverflow { prompt: need, context: self.context });
+        }
+        if need <= self.cap {
+            return Ok(());
+        }
+        let cap = need.max(2 * self.cap).max(FIRST_CAP).min(self.context);
+        let n = heads
+            .checked_mul(cap)
+            .and_then(|x| x.checked_mul(dim))
+            .ok_or_else(|| InferError::Invalid("KV cache size overflows".into()))?;
+        let (mut k, mut v) = (vec![0f32; n], vec![0f32; n]);
+        for h in 0..self.heads {
+            let (from, to) = (h * self.cap * dim, h * cap * dim);
+            let rows = self.len * dim;
+            if let (Some(dk), Some(dv), Some(sk), Some(sv)) = (
+                k.get_mut(to..to + rows),
+                v.get_mut(to..to + rows),
+                self.k.get(from..from + rows),
+                self.v.get(from..from + rows),
+            ) {
+                dk.copy_from_slice(sk);
+                dv.copy_from_slice(sv);
+            }
+        }
+        (self.k, self.v, self.heads, self.dim, self.cap) = (k, v, heads, dim, cap);
         Ok(())
     }
 
     /// Appends `t` positions: `k` and `v` are `t` rows of (kv_heads × head_dim) values, as the
     /// projections produce them.
     pub fn push_rows(&mut self, heads: usize, dim: usize, t: usize, k: &[f32], v: &[f32]) -> Result<()> {
-        self.ensure(heads, dim)?;
-        if self.len + t > self.cap {
-            return Err(InferError::ContextOverflow { prompt: self.len + t, context: self.cap });
-        }
+        self.ensure(heads, dim, self.len + t)?;
         let w = heads * dim;
         if k.len() != t * w || v.len() != t * w {
             return Err(InferError::Invalid("KV rows of the wrong width".into()));
@@ -99,9 +123,9 @@ impl KvCache {
         self.len == 0
     }
 
-    /// Positions the cache has room for.
+    /// Positions the cache may hold (the context).
     pub fn capacity(&self) -> usize {
-        self.cap
+        self.context
     }
 
     pub fn reset(&mut self) {
@@ -113,22 +137,23 @@ impl KvCache {
         self.len = self.len.min(n);
     }
 
-    /// A new cache of the same capacity holding a copy of the first `n` positions (at most
-    /// `len`). Only those rows are copied: the rest of the new allocation stays untouched.
+    /// A new cache of the same context holding a copy of the first `n` positions (at most
+    /// `len`), with room for as many more.
     pub fn clone_prefix(&self, n: usize) -> KvCache {
         let n = n.min(self.len);
-        let mut out = KvCache::new(self.cap);
-        if self.k.is_empty() || n == 0 {
+        let mut out = KvCache::new(self.context);
+        if n == 0 || out.ensure(self.heads, self.dim, (2 * n).min(self.context)).is_err() {
             return out;
         }
-        if out.ensure(self.heads, self.dim).is_err() {
-            return KvCache::new(self.cap);
-        }
         for h in 0..self.heads {
-            let span = h * self.cap * self.dim..(h * self.cap + n) * self.dim;
-            if let (Some(dk), Some(dv), Some(sk), Some(sv)) =
-                (out.k.get_mut(span.clone()), out.v.get_mut(span.clone()), self.k.get(span.clone()), self.v.get(span))
-            {
+            let (from, to) = (h * self.cap * self.dim, h * out.cap * self.dim);
+            let rows = n * self.dim;
+            if let (Some(dk), Some(dv), Some(sk), Some(sv)) = (
+                out.k.get_mut(to..to + rows),
+                out.v.get_mut(to..to + rows),
+                self.k.get(from..from + rows),
+                self.v.get(from..from + rows),
+            ) {
                 dk.copy_from_slice(sk);
                 dv.copy_from_slice(sv);
             }
