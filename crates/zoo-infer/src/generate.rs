@@ -226,9 +226,9 @@ impl Generator {
         self.accept(&logits, secs).map(Some)
     }
 
-    /// The forward this generator needs next, for a batch ([`step_batch`]); `None` once
-    /// finished.
-    pub fn input(&mut self) -> Option<SeqInput<'_>> {
+    /// The forward this generator needs next; `None` once finished. Crate-private: whoever
+    /// runs it must hand the logits to `accept`, which `next_token` and [`step_batch`] do.
+    fn input(&mut self) -> Option<SeqInput<'_>> {
         if self.finish.is_some() || self.pending.is_empty() {
             return None;
         }
