@@ -235,7 +235,7 @@ impl Generator {
         Some(SeqInput::new(&mut self.state, &self.pending, self.sampler.wants()))
     }
 
-    /// Takes the logits of the forward of [`Generator::input`] (which took `secs`), samples
+    /// Takes the logits of the forward of `input` (which took `secs`), samples
     /// the next token and decides whether generation ends.
     fn accept(&mut self, logits: &Tensor, secs: f64) -> Result<u32> {
         if self.history.len() == self.prompt_len {
