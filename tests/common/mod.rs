@@ -6,11 +6,7 @@ use std::process::{Command, Stdio};
 /// A file or folder of `tests/fixtures/reference` (copied from the shared reference fixtures); a missing one fails with a hint, never skips.
 pub fn fixture(rel: &str) -> PathBuf {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/reference").join(rel);
-    assert!(
-        p.exists(),
-        "missing fixture {}: it is part of the repository (see tests/fixtures/reference/README.md)",
-        p.display()
-    );
+    assert!(p.exists(), "missing fixture {}: it is part of the repository (see tests/fixtures/reference/README.md)", p.display());
     p
 }
 

@@ -10,10 +10,8 @@ use zoo_weights::quant::{self, QuantError, QuantType};
 use zoo_weights::{Checkpoint, Dtype};
 
 fn fixture() -> Checkpoint {
-    let path = PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../tests/fixtures/reference/quant/quant-shared.safetensors"
-    ));
+    let path =
+        PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/reference/quant/quant-shared.safetensors"));
     assert!(
         path.is_file(),
         "quantization fixture missing at {}: it is part of the repository \
