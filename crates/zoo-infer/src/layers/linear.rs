@@ -196,6 +196,11 @@ pub fn head_row(pool: &ThreadPool, head: &Linear, x: &[f32], vocab: usize, logit
     Ok(Tensor::from_vec(out, (1, vocab), &Device::Cpu)?)
 }
 
+/// Activation rows per call of the quantized kernels (see `QMatMul`). With 4096 rows per call
+/// (32 SmolLM2 prompts of 128) prefill ran at 0.46× the speed of one prompt on the 2-core
+/// Xeon; in slices of 256 rows, at about 1× (measured on a loaded machine: a rough figure).
+const MAX_ROWS_PER_CALL: usize = 256;
+
 /// Rows of a split or coded head's product computed per slice of the head.
 const SPLIT_SLICE_ROWS: usize = 4096;
 
@@ -306,7 +311,14 @@ impl CustomOp1 for QMatMul<'_> {
         let m = x.len() / q.cols.max(1);
         let mut out = vec![0f32; m * q.rows];
         let w = QMatrix::new(&q.bytes, q.qtype, q.rows, q.cols).map_err(candle_core::Error::wrap)?;
-        zoo_kernels::matmul(self.pool, &w, x, m, &mut out).map_err(candle_core::Error::wrap)?;
+        // The kernel runs every activation row against each tile of weight rows; a batch of
+        // many sequences goes through in slices whose quantized activations stay in cache.
+        for (xs, os) in
+            x.chunks(MAX_ROWS_PER_CALL * q.cols.max(1)).zip(out.chunks_mut(MAX_ROWS_PER_CALL * q.rows.max(1)))
+        {
+            let rows = xs.len() / q.cols.max(1);
+            zoo_kernels::matmul(self.pool, &w, xs, rows, os).map_err(candle_core::Error::wrap)?;
+        }
         let mut shape = dims.to_vec();
         if let Some(last) = shape.last_mut() {
             *last = q.rows;
