@@ -359,3 +359,35 @@ impl CustomOp1 for HalfMatMul<'_> {
         Ok((CpuStorage::F32(out), Shape::from(shape)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layers::tests::values;
+
+    /// A quantized product over more rows than one kernel call takes (sliced) gives each row
+    /// what the one-row decode kernel gives it.
+    #[test]
+    fn sliced_quantized_product_equals_rows() {
+        let (rows, cols, m) = (8, 64, 2 * MAX_ROWS_PER_CALL + 37);
+        // Q8_0: per 32 values an f16 scale and 32 signed bytes.
+        let mut bytes = zoo_weights::mem::HugeBytes::zeroed(rows * cols / 32 * 34);
+        for (i, block) in bytes.chunks_exact_mut(34).enumerate() {
+            block[..2].copy_from_slice(&half::f16::from_f32(0.01 * (1 + i % 5) as f32).to_le_bytes());
+            for (j, b) in block[2..].iter_mut().enumerate() {
+                *b = ((i * 31 + j * 17) % 255) as u8;
+            }
+        }
+        let q = QWeight { name: "w".into(), qtype: zoo_kernels::QuantType::Q8_0, rows, cols, bytes };
+        let lin = Linear::new(MatrixWeight::Quant(Arc::new(q)), None);
+        let pool = ThreadPool::new(2);
+        let x = values(m * cols, 11);
+        let y = lin.forward(&pool, &Tensor::from_slice(&x, (m, cols), &Device::Cpu).unwrap()).unwrap();
+        let y = y.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let mut row = vec![0f32; rows];
+        for (i, xr) in x.chunks_exact(cols).enumerate() {
+            lin.forward_row(&pool, xr, &mut row).unwrap();
+            assert_eq!(&y[i * rows..(i + 1) * rows], row.as_slice(), "row {i}");
+        }
+    }
+}
