@@ -20,7 +20,7 @@ ROOT=${ZOO_LLAMA_CPP:-$REPO/.cache/llama.cpp}
 JOBS=${JOBS:-2}
 # llama-cli needs the server (LLAMA_BUILD_SERVER) in this version; llama-completion is the non-interactive one
 # (`llama-completion -m M -no-cnv --temp 0 -p ...`), llama-greedy (scripts/llama_greedy.c) prints greedy token ids.
-TARGETS=(llama-quantize llama-bench llama-simple llama-completion llama-cli llama-gguf llama-tokenize)
+TARGETS=(llama-quantize llama-bench llama-batched-bench llama-simple llama-completion llama-cli llama-gguf llama-tokenize)
 mkdir -p "$ROOT/sdist" "$ROOT/src" "$ROOT/bin"
 
 if ! command -v cmake >/dev/null; then

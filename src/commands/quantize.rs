@@ -169,15 +169,16 @@ async fn perplexity(
     threads: usize,
 ) -> anyhow::Result<Perplexity> {
     let (text, source, gguf) = (text.to_path_buf(), source.to_path_buf(), gguf.to_path_buf());
-    zoo_infer::set_threads(threads.max(1));
+    // One set of threads for both models: they run one after the other.
+    let opts = zoo_infer::LoadOptions { threads: zoo_infer::Threads::new(threads) };
     tokio::task::spawn_blocking(move || -> anyhow::Result<Perplexity> {
         let body = std::fs::read_to_string(&text).with_context(|| format!("reading {}", text.display()))?;
-        let mut src = zoo_infer::load(&source).with_context(|| format!("loading {}", source.display()))?;
+        let src = zoo_infer::load_with(&source, &opts).with_context(|| format!("loading {}", source.display()))?;
         let tok = src.tokenizer.as_ref().with_context(|| format!("{} has no tokenizer.json", source.display()))?;
         let mut ids = tok.encode(&body, true)?;
         ids.truncate(max_tokens);
         let (source_ppl, n) = src.session.perplexity(&ids, 512)?;
-        let mut q = zoo_infer::load(&gguf).with_context(|| format!("loading {}", gguf.display()))?;
+        let q = zoo_infer::load_with(&gguf, &opts).with_context(|| format!("loading {}", gguf.display()))?;
         let (quant_ppl, _) = q.session.perplexity(&ids, 512)?;
         Ok(Perplexity { tokens: n, source: source_ppl, quantized: quant_ppl })
     })

@@ -206,11 +206,10 @@ fn prompt_format(g: &GenArgs, r: &Resolved, m: &LoadedModel) -> anyhow::Result<P
 }
 
 async fn prepare(ctx: &Ctx, g: &GenArgs) -> anyhow::Result<Prepared> {
-    if let Some(n) = g.threads {
-        // candle reads RAYON_NUM_THREADS on every operation; no other thread runs yet.
-        unsafe { std::env::set_var("RAYON_NUM_THREADS", n.to_string()) };
-        zoo_infer::set_threads(n);
-    }
+    let opts = match g.threads {
+        Some(n) => zoo_infer::LoadOptions { threads: zoo_infer::Threads::new(n) },
+        None => zoo_infer::LoadOptions::default(),
+    };
     let r = match &g.model {
         Some(spec) => resolve(ctx, spec).await?,
         None => match resolve(ctx, DEFAULT_MODEL).await {
@@ -225,7 +224,7 @@ async fn prepare(ctx: &Ctx, g: &GenArgs) -> anyhow::Result<Prepared> {
         },
     };
     let path = r.path.clone();
-    let model = tokio::task::spawn_blocking(move || zoo_infer::load(&path))
+    let model = tokio::task::spawn_blocking(move || zoo_infer::load_with(&path, &opts))
         .await
         .context("loader stopped")?
         .with_context(|| format!("loading {}", r.path.display()))?;

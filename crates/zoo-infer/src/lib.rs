@@ -1,8 +1,12 @@
 //! The candle inference runner: LLaMA, BLOOM, Qwen2, Gemma and Baichuan models from
-//! safetensors, PyTorch `.bin` or GGUF files; tokenizers; sampling and the decode loop.
+//! safetensors, PyTorch `.bin` or GGUF files; tokenizers; sampling and generation.
 //!
-//! Dense layers run on candle; GGML block-quantized weights run on the kernels of
-//! `zoo-kernels` through a candle custom op.
+//! An engine: a model's weights are loaded once and shared read-only ([`CausalLm`] is
+//! `Send + Sync`, its forward takes `&self`); each sequence's KV caches live in a
+//! [`SeqState`] the caller owns; [`CausalLm::forward_batch`] advances several sequences at
+//! their own positions in one pass. Dense layers run on candle; 16-bit and GGML
+//! block-quantized weights run on the kernels of `zoo-kernels`, on the threads given at load
+//! ([`LoadOptions`]).
 
 pub mod config;
 pub mod error;
@@ -10,13 +14,16 @@ pub mod generate;
 pub mod layers;
 pub mod models;
 pub mod runner;
+pub mod state;
+pub mod threads;
 pub mod tokenizer;
 pub mod weights;
 
 pub use config::{Arch, ModelConfig};
 pub use error::{InferError, Result};
-pub use generate::{FinishReason, Generation, SamplingParams, Session, Step};
-pub use layers::set_threads;
+pub use generate::{FinishReason, Generation, Generator, Sampler, SamplingParams, Session, Step, step_batch};
 pub use models::{CausalLm, Logits};
-pub use runner::{GenerationDefaults, LoadedModel, load};
+pub use runner::{GenerationDefaults, LoadOptions, LoadedModel, load, load_with};
+pub use state::{SeqInput, SeqState};
+pub use threads::Threads;
 pub use tokenizer::Tokenizer;

@@ -3,6 +3,7 @@
 //! (everything from its metadata).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde_json::Value;
 use zoo_weights::Checkpoint;
@@ -10,7 +11,8 @@ use zoo_weights::Checkpoint;
 use crate::config::{ModelConfig, ids};
 use crate::error::{InferError, Result};
 use crate::generate::Session;
-use crate::models;
+use crate::models::{self, CausalLm};
+use crate::threads::Threads;
 use crate::tokenizer::{Tokenizer, read_json};
 use crate::weights::WeightSource;
 
@@ -24,8 +26,25 @@ pub struct GenerationDefaults {
     pub repetition_penalty: Option<f64>,
 }
 
+/// How to load a model.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// The threads the model computes on (and codes its output head with at load).
+    pub threads: Arc<Threads>,
+}
+
+impl Default for LoadOptions {
+    /// Every core the process may use.
+    fn default() -> LoadOptions {
+        LoadOptions { threads: Threads::all_cores() }
+    }
+}
+
 /// A model ready to run.
 pub struct LoadedModel {
+    /// The weights, shared by every sequence (`model.new_state()` starts one).
+    pub model: Arc<dyn CausalLm>,
+    /// One sequence over `model`, for callers that run one conversation.
     pub session: Session,
     pub tokenizer: Option<Tokenizer>,
     pub config: ModelConfig,
@@ -91,21 +110,27 @@ fn folder_template(dir: &Path, tok_cfg: &Value) -> Result<Option<String>> {
     })
 }
 
-/// Loads the model at `path` (a folder or a `.gguf` file).
+/// Loads the model at `path` (a folder or a `.gguf` file) on every core.
 pub fn load(path: &Path) -> Result<LoadedModel> {
+    load_with(path, &LoadOptions::default())
+}
+
+/// Loads the model at `path` (a folder or a `.gguf` file) with `opts`.
+pub fn load_with(path: &Path, opts: &LoadOptions) -> Result<LoadedModel> {
     match layout(path)? {
-        Layout::Hf(dir) => load_hf(&dir),
-        Layout::Gguf(file) => load_gguf(&file),
+        Layout::Hf(dir) => load_hf(&dir, opts),
+        Layout::Gguf(file) => load_gguf(&file, opts),
     }
 }
 
-fn load_hf(dir: &Path) -> Result<LoadedModel> {
+fn load_hf(dir: &Path, opts: &LoadOptions) -> Result<LoadedModel> {
+    let pool = Arc::clone(opts.threads.kernels());
     let cfg_path = dir.join("config.json");
     let text = std::fs::read_to_string(&cfg_path).map_err(|e| InferError::Io { path: cfg_path.clone(), source: e })?;
     let config = ModelConfig::from_hf_json(&cfg_path, &text)?;
     let (src, format) = if dir.join("quantize_config.json").is_file() {
         let g = zoo_weights::gptq::GptqModel::open(dir).map_err(|e| InferError::Gptq(Box::new(e)))?;
-        (WeightSource::gptq(g, config.arch), "gptq-int4")
+        (WeightSource::gptq(g, config.arch, pool), "gptq-int4")
     } else {
         let ck = Checkpoint::open(dir)?;
         let format = match ck.format() {
@@ -116,9 +141,9 @@ fn load_hf(dir: &Path) -> Result<LoadedModel> {
         if ck.tensors().iter().any(|t| t.name.ends_with(".qweight")) {
             return Err(InferError::config(dir, "GPTQ tensors (.qweight) but no quantize_config.json"));
         }
-        (WeightSource::new(ck, config.arch), format)
+        (WeightSource::new(ck, config.arch, pool), format)
     };
-    let model = models::load(&config, &src)?;
+    let model = models::load(&config, &src, Arc::clone(&opts.threads))?;
     let tokenizer = Tokenizer::from_folder(dir)?;
     let tok_cfg = read_json(&dir.join("tokenizer_config.json"))?.unwrap_or(Value::Null);
     let gen_cfg = read_json(&dir.join("generation_config.json"))?.unwrap_or(Value::Null);
@@ -132,7 +157,8 @@ fn load_hf(dir: &Path) -> Result<LoadedModel> {
         repetition_penalty: gen_cfg.get("repetition_penalty").and_then(Value::as_f64),
     };
     finish(LoadedModel {
-        session: Session::new(model),
+        session: Session::new(Arc::clone(&model)),
+        model,
         tokenizer,
         chat_template: folder_template(dir, &tok_cfg)?,
         config,
@@ -143,7 +169,7 @@ fn load_hf(dir: &Path) -> Result<LoadedModel> {
     })
 }
 
-fn load_gguf(file: &Path) -> Result<LoadedModel> {
+fn load_gguf(file: &Path, opts: &LoadOptions) -> Result<LoadedModel> {
     let ck = Checkpoint::open(file)?;
     let g = ck.gguf().ok_or_else(|| InferError::config(file, "not a GGUF file"))?.clone();
     let config = ModelConfig::from_gguf(&g)?;
@@ -152,10 +178,11 @@ fn load_gguf(file: &Path) -> Result<LoadedModel> {
         None => None,
     };
     let chat_template = g.get("tokenizer.chat_template").and_then(|v| v.as_str()).map(str::to_string);
-    let src = WeightSource::new(ck, config.arch);
-    let model = models::load(&config, &src)?;
+    let src = WeightSource::new(ck, config.arch, Arc::clone(opts.threads.kernels()));
+    let model = models::load(&config, &src, Arc::clone(&opts.threads))?;
     finish(LoadedModel {
-        session: Session::new(model),
+        session: Session::new(Arc::clone(&model)),
+        model,
         tokenizer,
         chat_template,
         stop_ids: config.eos_token_ids.clone(),

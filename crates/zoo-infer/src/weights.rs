@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use candle_core::{Device, Tensor};
 use half::{bf16, f16};
-use zoo_kernels::{Half, QuantType};
+use zoo_kernels::{Half, QuantType, ThreadPool};
 use zoo_weights::gptq::{GptqLinear, GptqModel};
 use zoo_weights::mem::HugeBytes;
 use zoo_weights::{Checkpoint, Dtype, TensorInfo};
@@ -111,7 +111,7 @@ pub struct CodedWeight {
 
 impl CodedWeight {
     /// Codes little-endian bf16 bytes (`rows × cols` values; tests and weights made in memory).
-    pub fn from_bf16(name: &str, bytes: &[u8], rows: usize, cols: usize) -> Result<CodedWeight> {
+    pub fn from_bf16(pool: &ThreadPool, name: &str, bytes: &[u8], rows: usize, cols: usize) -> Result<CodedWeight> {
         if bytes.len() != 2 * rows * cols {
             return Err(InferError::Invalid(format!(
                 "{name}: {} bytes are not {rows} x {cols} bf16 values",
@@ -119,7 +119,7 @@ impl CodedWeight {
             )));
         }
         let mut w = CodedWeight::empty(name, rows, cols);
-        zoo_kernels::coded::encode_rows(crate::layers::pool(), bytes, cols, &mut w.code, &mut w.rest, &mut w.info)?;
+        zoo_kernels::coded::encode_rows(pool, bytes, cols, &mut w.code, &mut w.rest, &mut w.info)?;
         Ok(w)
     }
 
@@ -247,6 +247,8 @@ pub struct WeightSource {
     arch: Arch,
     gguf: bool,
     device: Device,
+    /// Where output heads are coded at load.
+    pool: Arc<ThreadPool>,
 }
 
 enum Store {
@@ -257,15 +259,15 @@ enum Store {
 }
 
 impl WeightSource {
-    pub fn new(ck: Checkpoint, arch: Arch) -> WeightSource {
+    pub fn new(ck: Checkpoint, arch: Arch, pool: Arc<ThreadPool>) -> WeightSource {
         let gguf = ck.gguf().is_some();
-        WeightSource { store: Store::Plain(ck), arch, gguf, device: Device::Cpu }
+        WeightSource { store: Store::Plain(ck), arch, gguf, device: Device::Cpu, pool }
     }
 
     /// A GPTQ int4 checkpoint. Its linears are dequantized exactly (through `g_idx`) and
     /// requantized to Q8_0 for the kernels: 8.5 bits per weight, error far below GPTQ's own.
-    pub fn gptq(model: GptqModel, arch: Arch) -> WeightSource {
-        WeightSource { store: Store::Gptq(model), arch, gguf: false, device: Device::Cpu }
+    pub fn gptq(model: GptqModel, arch: Arch, pool: Arc<ThreadPool>) -> WeightSource {
+        WeightSource { store: Store::Gptq(model), arch, gguf: false, device: Device::Cpu, pool }
     }
 
     fn ck(&self) -> &Checkpoint {
@@ -478,7 +480,7 @@ impl WeightSource {
                 )));
             };
             let whole = stage.get(..n * row_bytes).unwrap_or_default();
-            zoo_kernels::coded::encode_rows(crate::layers::pool(), whole, cols, code, rest, info)?;
+            zoo_kernels::coded::encode_rows(&self.pool, whole, cols, code, rest, info)?;
             stage.drain(..n * row_bytes);
             *next += n;
             Ok(())
@@ -692,7 +694,7 @@ mod tests {
         file.extend(data);
         std::fs::write(&path, file).unwrap();
 
-        let src = WeightSource::new(open_checkpoint(&path).unwrap(), Arch::Llama);
+        let src = WeightSource::new(open_checkpoint(&path).unwrap(), Arch::Llama, Arc::new(ThreadPool::new(1)));
         assert_eq!(src.f32_values("a", &[n32]).unwrap(), v32);
         assert_eq!(src.f32_values("b", &[n16]).unwrap(), v16);
         assert_eq!(src.f32_values("h", &[n16]).unwrap(), vh);
@@ -724,7 +726,7 @@ mod tests {
     fn coded_weights_decode_exactly() {
         let v = [1.0f32, -0.0, 1e-40, -3.0e38, 1e-30, f32::NAN, 0.5, -2.5e-3, 7.0];
         let bytes: Vec<u8> = v.iter().flat_map(|x| bf16::from_f32(*x).to_le_bytes()).collect();
-        let w = CodedWeight::from_bf16("t", &bytes, 3, 3).unwrap();
+        let w = CodedWeight::from_bf16(&ThreadPool::new(2), "t", &bytes, 3, 3).unwrap();
         assert!(w.info[1].tiny, "1e-30 is more than 2^37 under 3e38");
         for r in 0..3 {
             let mut row = [0f32; 3];
@@ -732,7 +734,7 @@ mod tests {
             let want: Vec<u32> = v[3 * r..3 * r + 3].iter().map(|x| bf16::from_f32(*x).to_f32().to_bits()).collect();
             assert_eq!(row.map(f32::to_bits).to_vec(), want, "row {r}");
         }
-        assert!(CodedWeight::from_bf16("t", &bytes, 4, 3).is_err());
+        assert!(CodedWeight::from_bf16(&ThreadPool::new(2), "t", &bytes, 4, 3).is_err());
     }
 
     #[test]

@@ -284,7 +284,7 @@ fn tiny_bloom_q5_k_gguf_runs_on_the_kernels() {
     let dense_dir = tmp.path().join("q5_k-dequantized");
     dequantize_f32(&gguf, &dense_dir);
     let dense = zoo_infer::load(&dense_dir).unwrap().session.logits(&input).unwrap();
-    let mut m = zoo_infer::load(&gguf).unwrap();
+    let m = zoo_infer::load(&gguf).unwrap();
     let quant = m.session.logits(&input).unwrap();
     let scale = dense.abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
     let d = max_diff(&quant, &dense);
@@ -315,7 +315,7 @@ fn gptq_int4_folder_runs() {
             std::fs::copy(src.join("config.json"), dir.join("config.json")).unwrap();
         }
     }
-    let mut m = zoo_infer::load(&gptq).unwrap();
+    let m = zoo_infer::load(&gptq).unwrap();
     assert_eq!(m.format, "gptq-int4");
     let got = m.session.logits(&input).unwrap();
     let want = zoo_infer::load(&dense).unwrap().session.logits(&input).unwrap();
@@ -337,7 +337,7 @@ fn perplexity_matches_the_reference_logits() {
         let rows = logp.to_vec2::<f32>().unwrap();
         let nll: f64 = rows.iter().zip(&input[1..]).map(|(r, &next)| -f64::from(r[next as usize])).sum();
         let want = (nll / (input.len() - 1) as f64).exp();
-        let mut m = zoo_infer::load(&dir).unwrap();
+        let m = zoo_infer::load(&dir).unwrap();
         let (got, n) = m.session.perplexity(&input, 512).unwrap();
         assert_eq!(n, input.len() - 1);
         assert!((got / want - 1.0).abs() < 1e-4, "{}: perplexity {got} vs {want}", dir.display());

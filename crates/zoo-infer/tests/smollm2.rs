@@ -207,10 +207,10 @@ fn perplexity_of_f32_and_q4_1_agree() {
     let text = "The capital of France is Paris. It is known for the Eiffel Tower, the Louvre museum and \
         its cafes. Paris lies on the river Seine in the north of the country. Many tourists visit the city \
         every year to see its monuments, walk along the river and enjoy French food.";
-    let mut f = zoo_infer::load(f32_folder()).unwrap();
+    let f = zoo_infer::load(f32_folder()).unwrap();
     let ids = zoo_infer::Tokenizer::from_folder(&fixtures()).unwrap().unwrap().encode(text, false).unwrap();
     let (pf, n) = f.session.perplexity(&ids, 512).unwrap();
-    let mut q = zoo_infer::load(gguf()).unwrap();
+    let q = zoo_infer::load(gguf()).unwrap();
     let (pq, _) = q.session.perplexity(&ids, 512).unwrap();
     assert!(n > 40 && pf > 1.0 && pf < 60.0, "f32 perplexity {pf} over {n} tokens");
     assert!((pq / pf - 1.0).abs() < 0.15, "Q4_1 kernels {pq} vs f32 {pf}");

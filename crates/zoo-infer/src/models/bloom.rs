@@ -4,13 +4,18 @@
 //! llama.cpp's converter regroups it as `[Q; K; V]`), tanh GELU, and an output head tied to the
 //! embeddings. Every linear layer inside the blocks has a bias.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use candle_core::{Device, Tensor};
 
 use crate::config::ModelConfig;
 use crate::error::Result;
-use crate::layers::{self, Bias, Embedding, KvCache, Linear, Norm};
-use crate::models::{CausalLm, Logits, check_decode_pos, check_ids};
-use crate::weights::WeightSource;
+use crate::layers::{self, Embedding, Heads, Linear, Norm};
+use crate::models::{CausalLm, Logits, batch_logits, guarded, single_token};
+use crate::state::{SeqInput, SeqState};
+use crate::threads::Threads;
+use crate::weights::{MatrixWeight, WeightSource};
 
 struct Block {
     ln1: Norm,
@@ -19,7 +24,6 @@ struct Block {
     ln2: Norm,
     up: Linear,
     down: Linear,
-    kv: KvCache,
 }
 
 pub struct Bloom {
@@ -29,13 +33,15 @@ pub struct Bloom {
     blocks: Vec<Block>,
     ln_f: Norm,
     lm_head: Linear,
-    slopes: Tensor,
+    slopes: Vec<f32>,
     /// GGUF files hold `[Q; K; V]`; Hugging Face checkpoints interleave per head.
     qkv_blocked: bool,
+    threads: Arc<Threads>,
+    computed: AtomicU64,
 }
 
 impl Bloom {
-    pub fn load(cfg: &ModelConfig, src: &WeightSource) -> Result<Bloom> {
+    pub fn load(cfg: &ModelConfig, src: &WeightSource, threads: Arc<Threads>) -> Result<Bloom> {
         let h = cfg.hidden_size;
         let eps = cfg.norm_eps;
         let own_head = !cfg.tie_word_embeddings && src.has("lm_head.weight");
@@ -55,7 +61,6 @@ impl Bloom {
                 ln2: Norm::layer(src, &format!("{p}.post_attention_layernorm"), h, eps)?,
                 up: Linear::load(src, &format!("{p}.mlp.dense_h_to_4h"), cfg.intermediate_size, h, true)?,
                 down: Linear::load(src, &format!("{p}.mlp.dense_4h_to_h"), h, cfg.intermediate_size, true)?,
-                kv: KvCache::new(cfg.context_length),
             });
         }
         let head_w = if own_head { src.head_matrix("lm_head.weight", cfg.vocab_size, h)? } else { embed_w.clone() };
@@ -66,56 +71,112 @@ impl Bloom {
             blocks,
             ln_f: Norm::layer(src, "transformer.ln_f", h, eps)?,
             lm_head: Linear::new(head_w, None),
-            slopes: Tensor::from_vec(layers::alibi_slopes(cfg.num_heads), cfg.num_heads, &Device::Cpu)?,
+            slopes: layers::alibi_slopes(cfg.num_heads),
             qkv_blocked: src.is_gguf(),
+            threads,
+            computed: AtomicU64::new(0),
         })
     }
 }
 
 impl Bloom {
-    /// One token on plain rows: the decode path (see `Llama::decode_step`).
-    fn decode_step(&mut self, id: u32, pos: usize, logits: Logits) -> Result<Tensor> {
-        let cfg = &self.cfg;
-        let (nh, hd, h) = (cfg.num_heads, cfg.head_dim, cfg.hidden_size);
-        check_decode_pos(self.kv_len(), pos)?;
-        let mut e = vec![0f32; h];
-        self.embed.row_into(id, &mut e)?;
-        let mut x = vec![0f32; h];
-        self.embed_norm.forward_row(&e, &mut x);
-        let slopes = self.slopes.to_vec1::<f32>()?;
-        let scale = 1.0 / (hd as f32).sqrt();
-        let (mut hs, mut proj, mut ctx) = (vec![0f32; h], vec![0f32; h], vec![0f32; h]);
-        let (mut fused, mut q, mut k, mut v) = (vec![0f32; 3 * h], vec![0f32; h], vec![0f32; h], vec![0f32; h]);
-        let mut up = vec![0f32; cfg.intermediate_size];
-        for b in &mut self.blocks {
-            b.ln1.forward_row(&x, &mut hs);
-            b.qkv.forward_row(&hs, &mut fused)?;
+    fn heads(&self) -> Heads {
+        let (nh, hd) = (self.cfg.num_heads, self.cfg.head_dim);
+        Heads { q: nh, kv: nh, dim: hd, scale: 1.0 / (hd as f32).sqrt() }
+    }
+
+    /// Splits fused QKV rows (`rows × 3h`) into q, k and v rows (`rows × h` each).
+    fn split_qkv(&self, fused: &[f32], q: &mut [f32], k: &mut [f32], v: &mut [f32]) {
+        let (h, hd) = (self.cfg.hidden_size, self.cfg.head_dim);
+        let rows =
+            fused.chunks_exact(3 * h).zip(q.chunks_exact_mut(h)).zip(k.chunks_exact_mut(h)).zip(v.chunks_exact_mut(h));
+        for (((f, q), k), v) in rows {
             if self.qkv_blocked {
-                let (fq, rest) = fused.split_at(h);
+                let (fq, rest) = f.split_at(h);
                 let (fk, fv) = rest.split_at(h);
                 q.copy_from_slice(fq);
                 k.copy_from_slice(fk);
                 v.copy_from_slice(fv);
             } else {
-                for (head, f) in fused.chunks_exact(3 * hd).enumerate() {
+                for (head, f) in f.chunks_exact(3 * hd).enumerate() {
                     let at = head * hd..(head + 1) * hd;
                     q[at.clone()].copy_from_slice(&f[..hd]);
                     k[at.clone()].copy_from_slice(&f[hd..2 * hd]);
                     v[at].copy_from_slice(&f[2 * hd..]);
                 }
             }
-            b.kv.push_row(nh, hd, &k, &v)?;
-            b.kv.attend(&q, nh, scale, Some(&slopes), &mut ctx)?;
-            b.dense.forward_row(&ctx, &mut proj)?;
+        }
+    }
+
+    /// One token of one sequence on plain rows: the decode path (see `Llama::decode_step`).
+    fn decode_step(&self, state: &mut SeqState, id: u32, logits: Logits) -> Result<Tensor> {
+        let cfg = &self.cfg;
+        let pool = &**self.threads.kernels();
+        let heads = self.heads();
+        let (nh, hd, h) = (cfg.num_heads, cfg.head_dim, cfg.hidden_size);
+        let pos = state.len();
+        let mut e = vec![0f32; h];
+        self.embed.row_into(id, &mut e)?;
+        let mut x = vec![0f32; h];
+        self.embed_norm.forward_row(&e, &mut x);
+        let (mut hs, mut proj, mut ctx) = (vec![0f32; h], vec![0f32; h], vec![0f32; h]);
+        let (mut fused, mut q, mut k, mut v) = (vec![0f32; 3 * h], vec![0f32; h], vec![0f32; h], vec![0f32; h]);
+        let mut up = vec![0f32; cfg.intermediate_size];
+        for (b, cache) in self.blocks.iter().zip(state.layers.iter_mut()) {
+            b.ln1.forward_row(&x, &mut hs);
+            b.qkv.forward_row(pool, &hs, &mut fused)?;
+            self.split_qkv(&fused, &mut q, &mut k, &mut v);
+            cache.push_row(nh, hd, &k, &v)?;
+            layers::attend_rows(pool, &[(&*cache, pos + 1)], &q, heads, Some(&self.slopes), &mut ctx)?;
+            b.dense.forward_row(pool, &ctx, &mut proj)?;
             x.iter_mut().zip(&proj).for_each(|(a, p)| *a += p);
             b.ln2.forward_row(&x, &mut hs);
-            b.up.forward_row(&hs, &mut up)?;
-            layers::activate_in_place(&mut up, cfg.activation)?;
-            b.down.forward_row(&up, &mut proj)?;
+            b.up.forward_row(pool, &hs, &mut up)?;
+            layers::activate_in_place(pool, &mut up, cfg.activation)?;
+            b.down.forward_row(pool, &up, &mut proj)?;
             x.iter_mut().zip(&proj).for_each(|(a, p)| *a += p);
         }
         self.ln_f.forward_row(&x, &mut hs);
-        layers::head_row(&self.lm_head, &hs, cfg.vocab_size, logits)
+        layers::head_row(pool, &self.lm_head, &hs, cfg.vocab_size, logits)
+    }
+
+    /// The batched path: the new rows of all sequences as one (rows, hidden) activation.
+    fn forward_rows(&self, seqs: &mut [SeqInput<'_>]) -> Result<Vec<Tensor>> {
+        let cfg = &self.cfg;
+        let pool = &**self.threads.kernels();
+        let heads = self.heads();
+        let h = cfg.hidden_size;
+        let spans = layers::spans(seqs.iter().map(|s| (s.ids.len(), s.state.len())));
+        let ids: Vec<u32> = seqs.iter().flat_map(|s| s.ids.iter().copied()).collect();
+        let rows = ids.len();
+        let mut x = self.embed_norm.forward(&self.embed.forward(&ids)?)?;
+        let (mut q, mut k, mut v, mut ctx) =
+            (vec![0f32; rows * h], vec![0f32; rows * h], vec![0f32; rows * h], vec![0f32; rows * h]);
+        for (l, b) in self.blocks.iter().enumerate() {
+            let hs = b.ln1.forward(&x)?;
+            let fused = layers::rows_of(&b.qkv.forward(pool, &hs)?)?;
+            self.split_qkv(&fused, &mut q, &mut k, &mut v);
+            let mut caches: Vec<_> = seqs.iter_mut().filter_map(|s| s.state.layers.get_mut(l)).collect();
+            layers::attend_batch(
+                pool,
+                &mut caches,
+                &spans,
+                heads,
+                None,
+                Some(&self.slopes),
+                &mut q,
+                &mut k,
+                &v,
+                &mut ctx,
+            )?;
+            let ctx_t = Tensor::from_slice(&ctx, (rows, h), &Device::Cpu)?;
+            x = (x + b.dense.forward(pool, &ctx_t)?)?;
+            let hs = b.ln2.forward(&x)?;
+            let mlp = b.down.forward(pool, &layers::activate(&b.up.forward(pool, &hs)?, cfg.activation)?)?;
+            x = (x + mlp)?;
+        }
+        let wants: Vec<Logits> = seqs.iter().map(|s| s.logits).collect();
+        batch_logits(pool, &self.ln_f, &self.lm_head, cfg.vocab_size, &x, &spans, &wants)
     }
 }
 
@@ -124,55 +185,24 @@ impl CausalLm for Bloom {
         &self.cfg
     }
 
-    fn forward(&mut self, ids: &[u32], pos: usize, logits: Logits) -> Result<Tensor> {
-        check_ids(&self.cfg, ids, pos)?;
-        if let [id] = ids {
-            return self.decode_step(*id, pos, logits);
-        }
-        let (nh, hd) = (self.cfg.num_heads, self.cfg.head_dim);
-        let t = ids.len();
-        let mut x = self.embed_norm.forward(&self.embed.forward(ids)?)?;
-        let scale = 1.0 / (hd as f64).sqrt();
-        for b in &mut self.blocks {
-            let hs = b.ln1.forward(&x)?;
-            let fused = b.qkv.forward(&hs)?;
-            let (q, k, v) = if self.qkv_blocked {
-                // (t, 3, heads, d): Q of all heads, then K, then V.
-                let f = fused.reshape((t, 3, nh, hd))?;
-                let part = |i: usize| -> Result<Tensor> { Ok(f.narrow(1, i, 1)?.squeeze(1)?.transpose(0, 1)?) };
-                (part(0)?, part(1)?, part(2)?)
-            } else {
-                // (t, heads, 3, d): q, k, v of head 0, then of head 1, ...
-                let f = fused.reshape((t, nh, 3, hd))?;
-                let part = |i: usize| -> Result<Tensor> { Ok(f.narrow(2, i, 1)?.squeeze(2)?.transpose(0, 1)?) };
-                (part(0)?, part(1)?, part(2)?)
-            };
-            let (q, k, v) = (q.contiguous()?, k.contiguous()?, v.contiguous()?);
-            let (k, v) = b.kv.append(&k, &v)?;
-            let ctx = layers::attention(&q, &k, &v, pos, scale, Bias::Alibi(&self.slopes))?;
-            x = (x + b.dense.forward(&ctx)?)?;
-            let hs = b.ln2.forward(&x)?;
-            let mlp = b.down.forward(&layers::activate(&b.up.forward(&hs)?, self.cfg.activation)?)?;
-            x = (x + mlp)?;
-        }
-        let x = match logits {
-            Logits::All => x,
-            Logits::Last | Logits::Greedy => x.narrow(0, t - 1, 1)?,
-        };
-        layers::head(&self.lm_head, &self.ln_f.forward(&x)?, logits)
+    fn forward_batch(&self, seqs: &mut [SeqInput<'_>]) -> Result<Vec<Tensor>> {
+        guarded(&self.cfg, &self.computed, seqs, |seqs| {
+            if let (Some(id), [s]) = (single_token(seqs), &mut *seqs) {
+                return Ok(vec![self.decode_step(s.state, id, s.logits)?]);
+            }
+            self.threads.install(|| self.forward_rows(seqs))
+        })
     }
 
-    fn clear_kv_cache(&mut self) {
-        for b in &mut self.blocks {
-            b.kv.reset();
-        }
+    fn positions_computed(&self) -> u64 {
+        self.computed.load(Ordering::Relaxed)
     }
 
-    fn kv_len(&self) -> usize {
-        self.blocks.first().map_or(0, |b| b.kv.len())
+    fn threads(&self) -> &Arc<Threads> {
+        &self.threads
     }
 
-    fn head(&self) -> &crate::weights::MatrixWeight {
+    fn head(&self) -> &MatrixWeight {
         self.lm_head.weight()
     }
 }

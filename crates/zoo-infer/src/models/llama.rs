@@ -3,12 +3,18 @@
 //! 13B models, Baichuan2's normalized head). They differ in a handful of switches read from
 //! [`ModelConfig`], so one decoder serves all of them.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use candle_core::{Device, Tensor};
+use zoo_kernels::ThreadPool;
 
 use crate::config::{Arch, ModelConfig, Positions};
-use crate::error::Result;
-use crate::layers::{self, Bias, Embedding, KvCache, Linear, Norm, Rope};
-use crate::models::{CausalLm, Logits, check_decode_pos, check_ids};
+use crate::error::{InferError, Result};
+use crate::layers::{self, Embedding, Heads, Linear, Norm, Rope};
+use crate::models::{CausalLm, Logits, batch_logits, guarded, single_token};
+use crate::state::{SeqInput, SeqState};
+use crate::threads::Threads;
 use crate::weights::{MatrixWeight, WeightSource};
 
 /// q, k and v (or gate and up) as one product when their weights allow it, else apart.
@@ -38,14 +44,14 @@ impl Proj {
     }
 
     /// One row: the parts' outputs side by side in `out`.
-    fn forward_row(&self, x: &[f32], out: &mut [f32]) -> Result<()> {
+    fn forward_row(&self, pool: &ThreadPool, x: &[f32], out: &mut [f32]) -> Result<()> {
         match self {
-            Proj::Fused(l, _) => l.forward_row(x, out),
+            Proj::Fused(l, _) => l.forward_row(pool, x, out),
             Proj::Apart(parts) => {
                 let mut rest = out;
                 for p in parts {
                     let (head, tail) = rest.split_at_mut(p.rows()?.min(rest.len()));
-                    p.forward_row(x, head)?;
+                    p.forward_row(pool, x, head)?;
                     rest = tail;
                 }
                 Ok(())
@@ -54,11 +60,11 @@ impl Proj {
     }
 
     /// The outputs of each part, (t, width_i).
-    fn forward(&self, x: &Tensor) -> Result<Vec<Tensor>> {
+    fn forward(&self, pool: &ThreadPool, x: &Tensor) -> Result<Vec<Tensor>> {
         match self {
-            Proj::Apart(parts) => parts.iter().map(|p| p.forward(x)).collect(),
+            Proj::Apart(parts) => parts.iter().map(|p| p.forward(pool, x)).collect(),
             Proj::Fused(l, widths) => {
-                let y = l.forward(x)?;
+                let y = l.forward(pool, x)?;
                 let mut out = Vec::with_capacity(widths.len());
                 let mut at = 0;
                 for &w in widths {
@@ -78,7 +84,6 @@ struct Layer {
     mlp_norm: Norm,
     gate_up: Proj,
     down: Linear,
-    kv: KvCache,
 }
 
 pub struct Llama {
@@ -90,11 +95,14 @@ pub struct Llama {
     norm: Norm,
     lm_head: Linear,
     rope: Option<Rope>,
-    alibi: Option<Tensor>,
+    /// ALiBi slopes per head (Baichuan 13B).
+    alibi: Option<Vec<f32>>,
+    threads: Arc<Threads>,
+    computed: AtomicU64,
 }
 
 impl Llama {
-    pub fn load(cfg: &ModelConfig, src: &WeightSource) -> Result<Llama> {
+    pub fn load(cfg: &ModelConfig, src: &WeightSource, threads: Arc<Threads>) -> Result<Llama> {
         let h = cfg.hidden_size;
         let (nh, nkv, hd) = (cfg.num_heads, cfg.num_kv_heads, cfg.head_dim);
         // llama.cpp's converter folds Gemma's `+1` into the stored norm weights.
@@ -129,7 +137,6 @@ impl Llama {
                 mlp_norm: rms(&format!("{p}.post_attention_layernorm"))?,
                 gate_up: Proj::new(vec![gate, up])?,
                 down: Linear::load(src, &format!("{p}.mlp.down_proj"), h, cfg.intermediate_size, false)?,
-                kv: KvCache::new(cfg.context_length),
             });
         }
         let norm = rms("model.norm")?;
@@ -151,10 +158,7 @@ impl Llama {
             Positions::Rope { theta, interleaved, scale } => {
                 (Some(Rope::new(hd, theta, scale, cfg.context_length, interleaved)?), None)
             }
-            Positions::Alibi => {
-                let slopes = layers::alibi_slopes(nh);
-                (None, Some(Tensor::from_vec(slopes, nh, &Device::Cpu)?))
-            }
+            Positions::Alibi => (None, Some(layers::alibi_slopes(nh))),
         };
         Ok(Llama {
             cfg: cfg.clone(),
@@ -165,6 +169,8 @@ impl Llama {
             lm_head: Linear::new(head_w, None),
             rope,
             alibi,
+            threads,
+            computed: AtomicU64::new(0),
         })
     }
 }
@@ -179,55 +185,105 @@ fn split_w_pack(src: &WeightSource, name: &str, h: usize) -> Result<(Linear, Lin
 }
 
 impl Llama {
-    /// One token through the model on plain rows: the decode path. It computes what
-    /// [`CausalLm::forward`] computes for a one-token chunk, without building candle tensors
-    /// per operation (about 20 per layer), which at this size cost more than the arithmetic.
-    fn decode_step(&mut self, id: u32, pos: usize, logits: Logits) -> Result<Tensor> {
+    fn heads(&self) -> Heads {
+        let hd = self.cfg.head_dim;
+        Heads { q: self.cfg.num_heads, kv: self.cfg.num_kv_heads, dim: hd, scale: 1.0 / (hd as f32).sqrt() }
+    }
+
+    /// One token of one sequence through the model on plain rows: the decode path. It
+    /// computes what the batched path computes for a one-token chunk, without building candle
+    /// tensors per operation (about 20 per layer), which at this size cost more than the
+    /// arithmetic.
+    fn decode_step(&self, state: &mut SeqState, id: u32, logits: Logits) -> Result<Tensor> {
         let cfg = &self.cfg;
+        let pool = &**self.threads.kernels();
+        let heads = self.heads();
         let (nh, nkv, hd, h) = (cfg.num_heads, cfg.num_kv_heads, cfg.head_dim, cfg.hidden_size);
-        check_decode_pos(self.kv_len(), pos)?;
+        let pos = state.len();
         let mut x = vec![0f32; h];
         self.embed.row_into(id, &mut x)?;
         if let Some(s) = self.embed_scale {
             let s = s as f32;
             x.iter_mut().for_each(|v| *v *= s);
         }
-        let slopes = match &self.alibi {
-            Some(t) => Some(t.to_vec1::<f32>()?),
-            None => None,
-        };
-        let scale = 1.0 / (hd as f32).sqrt();
         let (qw, kw) = (nh * hd, nkv * hd);
         let mut hs = vec![0f32; h];
         let mut ctx = vec![0f32; qw];
         let mut proj = vec![0f32; h];
         let mut qkv = vec![0f32; qw + 2 * kw];
         let mut gu = vec![0f32; 2 * cfg.intermediate_size];
-        for layer in &mut self.layers {
+        for (layer, cache) in self.layers.iter().zip(state.layers.iter_mut()) {
             layer.attn_norm.forward_row(&x, &mut hs);
             qkv.resize(layer.qkv.width()?, 0.0);
-            layer.qkv.forward_row(&hs, &mut qkv)?;
+            layer.qkv.forward_row(pool, &hs, &mut qkv)?;
             let (q, kv) = qkv.split_at_mut(qw);
             let (k, v) = kv.split_at_mut(kw);
             if let Some(rope) = &self.rope {
                 rope.apply_row(q, pos)?;
                 rope.apply_row(k, pos)?;
             }
-            layer.kv.push_row(nkv, hd, k, v)?;
-            layer.kv.attend(q, nh, scale, slopes.as_deref(), &mut ctx)?;
-            layer.o.forward_row(&ctx, &mut proj)?;
+            cache.push_row(nkv, hd, k, v)?;
+            layers::attend_rows(pool, &[(&*cache, pos + 1)], q, heads, self.alibi.as_deref(), &mut ctx)?;
+            layer.o.forward_row(pool, &ctx, &mut proj)?;
             x.iter_mut().zip(&proj).for_each(|(a, b)| *a += b);
             layer.mlp_norm.forward_row(&x, &mut hs);
             gu.resize(layer.gate_up.width()?, 0.0);
-            layer.gate_up.forward_row(&hs, &mut gu)?;
+            layer.gate_up.forward_row(pool, &hs, &mut gu)?;
             let (gate, up) = gu.split_at_mut(cfg.intermediate_size);
-            layers::activate_in_place(gate, cfg.activation)?;
+            layers::activate_in_place(pool, gate, cfg.activation)?;
             gate.iter_mut().zip(up.iter()).for_each(|(g, u)| *g *= u);
-            layer.down.forward_row(gate, &mut proj)?;
+            layer.down.forward_row(pool, gate, &mut proj)?;
             x.iter_mut().zip(&proj).for_each(|(a, b)| *a += b);
         }
         self.norm.forward_row(&x, &mut hs);
-        layers::head_row(&self.lm_head, &hs, cfg.vocab_size, logits)
+        layers::head_row(pool, &self.lm_head, &hs, cfg.vocab_size, logits)
+    }
+
+    /// The batched path: the new rows of all sequences as one (rows, hidden) activation.
+    fn forward_rows(&self, seqs: &mut [SeqInput<'_>]) -> Result<Vec<Tensor>> {
+        let cfg = &self.cfg;
+        let pool = &**self.threads.kernels();
+        let heads = self.heads();
+        let spans = layers::spans(seqs.iter().map(|s| (s.ids.len(), s.state.len())));
+        let ids: Vec<u32> = seqs.iter().flat_map(|s| s.ids.iter().copied()).collect();
+        let rows = ids.len();
+        let mut x = self.embed.forward(&ids)?;
+        if let Some(s) = self.embed_scale {
+            x = (x * s)?;
+        }
+        let mut ctx = vec![0f32; rows * heads.q * heads.dim];
+        for (l, layer) in self.layers.iter().enumerate() {
+            let hs = layer.attn_norm.forward(&x)?;
+            let qkv = layer.qkv.forward(pool, &hs)?;
+            let [q, k, v] = qkv.as_slice() else {
+                return Err(InferError::Invalid("q/k/v projection lost a part".into()));
+            };
+            let (mut q, mut k, v) = (layers::rows_of(q)?, layers::rows_of(k)?, layers::rows_of(v)?);
+            let mut caches: Vec<_> = seqs.iter_mut().filter_map(|s| s.state.layers.get_mut(l)).collect();
+            layers::attend_batch(
+                pool,
+                &mut caches,
+                &spans,
+                heads,
+                self.rope.as_ref(),
+                self.alibi.as_deref(),
+                &mut q,
+                &mut k,
+                &v,
+                &mut ctx,
+            )?;
+            let ctx_t = Tensor::from_slice(&ctx, (rows, heads.q * heads.dim), &Device::Cpu)?;
+            x = (x + layer.o.forward(pool, &ctx_t)?)?;
+            let hs = layer.mlp_norm.forward(&x)?;
+            let gu = layer.gate_up.forward(pool, &hs)?;
+            let [gate, up] = gu.as_slice() else {
+                return Err(InferError::Invalid("gate/up projection lost a part".into()));
+            };
+            let mlp = layer.down.forward(pool, &(layers::activate(gate, cfg.activation)? * up)?)?;
+            x = (x + mlp)?;
+        }
+        let wants: Vec<Logits> = seqs.iter().map(|s| s.logits).collect();
+        batch_logits(pool, &self.norm, &self.lm_head, cfg.vocab_size, &x, &spans, &wants)
     }
 }
 
@@ -236,64 +292,24 @@ impl CausalLm for Llama {
         &self.cfg
     }
 
-    fn forward(&mut self, ids: &[u32], pos: usize, logits: Logits) -> Result<Tensor> {
-        check_ids(&self.cfg, ids, pos)?;
-        if let [id] = ids {
-            return self.decode_step(*id, pos, logits);
-        }
-        let (nh, nkv, hd) = (self.cfg.num_heads, self.cfg.num_kv_heads, self.cfg.head_dim);
-        let t = ids.len();
-        let mut x = self.embed.forward(ids)?;
-        if let Some(s) = self.embed_scale {
-            x = (x * s)?;
-        }
-        let scale = 1.0 / (hd as f64).sqrt();
-        for layer in &mut self.layers {
-            let hs = layer.attn_norm.forward(&x)?;
-            let qkv = layer.qkv.forward(&hs)?;
-            let [q, k, v] = qkv.as_slice() else {
-                return Err(crate::error::InferError::Invalid("q/k/v projection lost a part".into()));
-            };
-            let mut q = layers::split_heads(q, nh, hd)?;
-            let mut k = layers::split_heads(k, nkv, hd)?;
-            let v = layers::split_heads(v, nkv, hd)?;
-            if let Some(rope) = &self.rope {
-                q = rope.apply(&q, pos)?;
-                k = rope.apply(&k, pos)?;
+    fn forward_batch(&self, seqs: &mut [SeqInput<'_>]) -> Result<Vec<Tensor>> {
+        guarded(&self.cfg, &self.computed, seqs, |seqs| {
+            if let (Some(id), [s]) = (single_token(seqs), &mut *seqs) {
+                return Ok(vec![self.decode_step(s.state, id, s.logits)?]);
             }
-            let (k, v) = layer.kv.append(&k, &v)?;
-            let bias = match &self.alibi {
-                Some(s) => Bias::Alibi(s),
-                None => Bias::None,
-            };
-            let ctx = layers::attention(&q, &k, &v, pos, scale, bias)?;
-            x = (x + layer.o.forward(&ctx)?)?;
-            let hs = layer.mlp_norm.forward(&x)?;
-            let gu = layer.gate_up.forward(&hs)?;
-            let [gate, up] = gu.as_slice() else {
-                return Err(crate::error::InferError::Invalid("gate/up projection lost a part".into()));
-            };
-            let mlp = layer.down.forward(&(layers::activate(gate, self.cfg.activation)? * up)?)?;
-            x = (x + mlp)?;
-        }
-        let x = match logits {
-            Logits::All => x,
-            Logits::Last | Logits::Greedy => x.narrow(0, t - 1, 1)?,
-        };
-        layers::head(&self.lm_head, &self.norm.forward(&x)?, logits)
+            self.threads.install(|| self.forward_rows(seqs))
+        })
     }
 
-    fn clear_kv_cache(&mut self) {
-        for l in &mut self.layers {
-            l.kv.reset();
-        }
+    fn positions_computed(&self) -> u64 {
+        self.computed.load(Ordering::Relaxed)
     }
 
-    fn kv_len(&self) -> usize {
-        self.layers.first().map_or(0, |l| l.kv.len())
+    fn threads(&self) -> &Arc<Threads> {
+        &self.threads
     }
 
-    fn head(&self) -> &crate::weights::MatrixWeight {
+    fn head(&self) -> &MatrixWeight {
         self.lm_head.weight()
     }
 }
