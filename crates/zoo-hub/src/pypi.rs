@@ -547,9 +547,7 @@ mod tests {
             let comp = enc.finish().unwrap();
             let crc = 0u32; // not checked by the reader: the sha256 pin is
             let local = out.len() as u32;
-            for v in [0x0403_4b50u32] {
-                out.extend_from_slice(&v.to_le_bytes());
-            }
+            out.extend_from_slice(&0x0403_4b50u32.to_le_bytes());
             out.extend_from_slice(&[20, 0, 0, 0, 8, 0, 0, 0, 0, 0]);
             out.extend_from_slice(&crc.to_le_bytes());
             out.extend_from_slice(&(comp.len() as u32).to_le_bytes());
