@@ -10,7 +10,7 @@ if [ ! -f "$LLAMA_ROOT/env.sh" ] || [ ! -x "$LLAMA_ROOT/bin/llama-greedy" ]; the
 fi
 source "$LLAMA_ROOT/env.sh"
 { read -r SMOL_Q41; read -r SMOL_HF; read -r SMOL_F16; } < <("$REPO/scripts/smollm2.sh")
-REF_JSON="${SMOLLM2_FIXTURES:-/work/shared/fixtures/smollm2}/reference.json"
+REF_JSON="${SMOLLM2_FIXTURES:-$REPO/tests/fixtures/reference/smollm2}/reference.json"
 W="${ZOO_BENCH_DIR:-/tmp/zoo-bench-llama}"
 mkdir -p "$W"
 THREADS="${THREADS:-2}"

