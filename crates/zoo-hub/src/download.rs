@@ -715,19 +715,32 @@ fn host_of(url: &str) -> &str {
     rest.split('/').next().unwrap_or("")
 }
 
-/// Resolve a `Location` against the URL it came from.
-fn join_url(base: &str, loc: &str) -> String {
+/// Resolve a `Location` or an index page's link against the URL it came from (absolute,
+/// host-rooted, or relative with `.` and `..` segments).
+pub(crate) fn join_url(base: &str, loc: &str) -> String {
     if loc.contains("://") {
         return loc.to_string();
     }
     let (scheme, rest) = base.split_once("://").unwrap_or(("http", base));
     let host = rest.split('/').next().unwrap_or("");
     if loc.starts_with('/') {
-        format!("{scheme}://{host}{loc}")
-    } else {
-        let dir = base.rsplit_once('/').map(|x| x.0).unwrap_or(base);
-        format!("{dir}/{loc}")
+        return format!("{scheme}://{host}{loc}");
     }
+    let path = rest.get(host.len()..).unwrap_or("");
+    let mut segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    if !path.ends_with('/') {
+        segs.pop();
+    }
+    for s in loc.split('/') {
+        match s {
+            ".." => {
+                segs.pop();
+            }
+            "." | "" => {}
+            s => segs.push(s),
+        }
+    }
+    format!("{scheme}://{host}/{}", segs.join("/"))
 }
 
 /// Percent-encode a repo path for a URL, keeping `/`.

@@ -112,7 +112,7 @@ pub fn parse_index(page_url: &str, body: &str, package: &str, version: &str) -> 
             let Some(sha) = f.hashes.get("sha256") else { continue };
             wheels.push(Wheel {
                 filename: f.filename,
-                url: resolve_url(page_url, &f.url),
+                url: crate::download::join_url(page_url, &f.url),
                 sha256: sha.to_lowercase(),
                 size: f.size,
             });
@@ -133,7 +133,7 @@ pub fn parse_index(page_url: &str, body: &str, package: &str, version: &str) -> 
             let Some(sha) = frag.strip_prefix("sha256=") else { continue };
             wheels.push(Wheel {
                 filename: text.to_string(),
-                url: resolve_url(page_url, url),
+                url: crate::download::join_url(page_url, url),
                 sha256: sha.to_lowercase(),
                 size: None,
             });
@@ -156,33 +156,6 @@ fn attr<'a>(tag: &'a str, name: &str) -> Option<&'a str> {
     let i = tag.find(&format!("{name}=\""))?;
     let rest = tag.get(i + name.len() + 2..)?;
     rest.split_once('"').map(|(v, _)| v)
-}
-
-/// A URL from an index page, made absolute (absolute, host-rooted or relative with `..`).
-fn resolve_url(page: &str, href: &str) -> String {
-    if href.contains("://") {
-        return href.to_string();
-    }
-    let (scheme, rest) = page.split_once("://").unwrap_or(("https", page));
-    let host = rest.split('/').next().unwrap_or("");
-    if href.starts_with('/') {
-        return format!("{scheme}://{host}{href}");
-    }
-    let path = rest.get(host.len()..).unwrap_or("");
-    let mut segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    if !path.ends_with('/') {
-        segs.pop();
-    }
-    for s in href.split('/') {
-        match s {
-            ".." => {
-                segs.pop();
-            }
-            "." | "" => {}
-            s => segs.push(s),
-        }
-    }
-    format!("{scheme}://{host}/{}", segs.join("/"))
 }
 
 impl Hub {
@@ -517,10 +490,10 @@ mod tests {
     }
 
     #[test]
-    fn relative_urls_resolve() {
-        assert_eq!(resolve_url("https://h/simple/p/", "../../x/y.whl"), "https://h/x/y.whl");
-        assert_eq!(resolve_url("https://h/simple/p/", "/x.whl"), "https://h/x.whl");
-        assert_eq!(resolve_url("https://h/simple/p/", "w.whl"), "https://h/simple/p/w.whl");
+    fn index_links_resolve() {
+        assert_eq!(crate::download::join_url("https://h/simple/p/", "../../x/y.whl"), "https://h/x/y.whl");
+        assert_eq!(crate::download::join_url("https://h/simple/p/", "/x.whl"), "https://h/x.whl");
+        assert_eq!(crate::download::join_url("https://h/simple/p/", "w.whl"), "https://h/simple/p/w.whl");
     }
 
     /// A zip with deflated members, as Python's `zipfile` writes wheels.

@@ -5,17 +5,17 @@
 //! embeddings. Every linear layer inside the blocks has a bias.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 
 use candle_core::{Device, Tensor};
 
 use crate::config::ModelConfig;
 use crate::error::Result;
 use crate::layers::{self, Embedding, Heads, Linear, Norm};
-use crate::models::{CausalLm, Logits, batch_logits, guarded, single_token};
+use crate::models::{Logits, batch_logits};
 use crate::state::{SeqInput, SeqState};
 use crate::threads::Threads;
-use crate::weights::{MatrixWeight, WeightSource};
+use crate::weights::WeightSource;
 
 struct Block {
     ln1: Norm,
@@ -180,29 +180,4 @@ impl Bloom {
     }
 }
 
-impl CausalLm for Bloom {
-    fn config(&self) -> &ModelConfig {
-        &self.cfg
-    }
-
-    fn forward_batch(&self, seqs: &mut [SeqInput<'_>]) -> Result<Vec<Tensor>> {
-        guarded(&self.cfg, &self.computed, seqs, |seqs| {
-            if let (Some(id), [s]) = (single_token(seqs), &mut *seqs) {
-                return Ok(vec![self.decode_step(s.state, id, s.logits)?]);
-            }
-            self.threads.install(|| self.forward_rows(seqs))
-        })
-    }
-
-    fn positions_computed(&self) -> u64 {
-        self.computed.load(Ordering::Relaxed)
-    }
-
-    fn threads(&self) -> &Arc<Threads> {
-        &self.threads
-    }
-
-    fn head(&self) -> &MatrixWeight {
-        self.lm_head.weight()
-    }
-}
+impl_causal_lm!(Bloom);

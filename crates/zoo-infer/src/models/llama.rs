@@ -4,7 +4,7 @@
 //! [`ModelConfig`], so one decoder serves all of them.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 
 use candle_core::{Device, Tensor};
 use zoo_kernels::ThreadPool;
@@ -12,7 +12,7 @@ use zoo_kernels::ThreadPool;
 use crate::config::{Arch, ModelConfig, Positions};
 use crate::error::{InferError, Result};
 use crate::layers::{self, Embedding, Heads, Linear, Norm, Rope};
-use crate::models::{CausalLm, Logits, batch_logits, guarded, single_token};
+use crate::models::{Logits, batch_logits};
 use crate::state::{SeqInput, SeqState};
 use crate::threads::Threads;
 use crate::weights::{MatrixWeight, WeightSource};
@@ -287,29 +287,4 @@ impl Llama {
     }
 }
 
-impl CausalLm for Llama {
-    fn config(&self) -> &ModelConfig {
-        &self.cfg
-    }
-
-    fn forward_batch(&self, seqs: &mut [SeqInput<'_>]) -> Result<Vec<Tensor>> {
-        guarded(&self.cfg, &self.computed, seqs, |seqs| {
-            if let (Some(id), [s]) = (single_token(seqs), &mut *seqs) {
-                return Ok(vec![self.decode_step(s.state, id, s.logits)?]);
-            }
-            self.threads.install(|| self.forward_rows(seqs))
-        })
-    }
-
-    fn positions_computed(&self) -> u64 {
-        self.computed.load(Ordering::Relaxed)
-    }
-
-    fn threads(&self) -> &Arc<Threads> {
-        &self.threads
-    }
-
-    fn head(&self) -> &MatrixWeight {
-        self.lm_head.weight()
-    }
-}
+impl_causal_lm!(Llama);

@@ -1,6 +1,43 @@
 //! The model architectures, one file each, behind one trait; and what they share around a
 //! batched forward pass (input checks, state commit/rollback, the output head over a batch).
 
+/// The [`CausalLm`] impl every architecture shares: a model type with the fields `cfg`,
+/// `computed`, `threads` and `lm_head` and the methods `decode_step` (one token of one
+/// sequence: the row fast path) and `forward_rows` (the batched tensor path).
+macro_rules! impl_causal_lm {
+    ($model:ty) => {
+        impl $crate::models::CausalLm for $model {
+            fn config(&self) -> &$crate::config::ModelConfig {
+                &self.cfg
+            }
+
+            fn forward_batch(
+                &self,
+                seqs: &mut [$crate::state::SeqInput<'_>],
+            ) -> $crate::error::Result<Vec<candle_core::Tensor>> {
+                $crate::models::guarded(&self.cfg, &self.computed, seqs, |seqs| {
+                    if let (Some(id), [s]) = ($crate::models::single_token(seqs), &mut *seqs) {
+                        return Ok(vec![self.decode_step(s.state, id, s.logits)?]);
+                    }
+                    self.threads.install(|| self.forward_rows(seqs))
+                })
+            }
+
+            fn positions_computed(&self) -> u64 {
+                self.computed.load(std::sync::atomic::Ordering::Relaxed)
+            }
+
+            fn threads(&self) -> &std::sync::Arc<$crate::threads::Threads> {
+                &self.threads
+            }
+
+            fn head(&self) -> &$crate::weights::MatrixWeight {
+                self.lm_head.weight()
+            }
+        }
+    };
+}
+
 pub mod bloom;
 pub mod llama;
 
