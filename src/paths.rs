@@ -97,3 +97,11 @@ pub fn pypi_index() -> String {
         .find_map(|k| std::env::var(k).ok().filter(|v| !v.trim().is_empty()))
         .unwrap_or_else(|| zoo_hub::pypi::DEFAULT_INDEX.to_string())
 }
+
+/// Where applied deltas and mirrored files go: `ZOO_MODELS_DIR`, `$XDG_DATA_HOME/zoo/models`,
+/// `~/.local/share/zoo/models`.
+pub fn models_dir() -> Option<PathBuf> {
+    env_path("ZOO_MODELS_DIR")
+        .or_else(|| env_path("XDG_DATA_HOME").filter(|p| p.is_absolute()).map(|x| x.join("zoo/models")))
+        .or_else(|| home().map(|h| h.join(".local/share/zoo/models")))
+}

@@ -87,15 +87,7 @@ impl StderrProgress {
 impl Progress for StderrProgress {
     fn event(&self, event: Event) {
         if self.mode == ProgressMode::Json {
-            let v = match &event {
-                Event::Start { task, total, unit } => {
-                    serde_json::json!({"event": "start", "task": task, "total": total,
-                    "unit": if *unit == Unit::Bytes { "bytes" } else { "items" }})
-                }
-                Event::Advance { task, delta } => serde_json::json!({"event": "advance", "task": task, "delta": delta}),
-                Event::Note { message } => serde_json::json!({"event": "note", "message": message}),
-                Event::Finish { task } => serde_json::json!({"event": "finish", "task": task}),
-            };
+            let v = serde_json::to_string(&event).unwrap_or_default();
             eprintln!("{v}");
             return;
         }

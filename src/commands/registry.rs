@@ -1,11 +1,8 @@
 //! `zoo registry check|sync|import-results|benchmarks|datasets|families`.
 
-use std::collections::BTreeMap;
 use std::io::{Read, Write};
 
 use anyhow::Context as _;
-use serde::Deserialize;
-use zoo_registry::model::{Provenance, ResultRecord};
 use zoo_registry::{Catalog, check as lint};
 
 use super::Ctx;
@@ -62,28 +59,6 @@ pub async fn sync(ctx: &Ctx, out: &mut dyn Write, a: SyncArgs) -> anyhow::Result
     Ok(EXIT_OK)
 }
 
-/// One measured result as users write it in JSON.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ImportedResult {
-    model: String,
-    benchmark: String,
-    #[serde(default)]
-    opponent: Option<String>,
-    #[serde(default)]
-    source: Option<String>,
-    scores: BTreeMap<String, f64>,
-    #[serde(default)]
-    provenance: Option<Provenance>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum OneOrMany {
-    One(Box<ImportedResult>),
-    Many(Vec<ImportedResult>),
-}
-
 pub async fn import_results(ctx: &Ctx, out: &mut dyn Write, a: ImportArgs) -> anyhow::Result<u8> {
     let text = if a.file.as_os_str() == "-" {
         let mut s = String::new();
@@ -92,40 +67,8 @@ pub async fn import_results(ctx: &Ctx, out: &mut dyn Write, a: ImportArgs) -> an
     } else {
         std::fs::read_to_string(&a.file).with_context(|| format!("reading {}", a.file.display()))?
     };
-    let items = match serde_json::from_str::<OneOrMany>(&text) {
-        Ok(OneOrMany::One(r)) => vec![*r],
-        Ok(OneOrMany::Many(v)) => v,
-        Err(_) => {
-            // Re-parse as the array form for a precise message.
-            let e = serde_json::from_str::<Vec<ImportedResult>>(&text)
-                .err()
-                .or_else(|| serde_json::from_str::<ImportedResult>(&text).err());
-            anyhow::bail!(
-                "{} is not a result object or array of them: {}",
-                a.file.display(),
-                e.map(|e| e.to_string()).unwrap_or_default()
-            );
-        }
-    };
-    let reg = ctx.registry().await?;
-    let now = super::now_rfc3339();
-    let mut ids = Vec::new();
-    for it in items {
-        let mut prov = it.provenance.unwrap_or_default();
-        prov.zoo_version.get_or_insert_with(|| env!("CARGO_PKG_VERSION").to_string());
-        let rec = ResultRecord {
-            model: it.model,
-            benchmark: it.benchmark,
-            opponent: it.opponent,
-            origin: "measured".into(),
-            source: it.source,
-            scores: it.scores,
-            provenance: Some(prov),
-            recorded_at: Some(now.clone()),
-        };
-        ids.push(reg.record_result(&rec).await.with_context(|| format!("recording {}/{}", rec.model, rec.benchmark))?);
-    }
-    reg.close().await;
+    let items = zoo_ops::results::parse(&text, &a.file.display().to_string())?;
+    let ids = zoo_ops::results::import(&ctx.zoo, items).await?;
     if a.json {
         write_json(out, &ids)?;
     } else {

@@ -5,10 +5,11 @@ use std::io::Write;
 
 use zoo_registry::ResultTable;
 
-use super::{Ctx, did_you_mean};
+use super::Ctx;
 use crate::cli::{Format, ResultsArgs};
 use crate::output::{Table, write_json};
 use crate::{EXIT_NOT_FOUND, EXIT_OK};
+use zoo_ops::did_you_mean;
 
 pub async fn results(ctx: &Ctx, out: &mut dyn Write, a: ResultsArgs) -> anyhow::Result<u8> {
     let reg = ctx.registry().await?;

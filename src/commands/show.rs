@@ -6,10 +6,11 @@ use serde::Serialize;
 use zoo_registry::ResultTable;
 use zoo_registry::model::ModelRecord;
 
-use super::{Ctx, did_you_mean};
+use super::Ctx;
 use crate::cli::ShowArgs;
 use crate::output::{fmt_params, fmt_score, write_json};
 use crate::{EXIT_NOT_FOUND, EXIT_OK};
+use zoo_ops::did_you_mean;
 
 #[derive(Serialize)]
 struct Detail<'a> {
@@ -147,10 +148,11 @@ pub async fn show(ctx: &Ctx, out: &mut dyn Write, a: ShowArgs) -> anyhow::Result
         ),
     ]);
     for c in &copies {
-        let how = match c.derived_from.as_ref() {
-            Some(d) if d.get("delta").is_some() => "delta applied",
-            Some(d) if d.get("added").is_some() => "added",
-            Some(d) if d.get("pulled").is_some() => "pulled",
+        let how = match c.derived_from.as_ref().and_then(|d| d.operation.as_deref()) {
+            Some("delta-apply") => "delta applied",
+            Some("add") => "added",
+            Some("pull") => "pulled",
+            Some("mirror") => "pulled from a mirror",
             _ => "registered",
         };
         facts.push((

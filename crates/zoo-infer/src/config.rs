@@ -24,27 +24,21 @@ pub enum Arch {
     Bloom,
 }
 
-/// `architectures[0]` values accepted, with the architecture each one maps to.
-pub const HF_ARCHITECTURES: &[(&str, Arch)] = &[
-    ("LlamaForCausalLM", Arch::Llama),
-    ("YiForCausalLM", Arch::Llama),
-    ("Qwen2ForCausalLM", Arch::Qwen2),
-    ("GemmaForCausalLM", Arch::Gemma),
-    ("BaichuanForCausalLM", Arch::Baichuan),
-    ("BaiChuanForCausalLM", Arch::Baichuan),
-    ("BloomForCausalLM", Arch::Bloom),
-];
-
-/// `general.architecture` values accepted in GGUF files.
-pub const GGUF_ARCHITECTURES: &[(&str, Arch)] = &[
-    ("llama", Arch::Llama),
-    ("qwen2", Arch::Qwen2),
-    ("gemma", Arch::Gemma),
-    ("baichuan", Arch::Baichuan),
-    ("bloom", Arch::Bloom),
-];
+/// `architectures[0]` values accepted, mapped to GGUF architecture names: the converter's
+/// table, so the runner and the converter accept the same models.
+pub use zoo_weights::gguf_convert::{GGUF_ARCHITECTURES, HF_ARCHITECTURES};
 
 impl Arch {
+    /// The architecture of a GGUF name (`llama`, `qwen2`, `gemma`, `baichuan`, `bloom`).
+    pub fn from_gguf_name(name: &str) -> Option<Arch> {
+        [Arch::Llama, Arch::Qwen2, Arch::Gemma, Arch::Baichuan, Arch::Bloom].into_iter().find(|a| a.name() == name)
+    }
+
+    /// The architecture of an `architectures[0]` value.
+    pub fn from_hf_name(name: &str) -> Option<Arch> {
+        HF_ARCHITECTURES.iter().find(|(n, _)| *n == name).and_then(|(_, g)| Arch::from_gguf_name(g))
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Arch::Llama => "llama",
@@ -152,10 +146,8 @@ impl ModelConfig {
                 ));
             }
         };
-        let arch =
-            HF_ARCHITECTURES.iter().find(|(n, _)| *n == arch_name).map(|(_, a)| *a).ok_or_else(|| {
-                InferError::UnsupportedArch { name: arch_name.clone(), supported: Arch::supported_hf() }
-            })?;
+        let arch = Arch::from_hf_name(&arch_name)
+            .ok_or_else(|| InferError::UnsupportedArch { name: arch_name.clone(), supported: Arch::supported_hf() })?;
         let need = |keys: &[&str]| {
             get_usize(&cfg, keys).filter(|&v| v > 0).ok_or_else(|| {
                 InferError::config(path, format!("{} is missing or not a positive integer", keys.join(" / ")))
@@ -254,16 +246,13 @@ impl ModelConfig {
     /// Reads GGUF metadata (`general.architecture`, `<arch>.*`, `tokenizer.ggml.*` ids).
     pub fn from_gguf(g: &Gguf) -> Result<ModelConfig> {
         let path = g.path.as_path();
-        let supported = || GGUF_ARCHITECTURES.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ");
+        let supported = || GGUF_ARCHITECTURES.join(", ");
         let arch_name = g
             .get("general.architecture")
             .and_then(MetaValue::as_str)
             .ok_or_else(|| InferError::config(path, "general.architecture is missing"))?
             .to_string();
-        let arch = GGUF_ARCHITECTURES
-            .iter()
-            .find(|(n, _)| *n == arch_name)
-            .map(|(_, a)| *a)
+        let arch = Arch::from_gguf_name(&arch_name)
             .ok_or_else(|| InferError::UnsupportedArch { name: arch_name.clone(), supported: supported() })?;
         let prefix = arch_name.clone();
         let key = |k: &str| format!("{prefix}.{k}");

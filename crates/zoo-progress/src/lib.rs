@@ -8,8 +8,10 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// One thing that happened during a long operation.
-#[derive(Debug, Clone, PartialEq)]
+/// One thing that happened during a long operation. Serialized (for `--progress json` and
+/// event streams) as `{"event": "start", "task": ..., "total": ..., "unit": "bytes"}` and so on.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
     /// A task (or sub-task) started; `total` is in `unit`s when known.
     Start { task: String, total: Option<u64>, unit: Unit },
@@ -22,7 +24,8 @@ pub enum Event {
 }
 
 /// What a task counts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Unit {
     Bytes,
     Items,
@@ -91,5 +94,21 @@ mod tests {
         assert!(!b.is_cancelled());
         a.cancel();
         assert!(b.is_cancelled());
+    }
+}
+
+#[cfg(test)]
+mod json_tests {
+    use super::*;
+
+    #[test]
+    fn events_serialize_as_tagged_objects() {
+        let e = Event::Start { task: "model.gguf".into(), total: Some(10), unit: Unit::Bytes };
+        assert_eq!(
+            serde_json::to_string(&e).unwrap(),
+            r#"{"event":"start","task":"model.gguf","total":10,"unit":"bytes"}"#
+        );
+        let e = Event::Note { message: "hi".into() };
+        assert_eq!(serde_json::to_string(&e).unwrap(), r#"{"event":"note","message":"hi"}"#);
     }
 }

@@ -5,7 +5,7 @@
 use serde::Serialize;
 use sqlx::Row;
 
-use crate::model::{FileRecord, ModelRecord};
+use crate::model::{FileRecord, ModelRecord, Provenance};
 use crate::{Error, Registry};
 
 /// One copy of a model on this machine.
@@ -20,8 +20,9 @@ pub struct LocalCopy {
     /// sha256 of the manifest: `"<sha256>  <path>\n"` per file, sorted by path.
     pub sha256: Option<String>,
     pub size: Option<i64>,
-    /// How it was made (JSON): e.g. `{"delta": {...}, "base": {...}, "algorithm": ..}`.
-    pub derived_from: Option<serde_json::Value>,
+    /// How it was made (stored as JSON; a row written before this shape existed reads back with
+    /// its JSON in `notes`).
+    pub derived_from: Option<Provenance>,
     pub verified_at: Option<String>,
     pub files: Vec<FileRecord>,
 }
@@ -107,7 +108,9 @@ impl Registry {
                 revision: r.try_get(3)?,
                 sha256: r.try_get(4)?,
                 size: r.try_get(5)?,
-                derived_from: derived.map(|d| serde_json::from_str(&d)).transpose()?,
+                derived_from: derived.map(|d| {
+                    serde_json::from_str(&d).unwrap_or_else(|_| Provenance { notes: Some(d), ..Default::default() })
+                }),
                 verified_at: r.try_get(7)?,
                 files,
             });

@@ -149,16 +149,50 @@ pub struct ResultRecord {
     pub recorded_at: Option<String>,
 }
 
-/// How a measured number was made: enough to reproduce it or to explain a difference.
+/// How something zoo recorded was made (a measured result, a pulled, applied, converted or
+/// added copy): enough to reproduce it or to explain a difference. One shape for all of them.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Provenance {
-    /// sha256 of the weights that were evaluated (of the manifest for multi-file models).
+    /// sha256 of the weights that were evaluated or written (of the manifest for multi-file models).
     pub model_hash: Option<String>,
+    /// What made it: `pull`, `mirror`, `delta-apply`, `add`, `eval mcq`, ...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation: Option<String>,
+    /// What it was made from, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inputs: Vec<ProvenanceInput>,
     pub prompt_format: Option<String>,
-    /// e.g. `generate+regex`, `loglikelihood`, `judge:gpt-4`, `human`.
+    /// The method: e.g. `generate+regex`, `loglikelihood`, `judge:gpt-4`, `human`; for a delta the
+    /// algorithm (`llmzoo`).
     pub mode: Option<String>,
     pub seed: Option<i64>,
     pub zoo_version: Option<String>,
     pub notes: Option<String>,
+}
+
+/// One input of a [`Provenance`]: a hub repo at a commit, a PyPI package member, a folder, a
+/// registered model; with its hash where known.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProvenanceInput {
+    /// Its part: `source`, `delta`, `base`, `questions`, ...
+    pub role: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repo: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+    /// A PyPI package pin `NAME==VERSION`, with `member` the file inside its wheel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pypi: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
 }

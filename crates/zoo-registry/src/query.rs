@@ -277,7 +277,7 @@ impl Registry {
     pub async fn results(&self, model: Option<&str>, benchmark: Option<&str>) -> Result<Vec<ResultTable>, Error> {
         let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
             "SELECT r.id, r.origin, r.model, r.benchmark, r.opponent, r.source, r.model_hash, r.prompt_format, r.mode, \
-             r.seed, r.zoo_version, r.notes, r.recorded_at, s.column_key, s.value \
+             r.seed, r.zoo_version, r.notes, r.recorded_at, s.column_key, s.value, r.operation, r.inputs \
              FROM eval_runs r JOIN scores s ON s.run_id = r.id WHERE 1 = 1",
         );
         if let Some(m) = model {
@@ -306,6 +306,8 @@ impl Registry {
                             seed: r.try_get(9)?,
                             zoo_version: r.try_get(10)?,
                             notes: r.try_get(11)?,
+                            operation: r.try_get(15)?,
+                            inputs: serde_json::from_str(&r.try_get::<String, _>(16)?).unwrap_or_default(),
                         })
                     })
                     .transpose()?;

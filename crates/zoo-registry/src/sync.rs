@@ -286,8 +286,8 @@ pub(crate) async fn insert_model(tx: &mut sqlx::SqliteConnection, m: &ModelRecor
 pub(crate) async fn insert_run(tx: &mut sqlx::SqliteConnection, r: &ResultRecord, hash: &str) -> Result<i64, Error> {
     let p = r.provenance.clone().unwrap_or_default();
     let id: i64 = sqlx::query_scalar(
-        "INSERT INTO eval_runs (origin, model, benchmark, opponent, source, model_hash, prompt_format, mode, seed, zoo_version, notes, recorded_at, record_hash) \
-         VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) RETURNING id",
+        "INSERT INTO eval_runs (origin, model, benchmark, opponent, source, model_hash, prompt_format, mode, seed, zoo_version, notes, recorded_at, record_hash, operation, inputs) \
+         VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) RETURNING id",
     )
     .bind(&r.origin)
     .bind(&r.model)
@@ -302,6 +302,8 @@ pub(crate) async fn insert_run(tx: &mut sqlx::SqliteConnection, r: &ResultRecord
     .bind(&p.notes)
     .bind(&r.recorded_at)
     .bind(hash)
+    .bind(&p.operation)
+    .bind(serde_json::to_string(&p.inputs)?)
     .fetch_one(&mut *tx)
     .await?;
     for (k, v) in &r.scores {

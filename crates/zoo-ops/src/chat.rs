@@ -1,0 +1,401 @@
+//! Chat: a loaded model with its prompt format, stop strings and sampling ([`ChatModel`]), and
+//! a conversation over it ([`ChatSession`]). Replies stream as UTF-8-safe text pieces that never
+//! split a character or show part of a stop string. Used by `zoo chat`, `zoo run`, the TUI and
+//! the server.
+//!
+//! Decisions: the prompt format is `template`, else the registry's, else the model's own Jinja
+//! template, else LLM Zoo's for Phoenix/Chimera names (as FastChat's adapter matches them),
+//! else raw text. Jinja templates write every special token themselves, so their rendered
+//! prompt is tokenized without adding any (as transformers' `apply_chat_template`). When the
+//! conversation outgrows the context, the oldest turns are left out (the system prompt stays).
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use serde::Serialize;
+use zoo_chat::{
+    ChatTemplate, Conversation, FormatOptions, Message, PromptFormat, SpecialTokens, StopMatcher, StopStep,
+    TokenTextStream,
+};
+use zoo_infer::{FinishReason, Generation, LoadedModel, SamplingParams, Step};
+use zoo_progress::CancelToken;
+
+use crate::model_ref;
+use crate::{Context as _, Control, OpsError, Result, Zoo, blocking};
+
+/// The model of `zoo chat` and `zoo run` when none is named: small enough for any machine,
+/// pulled on first use (its hub repo, else its PyPI mirror).
+pub const DEFAULT_MODEL: &str = "smollm2-135m-instruct";
+
+/// Sampling as asked; `None` takes the model's `generation_config.json`, then zoo's default.
+#[derive(Debug, Clone, Default)]
+pub struct SamplingOverrides {
+    pub greedy: bool,
+    pub temperature: Option<f64>,
+    pub top_k: Option<usize>,
+    pub top_p: Option<f64>,
+    pub repetition_penalty: Option<f32>,
+    pub seed: u64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ChatOptions {
+    /// MODEL (see [`crate::ModelRef`]); `None`: [`DEFAULT_MODEL`], pulled when missing.
+    pub model: Option<String>,
+    /// A prompt format name (see `zoo_chat::PromptFormat::from_name`).
+    pub template: Option<String>,
+    pub stop: Vec<String>,
+    /// Keep generating past the end-of-sequence token.
+    pub ignore_eos: bool,
+    pub threads: Option<usize>,
+    pub sampling: SamplingOverrides,
+}
+
+/// A model ready to prompt.
+pub struct ChatModel {
+    pub model: LoadedModel,
+    pub format: PromptFormat,
+    pub params: SamplingParams,
+    pub stops: Vec<String>,
+    /// The registry name, repo id or path.
+    pub label: String,
+}
+
+/// One reply.
+#[derive(Debug, Clone, Serialize)]
+pub struct Reply {
+    pub text: String,
+    pub token_ids: Vec<u32>,
+    /// `stop`, `length`, or `interrupted` when cancelled.
+    pub finish_reason: String,
+    pub prompt_tokens: usize,
+    pub prompt_tokens_per_s: f64,
+    pub tokens_per_s: f64,
+    #[serde(skip)]
+    pub generation: Generation,
+    #[serde(skip)]
+    pub interrupted: bool,
+}
+
+impl Reply {
+    /// `[12 tokens, 40.1 tok/s; prompt 30 tokens at 300.0 tok/s]`
+    pub fn speed_line(&self) -> String {
+        let g = &self.generation;
+        format!(
+            "[{} tokens, {:.1} tok/s; prompt {} tokens at {:.1} tok/s]",
+            g.token_ids.len(),
+            g.tokens_per_s(),
+            g.prompt_tokens_run,
+            g.prompt_tokens_per_s()
+        )
+    }
+
+    pub fn hit_length_limit(&self) -> bool {
+        self.generation.finish_reason == FinishReason::Length && !self.interrupted
+    }
+}
+
+/// `zoo run --json`: one prompt, one reply.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    pub model: String,
+    pub prompt_ids: Vec<u32>,
+    #[serde(flatten)]
+    pub reply: Reply,
+}
+
+/// Resolves MODEL (pulling the default model on first use) and loads it.
+pub async fn load(zoo: &Zoo, opts: &ChatOptions, ctl: &Control) -> Result<ChatModel> {
+    let threads = match opts.threads {
+        Some(n) => zoo_infer::LoadOptions { threads: zoo_infer::Threads::new(n) },
+        None => zoo_infer::LoadOptions::default(),
+    };
+    let spec = opts.model.clone().unwrap_or_else(|| DEFAULT_MODEL.to_string());
+    let (path, template, label) = match find(zoo, &spec).await {
+        Ok(x) => x,
+        // The default model is pulled on first use (the hub, else its PyPI mirror).
+        Err(e) if opts.model.is_none() && matches!(e.root(), OpsError::NotFound { .. }) => {
+            ctl.note(format!("no model named: pulling the default, {DEFAULT_MODEL}"));
+            let req = crate::pull::PullRequest { model: DEFAULT_MODEL.to_string(), ..Default::default() };
+            crate::pull::pull(zoo, &req, ctl).await?;
+            find(zoo, &spec).await?
+        }
+        Err(e) => return Err(e),
+    };
+    let p2 = path.clone();
+    let mut model = blocking(move || Ok(zoo_infer::load_with(&p2, &threads)?))
+        .await
+        .with_context(|| format!("loading {}", path.display()))?;
+    let format = prompt_format(opts.template.as_deref().or(template.as_deref()), &label, &model, ctl)?;
+    let mut stops = format.stop_strings();
+    stops.extend(opts.stop.iter().cloned());
+    if opts.ignore_eos {
+        model.stop_ids.clear();
+    }
+    Ok(ChatModel { params: sampling(&opts.sampling, &model), model, format, stops, label })
+}
+
+/// The path to load, the registry's prompt format, and the label.
+async fn find(zoo: &Zoo, spec: &str) -> Result<(std::path::PathBuf, Option<String>, String)> {
+    // A path needs no registry.
+    if let crate::ModelRef::Path(p) = crate::ModelRef::parse(spec) {
+        return Ok((p, None, spec.to_string()));
+    }
+    let reg = zoo.registry().await?;
+    let t = model_ref::resolve(&reg, spec).await;
+    reg.close().await;
+    let t = t?;
+    let path = t.runnable_path(zoo)?;
+    Ok((path, t.record().and_then(|m| m.chat_template.clone()), t.label()))
+}
+
+fn sampling(g: &SamplingOverrides, m: &LoadedModel) -> SamplingParams {
+    let d = &m.defaults;
+    let temperature = if g.greedy {
+        0.0
+    } else {
+        g.temperature.or(if d.do_sample == Some(false) { Some(0.0) } else { d.temperature }).unwrap_or(0.7)
+    };
+    SamplingParams {
+        temperature,
+        top_k: g.top_k.or(d.top_k).filter(|&k| k > 0),
+        top_p: g.top_p.or(d.top_p),
+        repetition_penalty: g.repetition_penalty.unwrap_or(d.repetition_penalty.unwrap_or(1.0) as f32),
+        repeat_last_n: 64,
+        seed: g.seed,
+    }
+}
+
+fn prompt_format(name: Option<&str>, label: &str, m: &LoadedModel, ctl: &Control) -> Result<PromptFormat> {
+    let tok = m.tokenizer.as_ref();
+    let eos = tok.and_then(|t| t.eos_token.clone());
+    let jinja = match &m.chat_template {
+        Some(src) => Some(
+            ChatTemplate::new(
+                src.clone(),
+                SpecialTokens { bos: tok.and_then(|t| t.bos_token.clone()), eos: eos.clone(), unk: None, pad: None },
+            )
+            .context("the model's chat template does not parse")?,
+        ),
+        None => None,
+    };
+    let name = match name {
+        Some(n) => n.to_string(),
+        None if jinja.is_some() => "jinja".to_string(),
+        None => {
+            let lower = label.to_lowercase();
+            if lower.contains("phoenix") || lower.contains("chimera") {
+                "llmzoo".to_string()
+            } else {
+                if tok.is_some() {
+                    ctl.note(format!(
+                        "{label} names no prompt format and has no chat template: raw text (see --template)"
+                    ));
+                }
+                "none".to_string()
+            }
+        }
+    };
+    Ok(PromptFormat::from_name(&name, FormatOptions { eos, chat_template: jinja })?)
+}
+
+impl ChatModel {
+    /// Whether the tokenizer should add its own special tokens (LLaMA's BOS) to rendered text.
+    fn add_special(&self) -> bool {
+        !matches!(self.format, PromptFormat::Jinja(_)) && !self.format.includes_bos()
+    }
+
+    pub fn tokenizer(&self) -> Result<&zoo_infer::Tokenizer> {
+        self.model.tokenizer.as_ref().ok_or_else(|| {
+            OpsError::Invalid(format!(
+                "{} has no tokenizer (no tokenizer.json): give token ids (`zoo run --token-ids`)",
+                self.model.source.display()
+            ))
+        })
+    }
+
+    /// Renders `messages`, dropping the oldest turns when the prompt plus `reserve` new tokens
+    /// would not fit the context. Returns the prompt ids and how many turns were dropped.
+    pub fn prompt_ids(&self, messages: &[Message], reserve: usize) -> Result<(Vec<u32>, usize)> {
+        let context = self.model.config.context_length;
+        let budget = context.saturating_sub(reserve.min(context / 2)).max(1);
+        let tok = self.tokenizer()?;
+        let add = self.add_special();
+        let fitted = zoo_chat::fit_history(
+            messages,
+            budget,
+            |m| self.format.render(m, true),
+            |text| tok.encode(text, add).map_or(usize::MAX, |ids| ids.len()),
+        )?;
+        Ok((tok.encode(&fitted.prompt, add)?, fitted.dropped_turns))
+    }
+
+    /// Generates after `prompt`, passing each printable piece of text to `emit`; stops between
+    /// tokens once `cancel` is set (`finish_reason` then says `interrupted`).
+    pub fn generate(
+        &mut self,
+        prompt: &[u32],
+        max_tokens: usize,
+        cancel: &CancelToken,
+        mut emit: impl FnMut(&str),
+    ) -> Result<Reply> {
+        let ChatModel { model, params, stops, .. } = self;
+        let stop_ids = model.stop_ids.clone();
+        let tok = model.tokenizer.as_ref();
+        let decode = |ids: &[u32]| -> Result<String, zoo_infer::InferError> {
+            match tok {
+                Some(t) => t.decode(ids),
+                None => Ok(String::new()),
+            }
+        };
+        // The prompt's last tokens give the first piece its leading space (SentencePiece).
+        let tail = prompt.get(prompt.len().saturating_sub(4)..).unwrap_or_default();
+        let mut stream = TokenTextStream::with_context(decode, tail);
+        let mut matcher = StopMatcher::new(stops.iter());
+        let mut text = String::new();
+        let mut stopped_by_string = false;
+        let mut failure: Option<OpsError> = None;
+        let generation = model.session.generate(prompt, max_tokens, params, &stop_ids, |id| {
+            if cancel.is_cancelled() {
+                return Ok(Step::Stop);
+            }
+            if stop_ids.contains(&id) {
+                return Ok(Step::Continue);
+            }
+            match stream.push(id) {
+                Ok(Some(piece)) => match matcher.push(&piece) {
+                    StopStep::Continue(safe) => {
+                        emit(&safe);
+                        text.push_str(&safe);
+                    }
+                    StopStep::Stopped { text: before, .. } => {
+                        emit(&before);
+                        text.push_str(&before);
+                        stopped_by_string = true;
+                        return Ok(Step::Stop);
+                    }
+                },
+                Ok(None) => {}
+                Err(e) => {
+                    failure = Some(e.into());
+                    return Ok(Step::Stop);
+                }
+            }
+            Ok(Step::Continue)
+        })?;
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        if !stopped_by_string {
+            let mut tail = String::new();
+            if let Some(rest) = stream.finish()? {
+                match matcher.push(&rest) {
+                    StopStep::Continue(safe) => tail.push_str(&safe),
+                    StopStep::Stopped { text: before, .. } => tail.push_str(&before),
+                }
+            }
+            if !matcher.is_stopped() {
+                tail.push_str(&matcher.finish());
+            }
+            emit(&tail);
+            text.push_str(&tail);
+        }
+        let interrupted = cancel.is_cancelled();
+        Ok(Reply {
+            text,
+            token_ids: generation.token_ids.clone(),
+            finish_reason: if interrupted { "interrupted".into() } else { generation.finish_reason.as_str().into() },
+            prompt_tokens: prompt.len(),
+            prompt_tokens_per_s: generation.prompt_tokens_per_s(),
+            tokens_per_s: generation.tokens_per_s(),
+            generation,
+            interrupted,
+        })
+    }
+
+    /// Writes the logits of every prompt position ([t, vocab] f32) to `path` as the safetensors
+    /// tensor `logits`, atomically.
+    pub fn dump_logits(&self, prompt: &[u32], path: &Path) -> Result<()> {
+        let logits = self.model.session.logits(prompt)?;
+        let map: HashMap<String, candle_core::Tensor> = HashMap::from([("logits".to_string(), logits)]);
+        let file = zoo_atomic_write::AtomicFile::create(path)?;
+        candle_core::safetensors::save(&map, file.tmp_path())
+            .map_err(|e| OpsError::Invalid(format!("writing {}: {e}", path.display())))?;
+        Ok(file.commit()?)
+    }
+}
+
+/// A conversation with a model.
+pub struct ChatSession {
+    pub model: ChatModel,
+    pub conversation: Conversation,
+}
+
+/// One exchange: the reply and how many old turns no longer fit the context.
+#[derive(Debug, Clone, Serialize)]
+pub struct Turn {
+    #[serde(flatten)]
+    pub reply: Reply,
+    pub dropped_turns: usize,
+}
+
+impl ChatSession {
+    pub fn new(model: ChatModel, conversation: Conversation) -> ChatSession {
+        let mut conversation = conversation;
+        conversation.model = Some(model.label.clone());
+        conversation.prompt_format = Some(model.format.name().to_string());
+        ChatSession { model, conversation }
+    }
+
+    /// Sends `user` and generates the answer; on failure the conversation is as before.
+    pub fn send(
+        &mut self,
+        user: String,
+        max_tokens: usize,
+        cancel: &CancelToken,
+        emit: impl FnMut(&str),
+    ) -> Result<Turn> {
+        self.conversation.push_user(user);
+        self.answer(max_tokens, cancel, emit)
+    }
+
+    /// Writes the conversation as JSON, atomically.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        Ok(zoo_atomic_write::write(path, self.conversation.to_json().as_bytes())?)
+    }
+
+    /// Answers the last user message again (`None`: nothing to regenerate).
+    pub fn regenerate(
+        &mut self,
+        max_tokens: usize,
+        cancel: &CancelToken,
+        emit: impl FnMut(&str),
+    ) -> Result<Option<Turn>> {
+        let Some(user) = self.conversation.pop_last_turn() else { return Ok(None) };
+        self.conversation.push_user(user);
+        self.answer(max_tokens, cancel, emit).map(Some)
+    }
+
+    fn answer(&mut self, max_tokens: usize, cancel: &CancelToken, emit: impl FnMut(&str)) -> Result<Turn> {
+        let r = self
+            .model
+            .prompt_ids(&self.conversation.messages, max_tokens)
+            .and_then(|(prompt, dropped)| Ok((self.model.generate(&prompt, max_tokens, cancel, emit)?, dropped)));
+        match r {
+            Ok((reply, dropped_turns)) => {
+                self.conversation.push_assistant(&reply.text);
+                Ok(Turn { reply, dropped_turns })
+            }
+            Err(e) => {
+                self.conversation.pop_last_turn();
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Reads a conversation saved by [`ChatSession::save`] (or written by hand).
+pub fn load_conversation(path: &Path) -> Result<Conversation> {
+    let text = std::fs::read_to_string(path).map_err(|e| OpsError::io(path, e))?;
+    Conversation::from_json(&text).with_context(|| format!("reading {}", path.display()))
+}
