@@ -22,7 +22,7 @@ pub async fn verify(ctx: &Ctx, out: &mut dyn Write, a: VerifyArgs) -> anyhow::Re
     let (zoo, req) =
         (ctx.zoo.clone(), VerifyRequest { target: a.target.clone(), threads: zoo_ops::default_threads(a.threads) });
     let report =
-        drive(a.progress, "stopping", move |ctl| async move { zoo_ops::verify::verify(&zoo, &req, &ctl).await })
+        drive(a.progress, "stopping", move |cx| async move { zoo_ops::verify::verify(&zoo, &req, &cx.control).await })
             .await?;
     if a.json {
         write_json(out, &report)?;
@@ -185,7 +185,7 @@ pub async fn add(ctx: &Ctx, out: &mut dyn Write, a: AddArgs) -> anyhow::Result<u
         threads: zoo_ops::default_threads(a.threads),
     };
     let zoo = ctx.zoo.clone();
-    let r = drive(a.progress, "stopping", move |ctl| async move { zoo_ops::add::add(&zoo, &req, &ctl).await }).await?;
+    let r = drive(a.progress, "stopping", move |cx| async move { zoo_ops::add::add(&zoo, &req, &cx.control).await }).await?;
     if a.json {
         write_json(out, &r)?;
     } else {

@@ -28,7 +28,7 @@ pub async fn delta(ctx: &Ctx, out: &mut dyn Write, cmd: DeltaCommand) -> anyhow:
             };
             let zoo = ctx.zoo.clone();
             let r =
-                drive(a.write.progress, ON_INTERRUPT, move |ctl| async move { delta::apply(&zoo, &req, &ctl).await })
+                drive(a.write.progress, ON_INTERRUPT, move |cx| async move { delta::apply(&zoo, &req, &cx.control).await })
                     .await?;
             (r, a.write, "applied")
         }
@@ -40,7 +40,7 @@ pub async fn delta(ctx: &Ctx, out: &mut dyn Write, cmd: DeltaCommand) -> anyhow:
                 options: options(&a.write),
             };
             let r =
-                drive(a.write.progress, ON_INTERRUPT, move |ctl| async move { delta::make(&req, &ctl).await }).await?;
+                drive(a.write.progress, ON_INTERRUPT, move |cx| async move { delta::make(&req, &cx.control).await }).await?;
             (r, a.write, "made")
         }
     };

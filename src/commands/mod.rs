@@ -20,7 +20,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::ArgMatches;
-use zoo_ops::{Control, Job, JobEvent, OpsError, Zoo};
+use zoo_ops::job::JobContext;
+use zoo_ops::{Job, JobEvent, OpsError, Zoo};
 use zoo_progress::Progress;
 use zoo_registry::{Catalog, Registry};
 
@@ -68,18 +69,19 @@ fn zoo(db: &Resolved<PathBuf>, catalog: &Resolved<Option<PathBuf>>) -> Zoo {
     zoo
 }
 
-/// Runs an operation as a [`Job`] with its progress drawn on stderr; Ctrl-C cancels it
-/// through its token (saying `on_interrupt`) and waits for it to stop at a safe point.
+/// Runs an operation as a [`Job`] with its progress drawn on stderr and its text (a reply)
+/// printed on stdout as it comes; Ctrl-C cancels it through its token (saying `on_interrupt`)
+/// and waits for it to stop at a safe point. The one Ctrl-C bridge of every command.
 pub async fn drive<T, F, Fut>(mode: ProgressMode, on_interrupt: &str, op: F) -> anyhow::Result<T>
 where
     T: Send + 'static,
-    F: FnOnce(Control) -> Fut,
+    F: FnOnce(JobContext) -> Fut,
     Fut: Future<Output = zoo_ops::Result<T>> + Send + 'static,
 {
     let sink = StderrProgress::new(mode);
     // Registered before any work starts, so an early Ctrl-C is never the default kill.
     let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
-    let mut job = Job::spawn(|cx| op(cx.control));
+    let mut job = Job::spawn(op);
     let mut interrupted = false;
     loop {
         tokio::select! {
@@ -94,7 +96,9 @@ where
             },
             _ = interrupt.recv(), if !interrupted => {
                 job.cancel();
-                eprintln!("\ninterrupted: {on_interrupt}");
+                if !on_interrupt.is_empty() {
+                    eprintln!("\ninterrupted: {on_interrupt}");
+                }
                 interrupted = true;
             }
         }

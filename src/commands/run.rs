@@ -35,29 +35,36 @@ fn options(g: &GenArgs) -> ChatOptions {
 async fn load(ctx: &Ctx, g: &GenArgs) -> anyhow::Result<ChatModel> {
     let (zoo, opts) = (ctx.zoo.clone(), options(g));
     let note = "the unfinished download stays as .incomplete; run again to resume";
-    drive(ProgressMode::Auto, note, move |ctl| async move { chat::load(&zoo, &opts, &ctl).await }).await
+    drive(ProgressMode::Auto, note, move |cx| async move { chat::load(&zoo, &opts, &cx.control).await }).await
 }
 
-fn print_piece(piece: &str) {
-    let mut o = std::io::stdout().lock();
-    let _ = o.write_all(piece.as_bytes());
-    let _ = o.flush();
+/// Runs a reply (blocking model work) through `drive`: its pieces are printed as they come
+/// (unless `quiet`), Ctrl-C stops it between tokens.
+async fn reply<T: Send + 'static>(
+    quiet: bool,
+    work: impl FnOnce(&CancelToken, &dyn Fn(&str)) -> T + Send + 'static,
+) -> anyhow::Result<T> {
+    drive(ProgressMode::Off, "", move |cx| async move {
+        tokio::task::spawn_blocking(move || {
+            let emit = |p: &str| if !quiet { cx.text(p) };
+            work(&cx.control.cancel, &emit)
+        })
+        .await
+        .map_err(|e| zoo_ops::OpsError::Worker(e.to_string()))
+    })
+    .await
 }
 
-/// Runs blocking `work` off the async thread; Ctrl-C sets its cancel token instead of killing.
-async fn cancellable<T: Send + 'static>(
-    work: impl FnOnce(&CancelToken) -> T + Send + 'static,
-) -> anyhow::Result<(T, bool)> {
-    let cancel = CancelToken::new();
-    let c2 = cancel.clone();
+/// Reads one chat message off the async thread; Ctrl-C while waiting ends the chat (`None`).
+async fn next_message(interactive: bool) -> anyhow::Result<Option<String>> {
     let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
         .context("installing the Ctrl-C handler")?;
-    let mut job = tokio::task::spawn_blocking(move || work(&c2));
+    let mut read = tokio::task::spawn_blocking(move || read_message(interactive));
     tokio::select! {
-        r = &mut job => Ok((r.context("worker stopped")?, false)),
+        r = &mut read => Ok(r.context("input reader stopped")??),
         _ = interrupt.recv() => {
-            cancel.cancel();
-            Ok((job.await.context("worker stopped")?, true))
+            eprintln!();
+            Ok(None)
         }
     }
 }
@@ -97,16 +104,8 @@ pub async fn run(ctx: &Ctx, out: &mut impl Write, a: RunArgs) -> anyhow::Result<
         m.dump_logits(&prompt_ids, file)?;
     }
     let (max_tokens, json, ids) = (a.opts.max_tokens, a.json, prompt_ids.clone());
-    let (r, _) = cancellable(move |cancel| {
-        let r = m.generate(&ids, max_tokens, cancel, |piece| {
-            if !json {
-                print_piece(piece)
-            }
-        });
-        (r, m.label.clone())
-    })
-    .await?;
-    let (reply, label) = (r.0?, r.1);
+    let (r, label) = reply(json, move |cancel, emit| (m.generate(&ids, max_tokens, cancel, emit), m.label.clone())).await?;
+    let reply = r?;
     if json {
         writeln!(out, "{}", serde_json::to_string(&RunReport { model: label, prompt_ids, reply })?)?;
     } else {
@@ -227,22 +226,17 @@ pub async fn chat(ctx: &Ctx, a: ChatArgs) -> anyhow::Result<u8> {
     let max_tokens = a.opts.max_tokens;
     let mut session = Some(s);
     loop {
-        let (line, interrupted) = cancellable(move |_| read_message(interactive)).await?;
-        if interrupted {
-            eprintln!();
-            break;
-        }
-        let Some(line) = line? else { break };
+        let Some(line) = next_message(interactive).await? else { break };
         let mut s = session.take().context("the chat session was lost after an earlier failure")?;
         let input = command(ctx, &mut s, line);
         if let Input::Exit = input {
             break;
         }
         let regen = matches!(input, Input::Regen);
-        let ((s, turn), _) = cancellable(move |cancel| {
+        let (s, turn) = reply(false, move |cancel, emit| {
             let t = match input {
-                Input::Send(text) => s.send(text, max_tokens, cancel, print_piece).map(Some),
-                Input::Regen => s.regenerate(max_tokens, cancel, print_piece),
+                Input::Send(text) => s.send(text, max_tokens, cancel, emit).map(Some),
+                Input::Regen => s.regenerate(max_tokens, cancel, emit),
                 _ => Ok(None),
             };
             (s, t)
