@@ -185,7 +185,8 @@ pub async fn add(ctx: &Ctx, out: &mut dyn Write, a: AddArgs) -> anyhow::Result<u
         threads: zoo_ops::default_threads(a.threads),
     };
     let zoo = ctx.zoo.clone();
-    let r = drive(a.progress, "stopping", move |cx| async move { zoo_ops::add::add(&zoo, &req, &cx.control).await }).await?;
+    let r = drive(a.progress, "stopping", move |cx| async move { zoo_ops::add::add(&zoo, &req, &cx.control).await })
+        .await?;
     if a.json {
         write_json(out, &r)?;
     } else {

@@ -28,8 +28,12 @@ pub async fn delta(ctx: &Ctx, out: &mut dyn Write, cmd: DeltaCommand) -> anyhow:
             };
             let zoo = ctx.zoo.clone();
             let r =
-                drive(a.write.progress, ON_INTERRUPT, move |cx| async move { delta::apply(&zoo, &req, &cx.control).await })
-                    .await?;
+                drive(
+                    a.write.progress,
+                    ON_INTERRUPT,
+                    move |cx| async move { delta::apply(&zoo, &req, &cx.control).await },
+                )
+                .await?;
             (r, a.write, "applied")
         }
         DeltaCommand::Make(a) => {
@@ -40,7 +44,8 @@ pub async fn delta(ctx: &Ctx, out: &mut dyn Write, cmd: DeltaCommand) -> anyhow:
                 options: options(&a.write),
             };
             let r =
-                drive(a.write.progress, ON_INTERRUPT, move |cx| async move { delta::make(&req, &cx.control).await }).await?;
+                drive(a.write.progress, ON_INTERRUPT, move |cx| async move { delta::make(&req, &cx.control).await })
+                    .await?;
             (r, a.write, "made")
         }
     };

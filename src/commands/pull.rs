@@ -69,7 +69,8 @@ pub async fn pull(ctx: &Ctx, out: &mut dyn Write, a: PullArgs) -> anyhow::Result
         return Ok(EXIT_OK);
     }
     let note = "the unfinished download stays as .incomplete; pull again to resume";
-    let report = drive(a.progress, note, move |cx| async move { pull::execute(&zoo, plan, &req, &cx.control).await }).await?;
+    let report =
+        drive(a.progress, note, move |cx| async move { pull::execute(&zoo, plan, &req, &cx.control).await }).await?;
     if a.json {
         crate::output::write_json(out, &report)?;
     } else {

@@ -29,7 +29,8 @@ pub async fn quantize(ctx: &Ctx, out: &mut dyn Write, a: QuantizeArgs) -> anyhow
         measure: a.report,
         perplexity: a.perplexity.clone().map(|p| (p, a.perplexity_tokens)),
     };
-    let r = drive(a.progress, ON_INTERRUPT, move |cx| async move { convert::quantize(&req, &cx.control).await }).await?;
+    let r =
+        drive(a.progress, ON_INTERRUPT, move |cx| async move { convert::quantize(&req, &cx.control).await }).await?;
     if a.json {
         write_json(out, &r)?;
         return Ok(EXIT_OK);
@@ -93,7 +94,8 @@ pub async fn dequantize(_ctx: &Ctx, out: &mut dyn Write, a: DequantizeArgs) -> a
         },
         overwrite: a.overwrite,
     };
-    let r = drive(a.progress, ON_INTERRUPT, move |cx| async move { convert::dequantize(&req, &cx.control).await }).await?;
+    let r =
+        drive(a.progress, ON_INTERRUPT, move |cx| async move { convert::dequantize(&req, &cx.control).await }).await?;
     if a.json {
         write_json(out, &r)?;
     } else {

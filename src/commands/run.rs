@@ -46,7 +46,11 @@ async fn reply<T: Send + 'static>(
 ) -> anyhow::Result<T> {
     drive(ProgressMode::Off, "", move |cx| async move {
         tokio::task::spawn_blocking(move || {
-            let emit = |p: &str| if !quiet { cx.text(p) };
+            let emit = |p: &str| {
+                if !quiet {
+                    cx.text(p)
+                }
+            };
             work(&cx.control.cancel, &emit)
         })
         .await
@@ -104,7 +108,8 @@ pub async fn run(ctx: &Ctx, out: &mut impl Write, a: RunArgs) -> anyhow::Result<
         m.dump_logits(&prompt_ids, file)?;
     }
     let (max_tokens, json, ids) = (a.opts.max_tokens, a.json, prompt_ids.clone());
-    let (r, label) = reply(json, move |cancel, emit| (m.generate(&ids, max_tokens, cancel, emit), m.label.clone())).await?;
+    let (r, label) =
+        reply(json, move |cancel, emit| (m.generate(&ids, max_tokens, cancel, emit), m.label.clone())).await?;
     let reply = r?;
     if json {
         writeln!(out, "{}", serde_json::to_string(&RunReport { model: label, prompt_ids, reply })?)?;
