@@ -154,6 +154,17 @@ fn pull_then_verify_and_both_cancelled_midway() {
         let err = zoo_ops::verify::verify(&e.zoo, &req, &cancel_after(1)).await.unwrap_err();
         assert!(err.is_cancelled(), "{err}");
 
+        // Cache rm by registry name: the plan (a dry run's report), then carried out; the copy
+        // that lived there is forgotten.
+        let (info, plan) = zoo_ops::cache::plan_rm(&e.zoo, &["test-tiny".into()], &Control::silent()).await.unwrap();
+        assert_eq!(plan.repos, ["zoo-test/tiny-llama"]);
+        let dry = zoo_ops::cache::not_removed(plan.clone(), true);
+        insta::assert_json_snapshot!("cache_rm_dry_run", dry, { ".plan.paths[]" => "[path]" });
+        let done = zoo_ops::cache::remove(&e.zoo, &info, plan).await.unwrap();
+        assert_eq!((done.freed_bytes, done.forgotten_copies), (dry.plan.freed_bytes, 1));
+        assert!(!snap.exists());
+        assert!(copies(&e.zoo).await.is_empty());
+
         // Unknown names get suggestions.
         let err = zoo_ops::pull::plan(&e.zoo, &PullRequest { model: "test-tinny".into(), ..Default::default() })
             .await
@@ -210,6 +221,16 @@ fn delta_apply_matches_the_reference_and_cancelled_leaves_nothing() {
         req.options.chunk_size = 8 << 20;
         let r = zoo_ops::delta::apply(&e.zoo, &req, &Control::silent()).await.unwrap();
         insta::assert_json_snapshot!("delta_apply_report", r, { ".out" => "[out]" });
+        // And back: the delta made from the applied model against the base.
+        let mk = zoo_ops::delta::MakeRequest {
+            base: fixture("delta/base"),
+            target: out.clone(),
+            out: e.dir.path().join("made"),
+            options: Default::default(),
+        };
+        let m = zoo_ops::delta::make(&mk, &Control::silent()).await.unwrap();
+        assert_eq!(m.tensors, r.tensors);
+        insta::assert_json_snapshot!("delta_make_report", m, { ".out" => "[out]" });
     });
     // Against the reference target (transformers' arithmetic): the same tensors, byte for byte.
     let (a, b) = (
@@ -246,6 +267,15 @@ fn quantize_and_inspect_and_cancelled_leaves_nothing() {
         );
         let r = zoo_ops::convert::quantize(&req, &Control::silent()).await.unwrap();
         insta::assert_json_snapshot!("quantize_report", r, { ".out" => "[out]" });
+        // And back to a Hugging Face folder.
+        let back = zoo_ops::convert::DequantizeRequest {
+            input: out.clone(),
+            out: e.dir.path().join("back"),
+            dtype: zoo_weights::Dtype::F32,
+            overwrite: false,
+        };
+        let d = zoo_ops::convert::dequantize(&back, &Control::silent()).await.unwrap();
+        insta::assert_json_snapshot!("dequantize_report", d, { ".out" => "[out]" });
     });
     let i = zoo_ops::inspect::inspect(&out).unwrap();
     assert_eq!(i.format, "gguf");
