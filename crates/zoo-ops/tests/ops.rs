@@ -154,6 +154,18 @@ fn pull_then_verify_and_both_cancelled_midway() {
         let err = zoo_ops::verify::verify(&e.zoo, &req, &cancel_after(1)).await.unwrap_err();
         assert!(err.is_cancelled(), "{err}");
 
+        // The cache as `cache ls --json` shows it.
+        let info = zoo_ops::cache::ls(&e.zoo, &Control::silent()).unwrap();
+        insta::assert_json_snapshot!("cache_ls", info, {
+            ".root" => "[root]", ".repos[].path" => "[path]",
+            ".repos[].last_modified" => "[time]", ".repos[].last_accessed" => "[time]",
+            ".repos[].revisions[].last_modified" => "[time]",
+            ".repos[].revisions[].files[].file_path" => "[path]",
+            ".repos[].revisions[].files[].blob_path" => "[path]",
+            ".repos[].revisions[].files[].last_modified" => "[time]",
+            ".repos[].revisions[].files[].last_accessed" => "[time]",
+        });
+
         // Cache rm by registry name: the plan (a dry run's report), then carried out; the copy
         // that lived there is forgotten.
         let (info, plan) = zoo_ops::cache::plan_rm(&e.zoo, &["test-tiny".into()], &Control::silent()).await.unwrap();
