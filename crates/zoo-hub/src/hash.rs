@@ -184,50 +184,70 @@ pub fn check_files(
     let total: u64 = sizes.iter().flatten().sum();
     progress.event(Event::Start { task: TASK.into(), total: Some(total), unit: Unit::Bytes });
 
-    let results: Vec<Mutex<Option<CheckStatus>>> = files.iter().map(|_| Mutex::new(None)).collect();
+    let results = in_parallel(&order, threads, |i| {
+        let mut done = 0u64;
+        let status = if cancel.is_cancelled() {
+            cancelled()
+        } else {
+            check_one(
+                &files[i],
+                &mut |n| {
+                    done += n;
+                    advance(progress, TASK, n);
+                },
+                cancel,
+            )
+        };
+        // Keep the bar honest: whatever was not read of this file is done too.
+        let rest = sizes[i].unwrap_or(0).saturating_sub(done);
+        if rest > 0 {
+            advance(progress, TASK, rest);
+        }
+        status
+    });
+    progress.event(Event::Finish { task: TASK.into() });
+    results
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| CheckStatus::Unreadable("not checked: a worker thread failed".into())))
+        .collect()
+}
+
+/// sha256 of each file, in parallel over files (`threads` workers); progress per file as task
+/// `label`, as [`sha256_file`] gives it.
+pub fn sha256_files(
+    files: &[(String, PathBuf)],
+    threads: usize,
+    progress: &dyn Progress,
+    cancel: &CancelToken,
+) -> Vec<Result<String>> {
+    let order: Vec<usize> = (0..files.len()).collect();
+    in_parallel(&order, threads, |i| sha256_file(&files[i].1, progress, &files[i].0, cancel))
+        .into_iter()
+        .map(|r| r.unwrap_or(Err(HubError::Cancelled)))
+        .collect()
+}
+
+/// `work(i)` for every index of `order`, taken in that order from a shared queue by up to
+/// `threads` scoped workers; results by index (`None` only if a worker died).
+fn in_parallel<T: Send>(order: &[usize], threads: usize, work: impl Fn(usize) -> T + Sync) -> Vec<Option<T>> {
+    let n = order.iter().max().map_or(0, |m| m + 1);
+    let results: Vec<Mutex<Option<T>>> = (0..n).map(|_| Mutex::new(None)).collect();
     let next = AtomicUsize::new(0);
-    let threads = threads.clamp(1, files.len().max(1));
     std::thread::scope(|s| {
-        for _ in 0..threads {
+        for _ in 0..threads.clamp(1, order.len().max(1)) {
             s.spawn(|| {
                 loop {
                     let k = next.fetch_add(1, Ordering::Relaxed);
                     let Some(&i) = order.get(k) else { break };
-                    let mut done = 0u64;
-                    let status = if cancel.is_cancelled() {
-                        cancelled()
-                    } else {
-                        check_one(
-                            &files[i],
-                            &mut |n| {
-                                done += n;
-                                advance(progress, TASK, n);
-                            },
-                            cancel,
-                        )
-                    };
-                    // Keep the bar honest: whatever was not read of this file is done too.
-                    let rest = sizes[i].unwrap_or(0).saturating_sub(done);
-                    if rest > 0 {
-                        advance(progress, TASK, rest);
-                    }
+                    let r = work(i);
                     if let Ok(mut slot) = results[i].lock() {
-                        *slot = Some(status);
+                        *slot = Some(r);
                     }
                 }
             });
         }
     });
-    progress.event(Event::Finish { task: TASK.into() });
-    results
-        .into_iter()
-        .map(|m| {
-            m.into_inner()
-                .ok()
-                .flatten()
-                .unwrap_or_else(|| CheckStatus::Unreadable("not checked: a worker thread failed".into()))
-        })
-        .collect()
+    results.into_iter().map(|m| m.into_inner().ok().flatten()).collect()
 }
 
 /// Checks one file: presence, size, then every expected digest from one read.

@@ -124,31 +124,8 @@ pub async fn add(zoo: &Zoo, req: &AddRequest, ctl: &Control) -> Result<AddReport
 
 /// sha256 of each file, in parallel over files.
 fn hash_all(files: &[(String, PathBuf)], threads: usize, ctl: &Control) -> Result<Vec<String>> {
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let results: Vec<std::sync::Mutex<Option<zoo_hub::Result<String>>>> =
-        files.iter().map(|_| std::sync::Mutex::new(None)).collect();
-    std::thread::scope(|s| {
-        for _ in 0..threads.min(files.len()).max(1) {
-            s.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let Some((rel, p)) = files.get(i) else { break };
-                    let r = zoo_hub::hash::sha256_file(p, ctl.progress.as_ref(), rel, &ctl.cancel);
-                    if let Ok(mut slot) = results[i].lock() {
-                        *slot = Some(r);
-                    }
-                }
-            });
-        }
-    });
-    results
+    zoo_hub::hash::sha256_files(files, threads, ctl.progress.as_ref(), &ctl.cancel)
         .into_iter()
-        .map(|m| {
-            m.into_inner()
-                .ok()
-                .flatten()
-                .ok_or_else(|| OpsError::Worker("hashing stopped".into()))?
-                .map_err(OpsError::from)
-        })
+        .map(|r| r.map_err(OpsError::from))
         .collect()
 }
