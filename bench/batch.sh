@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Benchmark: aggregate decode tokens/s of batched generation, 1, 8 and 32 sequences, SmolLM2-135M-Instruct
 # Q4_0 and Q4_K_M (made by `zoo quantize` from the f32 HF folder), zoo vs llama.cpp's `llama-batched-bench`.
-#   bench/batch.sh               (SEQS=1,8,32 PROMPT=128 DECODE=64 THREADS=2 by default)
+#   bench/batch.sh               (SEQS=1,8,32 PROMPT=128 DECODE=64 THREADS=2 TYPES="q4_0 q4_k_m" by default;
+#                                 TYPES may add any `zoo quantize` type, e.g. "q4_0 q4_k_m q8_0 q4_1 q5_0")
 #   zoo:    crates/zoo-infer/examples/batch_bench.rs: distinct seeded random prompts of PROMPT ids, prefilled in one
 #           forward_batch, then DECODE greedy steps, one forward_batch for all sequences per step (EOS ignored).
 #   llama:  llama-batched-bench -npp PROMPT -ntg DECODE -npl SEQS (distinct prompts per sequence, as ours);
@@ -41,7 +42,7 @@ OUT="$W/batch"; mkdir -p "$OUT"
 echo "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $THREADS threads"
 load_note
 printf '%-8s %5s %16s %16s %10s\n' type seqs "zoo tok/s" "llama tok/s" "zoo/llama"
-for t in q4_0 q4_k_m; do
+for t in ${TYPES:-q4_0 q4_k_m}; do
   gguf="$OUT/zoo.$t.gguf"
   [ -f "$gguf" ] || "$ZOO_BIN" quantize --in "$SMOL_HF" --out "$gguf" --type "$t" --threads "$THREADS" >/dev/null
   "$BENCH" "$gguf" --seqs "$SEQS" --prompt "$PROMPT" --decode "$DECODE" --threads "$THREADS" >"$OUT/zoo.$t.txt"

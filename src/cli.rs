@@ -184,12 +184,8 @@ pub struct QuantizeArgs {
     /// Replace an existing output file (atomically)
     #[arg(long)]
     pub overwrite: bool,
-    /// Progress on stderr
-    #[arg(long, value_enum, default_value_t = crate::progress::ProgressMode::Auto)]
-    pub progress: crate::progress::ProgressMode,
-    /// Print a JSON report on stdout
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub emit: Emit,
 }
 
 /// What `zoo quantize` produces: a GGUF of one of llama.cpp's types, or an AutoGPTQ-layout folder.
@@ -229,12 +225,8 @@ pub struct DequantizeArgs {
     /// Replace an existing output folder
     #[arg(long)]
     pub overwrite: bool,
-    /// Progress on stderr
-    #[arg(long, value_enum, default_value_t = crate::progress::ProgressMode::Auto)]
-    pub progress: crate::progress::ProgressMode,
-    /// Print a JSON report on stdout
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub emit: Emit,
 }
 
 #[derive(Debug, Subcommand)]
@@ -269,12 +261,8 @@ pub struct WriteArgs {
     /// Replace an existing output folder (the new one is complete before the old one goes)
     #[arg(long)]
     pub overwrite: bool,
-    /// Progress on stderr
-    #[arg(long, value_enum, default_value_t = crate::progress::ProgressMode::Auto)]
-    pub progress: crate::progress::ProgressMode,
-    /// Print a JSON report (files with sizes and sha256) on stdout
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub emit: Emit,
 }
 
 #[derive(Debug, Args)]
@@ -337,6 +325,17 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     Ok(bytes as u64)
 }
 
+/// Progress and output of the long-running commands.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct Emit {
+    /// Progress on stderr
+    #[arg(long, value_enum, default_value_t = crate::progress::ProgressMode::Auto)]
+    pub progress: crate::progress::ProgressMode,
+    /// Print the report as JSON on stdout (files with sizes and sha256, provenance; docs/USAGE.md)
+    #[arg(long)]
+    pub json: bool,
+}
+
 #[derive(Debug, Args)]
 pub struct JsonArg {
     /// Print JSON instead of a table
@@ -385,17 +384,6 @@ pub enum Kind {
     Delta,
     Quantized,
     Api,
-}
-
-impl Kind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Full => "full",
-            Kind::Delta => "delta",
-            Kind::Quantized => "quantized",
-            Kind::Api => "api",
-        }
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -537,12 +525,8 @@ pub struct PullArgs {
     /// Show what would be downloaded, then stop
     #[arg(long)]
     pub dry_run: bool,
-    /// Progress on stderr
-    #[arg(long, value_enum, default_value_t = crate::progress::ProgressMode::Auto)]
-    pub progress: crate::progress::ProgressMode,
-    /// Print a JSON report (repo, commit, snapshot path, files) on stdout
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub emit: Emit,
 }
 
 #[derive(Debug, Args)]
@@ -554,12 +538,8 @@ pub struct VerifyArgs {
     /// Hashing threads [default: all cores]
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
-    /// Progress on stderr
-    #[arg(long, value_enum, default_value_t = crate::progress::ProgressMode::Auto)]
-    pub progress: crate::progress::ProgressMode,
-    /// Print the result per file as JSON
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub emit: Emit,
 }
 
 #[derive(Debug, Subcommand)]
@@ -632,10 +612,6 @@ pub struct AddArgs {
     /// Hashing threads [default: all cores]
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
-    /// Progress on stderr
-    #[arg(long, value_enum, default_value_t = crate::progress::ProgressMode::Auto)]
-    pub progress: crate::progress::ProgressMode,
-    /// Print the registered record as JSON
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub emit: Emit,
 }

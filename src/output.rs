@@ -5,6 +5,8 @@ use std::io::{IsTerminal, Write};
 
 use unicode_width::UnicodeWidthStr;
 
+use zoo_ops::view::{Block, Doc, Table, Tone};
+
 use crate::cli::ColorChoice;
 
 /// Decide once whether stdout gets ANSI color.
@@ -37,96 +39,108 @@ impl Style {
     pub fn red(&self, s: &str) -> String {
         if self.color { format!("\x1b[31m{s}\x1b[0m") } else { s.to_string() }
     }
+    pub fn tone(&self, tone: Tone, s: &str) -> String {
+        match tone {
+            Tone::Plain => s.to_string(),
+            Tone::Strong => self.bold(s),
+            Tone::Faint => self.dim(s),
+            Tone::Good => self.green(s),
+            Tone::Bad => self.red(s),
+        }
+    }
 }
 
-/// A table of strings with a header row.
-#[derive(Debug, Default)]
-pub struct Table {
-    pub header: Vec<String>,
-    pub rows: Vec<Vec<String>>,
-    /// Columns to right-align (numbers).
-    pub right: Vec<bool>,
+/// Writes a view: tones as ANSI styles, tables aligned.
+pub fn print(w: &mut dyn Write, doc: &Doc, style: Style) -> std::io::Result<()> {
+    for b in &doc.blocks {
+        match b {
+            Block::Line(spans) => {
+                let line: String = spans.iter().map(|s| style.tone(s.tone, &s.text)).collect();
+                writeln!(w, "{line}")?;
+            }
+            Block::Table(t) => write_text(t, w, style)?,
+        }
+    }
+    Ok(())
 }
 
-impl Table {
-    pub fn new<S: Into<String>>(header: impl IntoIterator<Item = S>) -> Self {
-        let header: Vec<String> = header.into_iter().map(Into::into).collect();
-        let right = vec![false; header.len()];
-        Table { header, rows: Vec::new(), right }
-    }
+/// The report as pretty JSON with `--json`, else its view.
+pub fn report<T: serde::Serialize>(
+    w: &mut dyn Write,
+    style: Style,
+    json: bool,
+    r: &T,
+    view: impl FnOnce(&T) -> Doc,
+) -> anyhow::Result<()> {
+    if json { write_json(w, r) } else { Ok(print(w, &view(r), style)?) }
+}
 
-    pub fn right_align(mut self, cols: &[usize]) -> Self {
-        for &c in cols {
-            if c < self.right.len() {
-                self.right[c] = true;
-            }
+/// A table as the only block of a view.
+pub fn table(t: Table) -> Doc {
+    let mut d = Doc::new();
+    d.table(t);
+    d
+}
+
+/// Aligned plain-text table (by display width, so CJK text lines up); the last column is not
+/// padded.
+pub fn write_text(t: &Table, w: &mut dyn Write, style: Style) -> std::io::Result<()> {
+    let n = t.header.len();
+    let mut widths: Vec<usize> = t.header.iter().map(|h| h.width()).collect();
+    for r in &t.rows {
+        for (i, c) in r.iter().enumerate().take(n) {
+            widths[i] = widths[i].max(c.width());
         }
-        self
     }
-
-    pub fn push(&mut self, row: Vec<String>) {
-        self.rows.push(row);
-    }
-
-    /// Aligned plain-text table; the last column is not padded.
-    pub fn write_text(&self, w: &mut dyn Write, style: Style) -> std::io::Result<()> {
-        let n = self.header.len();
-        let mut widths: Vec<usize> = self.header.iter().map(|h| h.width()).collect();
-        for r in &self.rows {
-            for (i, c) in r.iter().enumerate().take(n) {
-                widths[i] = widths[i].max(c.width());
-            }
-        }
-        let line = |cells: &[String], bold: bool| -> String {
-            let mut s = String::new();
-            for (i, c) in cells.iter().enumerate().take(n) {
-                let pad = widths[i].saturating_sub(c.width());
-                let last = i + 1 == n;
-                let cell = if bold { style.bold(c) } else { c.clone() };
-                if self.right[i] {
-                    s.push_str(&" ".repeat(pad));
-                    s.push_str(&cell);
-                } else {
-                    s.push_str(&cell);
-                    if !last {
-                        s.push_str(&" ".repeat(pad));
-                    }
-                }
+    let line = |cells: &[String], bold: bool| -> String {
+        let mut s = String::new();
+        for (i, c) in cells.iter().enumerate().take(n) {
+            let pad = widths[i].saturating_sub(c.width());
+            let last = i + 1 == n;
+            let cell = if bold { style.bold(c) } else { c.clone() };
+            if t.right[i] {
+                s.push_str(&" ".repeat(pad));
+                s.push_str(&cell);
+            } else {
+                s.push_str(&cell);
                 if !last {
-                    s.push_str("  ");
+                    s.push_str(&" ".repeat(pad));
                 }
             }
-            s.trim_end().to_string()
-        };
-        writeln!(w, "{}", line(&self.header, true))?;
-        for r in &self.rows {
-            writeln!(w, "{}", line(r, false))?;
+            if !last {
+                s.push_str("  ");
+            }
         }
-        Ok(())
+        s.trim_end().to_string()
+    };
+    writeln!(w, "{}", line(&t.header, true))?;
+    for r in &t.rows {
+        writeln!(w, "{}", line(r, false))?;
     }
+    Ok(())
+}
 
-    /// RFC 4180 CSV (the `csv` crate's quoting: a field is quoted when it holds a comma, a
-    /// quote or a line break, or is a record's only field and empty), lines ending in `\n`.
-    pub fn write_csv(&self, w: &mut dyn Write) -> std::io::Result<()> {
-        let mut out = csv::WriterBuilder::new().terminator(csv::Terminator::Any(b'\n')).from_writer(w);
-        out.write_record(&self.header)?;
-        for r in &self.rows {
-            out.write_record(r)?;
-        }
-        out.flush()
+/// RFC 4180 CSV (the `csv` crate's quoting: a field is quoted when it holds a comma, a quote
+/// or a line break, or is a record's only field and empty), lines ending in `\n`.
+pub fn write_csv(t: &Table, w: &mut dyn Write) -> std::io::Result<()> {
+    let mut out = csv::WriterBuilder::new().terminator(csv::Terminator::Any(b'\n')).from_writer(w);
+    out.write_record(&t.header)?;
+    for r in &t.rows {
+        out.write_record(r)?;
     }
+    out.flush()
+}
 
-    /// GitHub-flavoured Markdown table.
-    pub fn write_markdown(&self, w: &mut dyn Write) -> std::io::Result<()> {
-        let esc = |s: &str| s.replace('|', "\\|").replace('\n', " ");
-        writeln!(w, "| {} |", self.header.iter().map(|h| esc(h)).collect::<Vec<_>>().join(" | "))?;
-        let seps: Vec<&str> = self.right.iter().map(|r| if *r { "---:" } else { "---" }).collect();
-        writeln!(w, "|{}|", seps.join("|"))?;
-        for r in &self.rows {
-            writeln!(w, "| {} |", r.iter().map(|c| esc(c)).collect::<Vec<_>>().join(" | "))?;
-        }
-        Ok(())
+/// GitHub-flavoured Markdown table.
+pub fn write_markdown(t: &Table, w: &mut dyn Write) -> std::io::Result<()> {
+    let esc = |s: &str| s.replace('|', "\\|").replace('\n', " ");
+    writeln!(w, "| {} |", t.header.iter().map(|h| esc(h)).collect::<Vec<_>>().join(" | "))?;
+    let seps: Vec<&str> = t.right.iter().map(|r| if *r { "---:" } else { "---" }).collect();
+    writeln!(w, "|{}|", seps.join("|"))?;
+    for r in &t.rows {
+        writeln!(w, "| {} |", r.iter().map(|c| esc(c)).collect::<Vec<_>>().join(" | "))?;
     }
+    Ok(())
 }
 
 /// Pretty JSON followed by a newline.
@@ -134,23 +148,6 @@ pub fn write_json<T: serde::Serialize>(w: &mut dyn Write, v: &T) -> anyhow::Resu
     serde_json::to_writer_pretty(&mut *w, v)?;
     writeln!(w)?;
     Ok(())
-}
-
-/// A number without trailing zeros noise: 7.0 → "7", 0.5 → "0.5", 56.00 → "56.00" kept as 2 dp.
-pub fn fmt_params(b: Option<f64>) -> String {
-    match b {
-        None => "-".into(),
-        Some(v) if v >= 1.0 => format!("{}B", trim(format!("{v:.2}"))),
-        Some(v) => format!("{}M", trim(format!("{:.0}", v * 1000.0))),
-    }
-}
-
-pub fn fmt_score(v: f64) -> String {
-    if v.fract() == 0.0 && v.abs() < 1e9 { format!("{v:.0}") } else { format!("{v:.2}") }
-}
-
-fn trim(s: String) -> String {
-    if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_string() } else { s }
 }
 
 #[cfg(test)]
@@ -163,7 +160,7 @@ mod tests {
         t.push(vec!["华佗".into(), "x".into()]);
         t.push(vec!["abcd".into(), "y".into()]);
         let mut out = Vec::new();
-        t.write_text(&mut out, Style { color: false }).unwrap();
+        write_text(&t, &mut out, Style { color: false }).unwrap();
         let s = String::from_utf8(out).unwrap();
         let lines: Vec<&str> = s.lines().collect();
         assert_eq!(lines[1].width(), lines[2].width(), "{s}");
@@ -174,7 +171,7 @@ mod tests {
         let mut t = Table::new(["a"]);
         t.push(vec!["x, \"y\"".into()]);
         let mut out = Vec::new();
-        t.write_csv(&mut out).unwrap();
+        write_csv(&t, &mut out).unwrap();
         assert_eq!(String::from_utf8(out).unwrap(), "a\n\"x, \"\"y\"\"\"\n");
 
         let mut t = Table::new(["name", "note"]);
@@ -182,15 +179,7 @@ mod tests {
         t.push(vec!["".into(), "cr\rhere".into()]);
         t.push(vec!["华佗".into(), "".into()]);
         let mut out = Vec::new();
-        t.write_csv(&mut out).unwrap();
+        write_csv(&t, &mut out).unwrap();
         assert_eq!(String::from_utf8(out).unwrap(), "name,note\nplain,\"two\nlines\"\n,\"cr\rhere\"\n华佗,\n");
-    }
-
-    #[test]
-    fn params_are_compact() {
-        assert_eq!(fmt_params(Some(7.0)), "7B");
-        assert_eq!(fmt_params(Some(7.07)), "7.07B");
-        assert_eq!(fmt_params(Some(0.135)), "135M");
-        assert_eq!(fmt_params(None), "-");
     }
 }

@@ -5,6 +5,7 @@ use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use zoo_ops::view::human_bytes;
 use zoo_progress::{Event, Progress, Unit};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -134,27 +135,6 @@ impl Progress for StderrProgress {
     }
 }
 
-pub fn human_bytes(v: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut x = v as f64;
-    let mut i = 0;
-    while x >= 1024.0 && i + 1 < UNITS.len() {
-        x /= 1024.0;
-        i += 1;
-    }
-    if i == 0 { format!("{v} B") } else { format!("{x:.1} {}", UNITS[i]) }
-}
-
 fn human_secs(s: f64) -> String {
     if s < 60.0 { format!("{s:.0}s") } else { format!("{}m{:02}s", (s / 60.0) as u64, (s % 60.0) as u64) }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn sizes() {
-        assert_eq!(super::human_bytes(512), "512 B");
-        assert_eq!(super::human_bytes(1536), "1.5 KiB");
-        assert_eq!(super::human_bytes(5 * 1024 * 1024 * 1024), "5.0 GiB");
-    }
 }

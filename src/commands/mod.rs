@@ -1,18 +1,10 @@
-//! One module per command; [`Ctx`] holds what every command shares (resolved paths, style)
-//! and opens the registry on demand, syncing the catalog into it when it changed.
+//! The commands: [`catalog`] (list, show, results, env, registry), [`ops`] (the operations:
+//! pull, verify, cache, add, delta, quantize, inspect) and [`run`] (run, chat). [`Ctx`] holds
+//! what every command shares: the [`Zoo`] (resolved paths), where they came from, the style.
 
-mod cache;
-mod delta;
-mod env;
-mod inspect;
-mod list;
-mod pull;
-mod quantize;
-mod registry;
-mod results;
+mod catalog;
+mod ops;
 mod run;
-
-mod show;
 
 use std::future::Future;
 use std::io::Write;
@@ -23,7 +15,6 @@ use clap::ArgMatches;
 use zoo_ops::job::JobContext;
 use zoo_ops::{Job, JobEvent, OpsError, Zoo};
 use zoo_progress::Progress;
-use zoo_registry::{Catalog, Registry};
 
 use crate::cli::{Cli, Command, RegistryCommand};
 use crate::output::Style;
@@ -35,22 +26,6 @@ pub struct Ctx {
     pub db: Resolved<PathBuf>,
     pub catalog: Resolved<Option<PathBuf>>,
     pub style: Style,
-}
-
-impl Ctx {
-    pub fn load_catalog(&self) -> anyhow::Result<Catalog> {
-        Ok(self.zoo.load_catalog()?)
-    }
-
-    /// Open the registry and make sure it holds the current catalog.
-    pub async fn registry(&self) -> anyhow::Result<Registry> {
-        Ok(self.zoo.registry().await?)
-    }
-
-    /// HF repo ids present in the local Hugging Face cache.
-    pub fn cached_repos(&self) -> Vec<String> {
-        self.zoo.cached_repos()
-    }
 }
 
 /// The zoo of this run: every path and hub setting from flags and environment.
@@ -119,27 +94,27 @@ pub async fn run(cli: Cli, matches: &ArgMatches, style: Style) -> anyhow::Result
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let code = match command {
-        Command::List(a) => list::list(&ctx, &mut out, a).await?,
-        Command::Show(a) => show::show(&ctx, &mut out, a).await?,
-        Command::Results(a) => results::results(&ctx, &mut out, a).await?,
-        Command::Env(a) => env::env(&ctx, &mut out, a).await?,
-        Command::Delta(d) => delta::delta(&ctx, &mut out, d).await?,
-        Command::Inspect(a) => inspect::inspect(&ctx, &mut out, a)?,
-        Command::Quantize(a) => quantize::quantize(&ctx, &mut out, a).await?,
-        Command::Dequantize(a) => quantize::dequantize(&ctx, &mut out, a).await?,
-        Command::Pull(a) => pull::pull(&ctx, &mut out, a).await?,
-        Command::Verify(a) => cache::verify(&ctx, &mut out, a).await?,
-        Command::Cache(c) => cache::cache(&ctx, &mut out, c).await?,
-        Command::Add(a) => cache::add(&ctx, &mut out, a).await?,
+        Command::List(a) => catalog::list(&ctx, &mut out, a).await?,
+        Command::Show(a) => catalog::show(&ctx, &mut out, a).await?,
+        Command::Results(a) => catalog::results(&ctx, &mut out, a).await?,
+        Command::Env(a) => catalog::env(&ctx, &mut out, a).await?,
+        Command::Delta(d) => ops::delta(&ctx, &mut out, d).await?,
+        Command::Inspect(a) => ops::inspect(&ctx, &mut out, a)?,
+        Command::Quantize(a) => ops::quantize(&ctx, &mut out, a).await?,
+        Command::Dequantize(a) => ops::dequantize(&ctx, &mut out, a).await?,
+        Command::Pull(a) => ops::pull(&ctx, &mut out, a).await?,
+        Command::Verify(a) => ops::verify(&ctx, &mut out, a).await?,
+        Command::Cache(c) => ops::cache(&ctx, &mut out, c).await?,
+        Command::Add(a) => ops::add(&ctx, &mut out, a).await?,
         Command::Run(_) | Command::Chat(_) => unreachable!("handled above"),
         Command::Registry(rc) => match rc {
-            RegistryCommand::Query(a) => list::query(&ctx, &mut out, a).await?,
-            RegistryCommand::Check(a) => registry::check(&ctx, &mut out, a)?,
-            RegistryCommand::Sync(a) => registry::sync(&ctx, &mut out, a).await?,
-            RegistryCommand::ImportResults(a) => registry::import_results(&ctx, &mut out, a).await?,
-            RegistryCommand::Benchmarks(a) => registry::benchmarks(&ctx, &mut out, a).await?,
-            RegistryCommand::Datasets(a) => registry::datasets(&ctx, &mut out, a).await?,
-            RegistryCommand::Families(a) => registry::families(&ctx, &mut out, a).await?,
+            RegistryCommand::Query(a) => catalog::query(&ctx, &mut out, a).await?,
+            RegistryCommand::Check(a) => catalog::check(&ctx, &mut out, a)?,
+            RegistryCommand::Sync(a) => catalog::sync(&ctx, &mut out, a).await?,
+            RegistryCommand::ImportResults(a) => catalog::import_results(&ctx, &mut out, a).await?,
+            RegistryCommand::Benchmarks(a) => catalog::listing(&ctx, &mut out, "benchmarks", a).await?,
+            RegistryCommand::Datasets(a) => catalog::listing(&ctx, &mut out, "datasets", a).await?,
+            RegistryCommand::Families(a) => catalog::listing(&ctx, &mut out, "families", a).await?,
         },
     };
     out.flush()?;

@@ -4,9 +4,11 @@
 use std::io::Write;
 use std::path::Path;
 
-use anyhow::{Context as _, bail};
-use zoo_chat::{Conversation, Message};
-use zoo_ops::chat::{self, ChatModel, ChatOptions, ChatSession, Reply, RunReport, SamplingOverrides};
+use anyhow::Context as _;
+use zoo_chat::Conversation;
+use zoo_ops::chat::{
+    self, COMMANDS_HELP, ChatModel, ChatOptions, ChatSession, Command, Prompt, Reply, RunReport, SamplingOverrides,
+};
 use zoo_progress::CancelToken;
 
 use super::{Ctx, drive};
@@ -81,29 +83,13 @@ fn read_stdin() -> anyhow::Result<String> {
 
 pub async fn run(ctx: &Ctx, out: &mut impl Write, a: RunArgs) -> anyhow::Result<u8> {
     let mut m = load(ctx, &a.opts).await?;
-    let mut messages = match &a.messages {
-        Some(file) => chat::load_conversation(file)?.messages,
-        None => Vec::new(),
+    let input = match (&a.token_ids, &a.messages, &a.prompt) {
+        (Some(ids), _, _) => Prompt::TokenIds(ids.clone()),
+        (None, Some(file), _) => Prompt::Messages(chat::load_conversation(file)?.messages),
+        (None, None, Some(text)) => Prompt::Text(text.clone()),
+        (None, None, None) => Prompt::Text(read_stdin()?),
     };
-    if let Some(s) = &a.opts.system {
-        messages.retain(|m| m.role.as_str() != "system");
-        messages.insert(0, Message::system(s.clone()));
-    }
-    let prompt_ids = match (&a.token_ids, &a.messages) {
-        (Some(ids), _) => ids.clone(),
-        (None, Some(_)) => m.prompt_ids(&messages, a.opts.max_tokens)?.0,
-        (None, None) => {
-            let prompt = match &a.prompt {
-                Some(t) => t.clone(),
-                None => read_stdin()?,
-            };
-            messages.push(Message::user(prompt));
-            m.prompt_ids(&messages, a.opts.max_tokens)?.0
-        }
-    };
-    if prompt_ids.is_empty() {
-        bail!("the prompt is empty");
-    }
+    let prompt_ids = m.request_ids(input, a.opts.system.as_deref(), a.opts.max_tokens)?;
     if let Some(file) = &a.dump_logits {
         m.dump_logits(&prompt_ids, file)?;
     }
@@ -128,8 +114,10 @@ fn finish_line(ctx: &Ctx, r: &Reply, max_tokens: usize) {
     eprintln!("{}{note}", ctx.style.dim(&r.speed_line()));
 }
 
-const CHAT_HELP: &str = "commands: /reset (forget the conversation), /regen (answer the last message again), \
-/save FILE, /load FILE, /exit; end a line with \\ to continue it, or wrap a block in \"\"\"";
+/// The chat commands and how to type more than one line.
+fn help() -> String {
+    format!("{COMMANDS_HELP}; end a line with \\ to continue it, or wrap a block in \"\"\"")
+}
 
 /// Reads one message (a line, `\`-continued lines, or a `"""` block); `None` at end of input.
 fn read_message(interactive: bool) -> std::io::Result<Option<String>> {
@@ -165,47 +153,31 @@ fn read_message(interactive: bool) -> std::io::Result<Option<String>> {
     }
 }
 
-/// What to do with one line of chat input.
-enum Input {
-    Send(String),
-    Regen,
-    Skip,
-    Exit,
-}
-
-/// Slash commands; everything else is a message.
-fn command(ctx: &Ctx, s: &mut ChatSession, line: String) -> Input {
-    let trimmed = line.trim();
-    if trimmed.is_empty() {
-        return Input::Skip;
-    }
-    let (cmd, arg) = trimmed.split_once(char::is_whitespace).unwrap_or((trimmed, ""));
-    let (arg, dim) = (arg.trim(), |t: &str| eprintln!("{}", ctx.style.dim(t)));
-    let err = |t: &str| eprintln!("{} {t}", ctx.style.red("error:"));
-    match cmd {
-        "/exit" | "/quit" => return Input::Exit,
-        "/help" => eprintln!("{CHAT_HELP}"),
-        "/reset" => {
+/// Carries out the commands that need no model; returns what is left for the model.
+fn command(ctx: &Ctx, s: &mut ChatSession, line: String) -> Command {
+    let (dim, err) =
+        (|t: &str| eprintln!("{}", ctx.style.dim(t)), |t: &str| eprintln!("{} {t}", ctx.style.red("error:")));
+    match Command::parse(&line) {
+        Command::Help => eprintln!("{}", help()),
+        Command::Reset => {
             s.conversation.reset();
             dim("(conversation cleared)");
         }
-        "/regen" => return Input::Regen,
-        "/save" | "/load" if arg.is_empty() => err(&format!("{cmd} needs a file name")),
-        "/save" => match s.save(Path::new(arg)) {
-            Ok(()) => dim(&format!("(saved {} messages to {arg})", s.conversation.messages.len())),
+        Command::Bad(e) => err(&e),
+        Command::Save(f) => match s.save(Path::new(&f)) {
+            Ok(()) => dim(&format!("(saved {} messages to {f})", s.conversation.messages.len())),
             Err(e) => err(&format!("{e:#}")),
         },
-        "/load" => match chat::load_conversation(Path::new(arg)) {
+        Command::Load(f) => match chat::load_conversation(Path::new(&f)) {
             Ok(c) => {
                 s.conversation = c;
                 dim(&format!("(loaded {} messages)", s.conversation.messages.len()));
             }
             Err(e) => err(&format!("{e:#}")),
         },
-        c if c.starts_with('/') && c.len() < 12 => err(&format!("unknown command {c}; {CHAT_HELP}")),
-        _ => return Input::Send(line),
+        other => return other,
     }
-    Input::Skip
+    Command::Nothing
 }
 
 pub async fn chat(ctx: &Ctx, a: ChatArgs) -> anyhow::Result<u8> {
@@ -226,7 +198,7 @@ pub async fn chat(ctx: &Ctx, a: ChatArgs) -> anyhow::Result<u8> {
         s.model.model.format,
         s.model.format.name(),
         s.model.model.config.context_length,
-        CHAT_HELP
+        help()
     );
     let max_tokens = a.opts.max_tokens;
     let mut session = Some(s);
@@ -234,14 +206,14 @@ pub async fn chat(ctx: &Ctx, a: ChatArgs) -> anyhow::Result<u8> {
         let Some(line) = next_message(interactive).await? else { break };
         let mut s = session.take().context("the chat session was lost after an earlier failure")?;
         let input = command(ctx, &mut s, line);
-        if let Input::Exit = input {
+        if input == Command::Exit {
             break;
         }
-        let regen = matches!(input, Input::Regen);
+        let regen = input == Command::Regen;
         let (s, turn) = reply(false, move |cancel, emit| {
             let t = match input {
-                Input::Send(text) => s.send(text, max_tokens, cancel, emit).map(Some),
-                Input::Regen => s.regenerate(max_tokens, cancel, emit),
+                Command::Send(text) => s.send(text, max_tokens, cancel, emit).map(Some),
+                Command::Regen => s.regenerate(max_tokens, cancel, emit),
                 _ => Ok(None),
             };
             (s, t)

@@ -95,7 +95,7 @@ fn quantize_q8_body(x: &[f32], y: &mut [BlockQ8]) {
 /// reference quantizers.
 pub fn quantize_q8(x: &[f32], y: &mut [BlockQ8]) {
     #[cfg(target_arch = "x86_64")]
-    if crate::Backend::detect() == crate::Backend::Avx2 {
+    if crate::Backend::detect().is_x86() {
         // SAFETY: the CPU has AVX2 and FMA (checked by `detect`).
         unsafe { quantize_q8_avx2(x, y) };
         return;
@@ -115,7 +115,7 @@ unsafe fn quantize_q8_avx2(x: &[f32], y: &mut [BlockQ8]) {
 /// `quantize_row_q8_K_ref` (for an all-zero block ggml leaves `bsums` unset; here they are 0).
 pub fn quantize_q8k(x: &[f32], y: &mut [BlockQ8K]) {
     #[cfg(target_arch = "x86_64")]
-    if crate::Backend::detect() == crate::Backend::Avx2 {
+    if crate::Backend::detect().is_x86() {
         // SAFETY: the CPU has AVX2 and FMA (checked by `detect`).
         unsafe { quantize_q8k_avx2(x, y) };
         return;

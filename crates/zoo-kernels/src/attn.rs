@@ -45,7 +45,7 @@ pub fn attend_one(
 /// `a · b` over the shorter length.
 pub fn dot(backend: Backend, a: &[f32], b: &[f32]) -> f32 {
     #[cfg(target_arch = "x86_64")]
-    if backend == Backend::Avx2 {
+    if backend.is_x86() {
         // SAFETY: Avx2 is only detected when the CPU has AVX2 and FMA.
         return unsafe { avx2::dot(a, b) };
     }
@@ -64,7 +64,7 @@ pub fn dot(backend: Backend, a: &[f32], b: &[f32]) -> f32 {
 /// `y += a × x` over the shorter length.
 pub fn axpy(backend: Backend, a: f32, x: &[f32], y: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
-    if backend == Backend::Avx2 {
+    if backend.is_x86() {
         // SAFETY: as above.
         unsafe { avx2::axpy(a, x, y) };
         return;

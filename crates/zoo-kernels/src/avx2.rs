@@ -19,10 +19,10 @@
 use std::arch::x86_64::*;
 use std::ops::Range;
 
-use crate::QuantType;
 use crate::act::{BlockQ8, BlockQ8K};
 use crate::matmul::Disjoint;
 use crate::scalar::q4k_scales;
+use crate::{Backend, QuantType};
 
 /// True if this CPU can run these kernels.
 pub fn available() -> bool {
@@ -31,8 +31,6 @@ pub fn available() -> bool {
 
 /// Weight rows per register tile.
 const RT: usize = 4;
-/// Activation rows per register tile (prefill).
-const CT: usize = 4;
 /// Bytes ahead of the current block that decode prefetches (0: none).
 const PREFETCH: usize = 2048;
 /// Activation rows per k-quant tile.
@@ -40,9 +38,11 @@ const CK: usize = 4;
 
 /// Computes `out[i * n + r]` for every weight row `r` in `rows` and activation row `i < m` of a
 /// legacy-type matrix. `w` holds whole rows of `nb` blocks, `acts` `m` rows of `nb` blocks.
-/// Does nothing (returns false) if the CPU lacks the features or the lengths do not fit.
+/// `backend` picks the copy of the kernels (one the CPU lacks runs as [`Backend::Avx2`]).
+/// Does nothing (returns false) if the CPU lacks AVX2 or the lengths do not fit.
 #[allow(clippy::too_many_arguments)]
 pub fn legacy_rows(
+    backend: Backend,
     t: QuantType,
     w: &[u8],
     acts: &[BlockQ8],
@@ -60,18 +60,31 @@ pub fn legacy_rows(
     if !fits || !available() {
         return false;
     }
-    // SAFETY: features checked above; `w` holds `rows.end` rows of `nb` blocks of `t` and `acts`
-    // `m` rows of `nb` blocks, so every pointer the kernels form stays inside them; output
-    // indices are `< m * n <= out.len()`, and `rows` is this task's own (disjoint) range.
-    unsafe {
-        match t {
-            QuantType::Q4_0 => rows_impl::<Q4_0>(w, acts, m, nb, rows, n, out),
-            QuantType::Q4_1 => rows_impl::<Q4_1>(w, acts, m, nb, rows, n, out),
-            QuantType::Q5_0 => rows_impl::<Q5_0>(w, acts, m, nb, rows, n, out),
-            QuantType::Q5_1 => rows_impl::<Q5_1>(w, acts, m, nb, rows, n, out),
-            QuantType::Q8_0 => rows_impl::<Q8_0>(w, acts, m, nb, rows, n, out),
-            QuantType::Q4K | QuantType::Q5K | QuantType::Q6K => return false,
-        }
+    // Runs the copy of the kernels in `$module`.
+    macro_rules! run {
+        ($module:ident) => {
+            // SAFETY: `is_available` checked the features `$module` was compiled for (and
+            // `available` the AVX2 base); `w` holds `rows.end` rows of `nb` blocks of `t` and
+            // `acts` `m` rows of `nb` blocks, so every pointer the kernels form stays inside
+            // them; output indices are `< m * n <= out.len()`, and `rows` is this task's own
+            // (disjoint) range.
+            unsafe {
+                match t {
+                    QuantType::Q4_0 => $module::rows_impl::<Q4_0>(w, acts, m, nb, rows, n, out),
+                    QuantType::Q4_1 => $module::rows_impl::<Q4_1>(w, acts, m, nb, rows, n, out),
+                    QuantType::Q5_0 => $module::rows_impl::<Q5_0>(w, acts, m, nb, rows, n, out),
+                    QuantType::Q5_1 => $module::rows_impl::<Q5_1>(w, acts, m, nb, rows, n, out),
+                    QuantType::Q8_0 => $module::rows_impl::<Q8_0>(w, acts, m, nb, rows, n, out),
+                    QuantType::Q4K | QuantType::Q5K | QuantType::Q6K => return false,
+                }
+            }
+        };
+    }
+    match backend {
+        Backend::Vnni512 if backend.is_available() => run!(vnni512),
+        Backend::AvxVnni if backend.is_available() => run!(avxvnni),
+        Backend::Scalar => return false,
+        _ => run!(plain),
     }
     true
 }
@@ -269,138 +282,6 @@ impl Legacy for Q8_0 {
     }
 }
 
-/// All rows of one task: `RT × CT` tiles, then the ragged edges with narrower tiles.
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn rows_impl<B: Legacy>(
-    w: &[u8],
-    acts: &[BlockQ8],
-    m: usize,
-    nb: usize,
-    rows: Range<usize>,
-    n: usize,
-    out: &Disjoint<'_, f32>,
-) {
-    let row_bytes = nb * B::BYTES;
-    let wp = |r: usize| unsafe { w.as_ptr().add(r * row_bytes) };
-    let ap = |i: usize| unsafe { acts.as_ptr().add(i * nb) };
-    let mut r = rows.start;
-    while r < rows.end {
-        let left = rows.end - r;
-        unsafe {
-            if left >= RT {
-                let w4: [*const u8; RT] = std::array::from_fn(|j| wp(r + j));
-                row_group::<B, RT>(w4, ap, m, nb, r, n, out);
-                r += RT;
-            } else {
-                row_group::<B, 1>([wp(r)], ap, m, nb, r, n, out);
-                r += 1;
-            }
-        }
-    }
-}
-
-/// `R` weight rows against all `m` activation rows.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn row_group<B: Legacy, const R: usize>(
-    w: [*const u8; R],
-    ap: impl Fn(usize) -> *const BlockQ8,
-    m: usize,
-    nb: usize,
-    r0: usize,
-    n: usize,
-    out: &Disjoint<'_, f32>,
-) {
-    let mut i = 0;
-    if let Ok(w4) = <[*const u8; 4]>::try_from(&w[..]) {
-        while i + CT <= m {
-            let a: [*const BlockQ8; CT] = std::array::from_fn(|c| ap(i + c));
-            let res = unsafe { tile4::<B, CT>(w4, a, nb) };
-            store(out, &res, r0, i, n);
-            i += CT;
-        }
-        while i < m {
-            let res = unsafe { tile4::<B, 1>(w4, [ap(i)], nb) };
-            store(out, &res, r0, i, n);
-            i += 1;
-        }
-        return;
-    }
-    while i + CT <= m {
-        let a: [*const BlockQ8; CT] = std::array::from_fn(|c| ap(i + c));
-        let res = unsafe { tile::<B, R, CT>(w, a, nb) };
-        store(out, &res, r0, i, n);
-        i += CT;
-    }
-    while i < m {
-        let res = unsafe { tile::<B, R, 1>(w, [ap(i)], nb) };
-        store(out, &res, r0, i, n);
-        i += 1;
-    }
-}
-
-/// The main register tile: 4 weight rows × `C` activation rows. The four rows' 8-lane integer
-/// sums are transposed and added into one vector `[r0 r1 r2 r3 | r0 r1 r2 r3]` before scaling,
-/// so each activation row needs one f32 accumulator (not four) and one convert, multiply and
-/// FMA per block instead of four: fewer instructions and no register spills.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn tile4<B: Legacy, const C: usize>(w: [*const u8; 4], a: [*const BlockQ8; C], nb: usize) -> [[f32; C]; 4] {
-    let ones = _mm256_set1_epi16(1);
-    let mut acc = [_mm256_setzero_ps(); C];
-    for b in 0..nb {
-        let mut qx = [_mm256_setzero_si256(); 4];
-        let mut dx = [0.0f32; 4];
-        let mut mx = [0.0f32; 4];
-        for r in 0..4 {
-            // SAFETY: block `b < nb` of a row of `nb` blocks.
-            let p = unsafe { w[r].add(b * B::BYTES) };
-            if C == 1 && PREFETCH > 0 {
-                // Decode streams weights from DRAM: ask for lines well ahead so one core keeps
-                // more misses in flight than the hardware prefetcher alone does. Rows of a tile
-                // are adjacent, so running past a row's end still prefetches what comes next.
-                // SAFETY: prefetches never fault; `wrapping_add` forms no out-of-bounds offset.
-                _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(PREFETCH).cast());
-            }
-            qx[r] = unsafe { B::quants(p) };
-            (dx[r], mx[r]) = unsafe { B::scales(p) };
-        }
-        // Q8_0: maddubs wants an unsigned first operand, so use |x| and move x's sign onto the
-        // activation (ggml's trick; activations are within ±127, so nothing overflows).
-        let ux: [__m256i; 4] = if B::SIGNED { qx.map(|q| _mm256_sign_epi8(q, q)) } else { qx };
-        // SAFETY: `dx` and `mx` are 4 f32s each.
-        let (d4, m4) = unsafe { (_mm_loadu_ps(dx.as_ptr()), _mm_loadu_ps(mx.as_ptr())) };
-        let d8 = _mm256_set_m128(d4, d4);
-        // The offset term goes into the low half only (the halves are added at the end).
-        let m8 = _mm256_set_m128(_mm_setzero_ps(), m4);
-        for c in 0..C {
-            // SAFETY: block `b` of an activation row of `nb` blocks.
-            let y = unsafe { &*a[c].add(b) };
-            let qy = unsafe { load32(y.qs.as_ptr().cast()) };
-            let p: [__m256i; 4] = std::array::from_fn(|r| {
-                let sy = if B::SIGNED { _mm256_sign_epi8(qy, qx[r]) } else { qy };
-                _mm256_madd_epi16(_mm256_maddubs_epi16(ux[r], sy), ones)
-            });
-            let s = transpose_add(p);
-            let t = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(d8, _mm256_set1_ps(y.d)), acc[c]);
-            acc[c] = if B::OFFSET { _mm256_fmadd_ps(m8, _mm256_set1_ps(y.s), t) } else { t };
-        }
-    }
-    let mut res = [[0.0f32; C]; 4];
-    for (c, a) in acc.iter().enumerate() {
-        let v = _mm_add_ps(_mm256_castps256_ps128(*a), _mm256_extractf128_ps::<1>(*a));
-        let mut lanes = [0.0f32; 4];
-        // SAFETY: `lanes` is 4 f32s.
-        unsafe { _mm_storeu_ps(lanes.as_mut_ptr(), v) };
-        for (row, &l) in res.iter_mut().zip(&lanes) {
-            if let Some(slot) = row.get_mut(c) {
-                *slot = l;
-            }
-        }
-    }
-    res
-}
-
 /// Given four vectors of 8 i32, returns `[Σ p0[0..4], Σ p1[0..4], Σ p2[0..4], Σ p3[0..4] |
 /// Σ p0[4..8], ...]` (each 128-bit half reduced separately), with single-uop unpacks and adds.
 #[inline]
@@ -424,64 +305,239 @@ fn store<const R: usize, const C: usize>(out: &Disjoint<'_, f32>, res: &[[f32; C
     }
 }
 
-/// The register tile: dot products of `R` weight rows with `C` activation rows over `nb`
-/// blocks.
+/// The legacy-type kernels, stamped out once per instruction set: `$feat` is the feature list
+/// the copy is compiled for, `$ct` its activation rows per tile and `$dot` its 8 × 4-byte dot
+/// product (`maddubs` + `madd` on AVX2, one `vpdpbusd` with VNNI).
+macro_rules! legacy_kernels {
+    ($module:ident, $feat:literal, $ct:expr, $dot:ident) => {
+        mod $module {
+            use super::*;
+
+            /// Activation rows per register tile.
+            const CT: usize = $ct;
+
+            /// All rows of one task: `RT × CT` tiles, then the ragged edges with narrower tiles.
+            #[target_feature(enable = $feat)]
+            pub(super) unsafe fn rows_impl<B: Legacy>(
+                w: &[u8],
+                acts: &[BlockQ8],
+                m: usize,
+                nb: usize,
+                rows: Range<usize>,
+                n: usize,
+                out: &Disjoint<'_, f32>,
+            ) {
+                let row_bytes = nb * B::BYTES;
+                let wp = |r: usize| unsafe { w.as_ptr().add(r * row_bytes) };
+                let ap = |i: usize| unsafe { acts.as_ptr().add(i * nb) };
+                let mut r = rows.start;
+                while r < rows.end {
+                    let left = rows.end - r;
+                    unsafe {
+                        if left >= RT {
+                            let w4: [*const u8; RT] = std::array::from_fn(|j| wp(r + j));
+                            row_group::<B, RT>(w4, ap, m, nb, r, n, out);
+                            r += RT;
+                        } else {
+                            row_group::<B, 1>([wp(r)], ap, m, nb, r, n, out);
+                            r += 1;
+                        }
+                    }
+                }
+            }
+
+            /// `R` weight rows against all `m` activation rows.
+            #[inline]
+            #[target_feature(enable = $feat)]
+            unsafe fn row_group<B: Legacy, const R: usize>(
+                w: [*const u8; R],
+                ap: impl Fn(usize) -> *const BlockQ8,
+                m: usize,
+                nb: usize,
+                r0: usize,
+                n: usize,
+                out: &Disjoint<'_, f32>,
+            ) {
+                let mut i = 0;
+                if let Ok(w4) = <[*const u8; 4]>::try_from(&w[..]) {
+                    while i + CT <= m {
+                        let a: [*const BlockQ8; CT] = std::array::from_fn(|c| ap(i + c));
+                        let res = unsafe { tile4::<B, CT>(w4, a, nb) };
+                        store(out, &res, r0, i, n);
+                        i += CT;
+                    }
+                    while i < m {
+                        let res = unsafe { tile4::<B, 1>(w4, [ap(i)], nb) };
+                        store(out, &res, r0, i, n);
+                        i += 1;
+                    }
+                    return;
+                }
+                while i + CT <= m {
+                    let a: [*const BlockQ8; CT] = std::array::from_fn(|c| ap(i + c));
+                    let res = unsafe { tile::<B, R, CT>(w, a, nb) };
+                    store(out, &res, r0, i, n);
+                    i += CT;
+                }
+                while i < m {
+                    let res = unsafe { tile::<B, R, 1>(w, [ap(i)], nb) };
+                    store(out, &res, r0, i, n);
+                    i += 1;
+                }
+            }
+
+            /// The main register tile: 4 weight rows × `C` activation rows. The four rows' 8-lane integer
+            /// sums are transposed and added into one vector `[r0 r1 r2 r3 | r0 r1 r2 r3]` before scaling,
+            /// so each activation row needs one f32 accumulator (not four) and one convert, multiply and
+            /// FMA per block instead of four: fewer instructions and no register spills.
+            #[inline]
+            #[target_feature(enable = $feat)]
+            unsafe fn tile4<B: Legacy, const C: usize>(
+                w: [*const u8; 4],
+                a: [*const BlockQ8; C],
+                nb: usize,
+            ) -> [[f32; C]; 4] {
+                let mut acc = [_mm256_setzero_ps(); C];
+                for b in 0..nb {
+                    let mut qx = [_mm256_setzero_si256(); 4];
+                    let mut dx = [0.0f32; 4];
+                    let mut mx = [0.0f32; 4];
+                    for r in 0..4 {
+                        // SAFETY: block `b < nb` of a row of `nb` blocks.
+                        let p = unsafe { w[r].add(b * B::BYTES) };
+                        if C == 1 && PREFETCH > 0 {
+                            // Decode streams weights from DRAM: ask for lines well ahead so one core keeps
+                            // more misses in flight than the hardware prefetcher alone does. Rows of a tile
+                            // are adjacent, so running past a row's end still prefetches what comes next.
+                            // SAFETY: prefetches never fault; `wrapping_add` forms no out-of-bounds offset.
+                            _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(PREFETCH).cast());
+                        }
+                        qx[r] = unsafe { B::quants(p) };
+                        (dx[r], mx[r]) = unsafe { B::scales(p) };
+                    }
+                    // Q8_0: maddubs wants an unsigned first operand, so use |x| and move x's sign onto the
+                    // activation (ggml's trick; activations are within ±127, so nothing overflows).
+                    let ux: [__m256i; 4] = if B::SIGNED { qx.map(|q| _mm256_sign_epi8(q, q)) } else { qx };
+                    // SAFETY: `dx` and `mx` are 4 f32s each.
+                    let (d4, m4) = unsafe { (_mm_loadu_ps(dx.as_ptr()), _mm_loadu_ps(mx.as_ptr())) };
+                    let d8 = _mm256_set_m128(d4, d4);
+                    // The offset term goes into the low half only (the halves are added at the end).
+                    let m8 = _mm256_set_m128(_mm_setzero_ps(), m4);
+                    for c in 0..C {
+                        // SAFETY: block `b` of an activation row of `nb` blocks.
+                        let y = unsafe { &*a[c].add(b) };
+                        let qy = unsafe { load32(y.qs.as_ptr().cast()) };
+                        let p: [__m256i; 4] = std::array::from_fn(|r| {
+                            let sy = if B::SIGNED { _mm256_sign_epi8(qy, qx[r]) } else { qy };
+                            $dot(ux[r], sy)
+                        });
+                        let s = transpose_add(p);
+                        let t = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(d8, _mm256_set1_ps(y.d)), acc[c]);
+                        acc[c] = if B::OFFSET { _mm256_fmadd_ps(m8, _mm256_set1_ps(y.s), t) } else { t };
+                    }
+                }
+                let mut res = [[0.0f32; C]; 4];
+                for (c, a) in acc.iter().enumerate() {
+                    let v = _mm_add_ps(_mm256_castps256_ps128(*a), _mm256_extractf128_ps::<1>(*a));
+                    let mut lanes = [0.0f32; 4];
+                    // SAFETY: `lanes` is 4 f32s.
+                    unsafe { _mm_storeu_ps(lanes.as_mut_ptr(), v) };
+                    for (row, &l) in res.iter_mut().zip(&lanes) {
+                        if let Some(slot) = row.get_mut(c) {
+                            *slot = l;
+                        }
+                    }
+                }
+                res
+            }
+
+            /// The register tile: dot products of `R` weight rows with `C` activation rows over `nb`
+            /// blocks.
+            #[inline]
+            #[target_feature(enable = $feat)]
+            unsafe fn tile<B: Legacy, const R: usize, const C: usize>(
+                w: [*const u8; R],
+                a: [*const BlockQ8; C],
+                nb: usize,
+            ) -> [[f32; C]; R] {
+                let mut acc = [[_mm256_setzero_ps(); C]; R];
+                // Offsets: lane r of moff[c] accumulates Σ m_w[r] s_a[c].
+                let mut moff = [_mm_setzero_ps(); C];
+                for b in 0..nb {
+                    let mut qx = [_mm256_setzero_si256(); R];
+                    let mut ux = [_mm256_setzero_si256(); R];
+                    let mut dx = [0.0f32; R];
+                    let mut mx = [0.0f32; 4];
+                    for r in 0..R {
+                        // SAFETY: block `b < nb` of a row of `nb` blocks.
+                        let p = unsafe { w[r].add(b * B::BYTES) };
+                        qx[r] = unsafe { B::quants(p) };
+                        // Q8_0: maddubs wants an unsigned first operand, so use |x| and move x's sign onto
+                        // the activation (ggml's trick; activations are within ±127, so no overflow).
+                        ux[r] = if B::SIGNED { _mm256_sign_epi8(qx[r], qx[r]) } else { qx[r] };
+                        let (d, mm) = unsafe { B::scales(p) };
+                        dx[r] = d;
+                        if let Some(slot) = mx.get_mut(r) {
+                            *slot = mm;
+                        }
+                    }
+                    // SAFETY: `mx` is 4 f32s.
+                    let mv = unsafe { _mm_loadu_ps(mx.as_ptr()) };
+                    for c in 0..C {
+                        // SAFETY: block `b` of an activation row of `nb` blocks.
+                        let y = unsafe { &*a[c].add(b) };
+                        let qy = unsafe { load32(y.qs.as_ptr().cast()) };
+                        for r in 0..R {
+                            let sy = if B::SIGNED { _mm256_sign_epi8(qy, qx[r]) } else { qy };
+                            let p32 = $dot(ux[r], sy);
+                            let dd = _mm256_set1_ps(dx[r] * y.d);
+                            acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p32), dd, acc[r][c]);
+                        }
+                        if B::OFFSET {
+                            moff[c] = _mm_fmadd_ps(mv, _mm_set1_ps(y.s), moff[c]);
+                        }
+                    }
+                }
+                let mut res = [[0.0f32; C]; R];
+                for c in 0..C {
+                    let mut offs = [0.0f32; 4];
+                    // SAFETY: `offs` is 4 f32s.
+                    unsafe { _mm_storeu_ps(offs.as_mut_ptr(), moff[c]) };
+                    for r in 0..R {
+                        res[r][c] = hsum(acc[r][c]) + offs.get(r).copied().unwrap_or(0.0);
+                    }
+                }
+                res
+            }
+        }
+    };
+}
+
+legacy_kernels!(plain, "avx2,fma,f16c", 4, dot_avx2);
+legacy_kernels!(vnni512, "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni", 8, dot_vnni512);
+legacy_kernels!(avxvnni, "avx2,fma,f16c,avxvnni", 4, dot_avxvnni);
+
+/// Eight i32 sums of 4 adjacent `u8 × i8` products (AVX2: `maddubs` then `madd`; no
+/// saturation for our operands, which are at most 15 or 127 in magnitude).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn tile<B: Legacy, const R: usize, const C: usize>(
-    w: [*const u8; R],
-    a: [*const BlockQ8; C],
-    nb: usize,
-) -> [[f32; C]; R] {
-    let ones = _mm256_set1_epi16(1);
-    let mut acc = [[_mm256_setzero_ps(); C]; R];
-    // Offsets: lane r of moff[c] accumulates Σ m_w[r] s_a[c].
-    let mut moff = [_mm_setzero_ps(); C];
-    for b in 0..nb {
-        let mut qx = [_mm256_setzero_si256(); R];
-        let mut ux = [_mm256_setzero_si256(); R];
-        let mut dx = [0.0f32; R];
-        let mut mx = [0.0f32; 4];
-        for r in 0..R {
-            // SAFETY: block `b < nb` of a row of `nb` blocks.
-            let p = unsafe { w[r].add(b * B::BYTES) };
-            qx[r] = unsafe { B::quants(p) };
-            // Q8_0: maddubs wants an unsigned first operand, so use |x| and move x's sign onto
-            // the activation (ggml's trick; activations are within ±127, so no overflow).
-            ux[r] = if B::SIGNED { _mm256_sign_epi8(qx[r], qx[r]) } else { qx[r] };
-            let (d, mm) = unsafe { B::scales(p) };
-            dx[r] = d;
-            if let Some(slot) = mx.get_mut(r) {
-                *slot = mm;
-            }
-        }
-        // SAFETY: `mx` is 4 f32s.
-        let mv = unsafe { _mm_loadu_ps(mx.as_ptr()) };
-        for c in 0..C {
-            // SAFETY: block `b` of an activation row of `nb` blocks.
-            let y = unsafe { &*a[c].add(b) };
-            let qy = unsafe { load32(y.qs.as_ptr().cast()) };
-            for r in 0..R {
-                let sy = if B::SIGNED { _mm256_sign_epi8(qy, qx[r]) } else { qy };
-                let p32 = _mm256_madd_epi16(_mm256_maddubs_epi16(ux[r], sy), ones);
-                let dd = _mm256_set1_ps(dx[r] * y.d);
-                acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p32), dd, acc[r][c]);
-            }
-            if B::OFFSET {
-                moff[c] = _mm_fmadd_ps(mv, _mm_set1_ps(y.s), moff[c]);
-            }
-        }
-    }
-    let mut res = [[0.0f32; C]; R];
-    for c in 0..C {
-        let mut offs = [0.0f32; 4];
-        // SAFETY: `offs` is 4 f32s.
-        unsafe { _mm_storeu_ps(offs.as_mut_ptr(), moff[c]) };
-        for r in 0..R {
-            res[r][c] = hsum(acc[r][c]) + offs.get(r).copied().unwrap_or(0.0);
-        }
-    }
-    res
+fn dot_avx2(u: __m256i, s: __m256i) -> __m256i {
+    _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1))
+}
+
+/// [`dot_avx2`] in one instruction (AVX512-VNNI on 256-bit registers; the copy built with it
+/// also has 32 vector registers, hence its wider tile).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn dot_vnni512(u: __m256i, s: __m256i) -> __m256i {
+    _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s)
+}
+
+/// [`dot_avx2`] in one instruction (AVX-VNNI, the VEX form on CPUs without AVX-512).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avxvnni")]
+fn dot_avxvnni(u: __m256i, s: __m256i) -> __m256i {
+    _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), u, s)
 }
 
 // ---------------------------------------------------------------------------------------------

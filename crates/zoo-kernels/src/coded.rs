@@ -105,7 +105,7 @@ pub fn approx(code: u8, b: u8) -> f32 {
 /// (`cols` bytes each) and returns its [`CodedRow`]. Shorter outputs take what fits.
 pub fn encode_row(src: &[u8], code: &mut [u8], rest: &mut [u8]) -> CodedRow {
     #[cfg(target_arch = "x86_64")]
-    if crate::Backend::detect() == crate::Backend::Avx2 {
+    if crate::Backend::detect().is_x86() {
         // SAFETY: the CPU has AVX2 and FMA (checked by `detect`).
         return unsafe { encode_row_avx2(src, code, rest) };
     }

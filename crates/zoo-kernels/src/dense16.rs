@@ -88,7 +88,7 @@ impl SendPtr {
 /// 16-bit values (little-endian bytes) to f32.
 pub fn widen(kind: Half, backend: Backend, src: &[u8], dst: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
-    if backend == Backend::Avx2 {
+    if backend.is_x86() {
         // SAFETY: Avx2 is only detected when the CPU has AVX2, FMA and F16C.
         unsafe { avx2::widen(kind, src, dst) };
         return;

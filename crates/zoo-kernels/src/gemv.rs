@@ -180,7 +180,7 @@ pub fn gemv_with(
 /// the odd ones; per 16 values, `x` holds the evens then the odds (a last partial block stays
 /// in natural order). Everything else reads `x` as it is.
 pub(crate) fn arrange_x<'x>(w: DenseRows<'_>, backend: Backend, x: &'x [f32]) -> Cow<'x, [f32]> {
-    if backend != Backend::Avx2 {
+    if !backend.is_x86() {
         return Cow::Borrowed(x);
     }
     if !matches!(w, DenseRows::Half(Half::Bf16, _) | DenseRows::Coded { .. } | DenseRows::CodeApprox { .. }) {
@@ -209,7 +209,7 @@ pub(crate) fn band_rows(
     dst: &mut [f32],
 ) {
     #[cfg(target_arch = "x86_64")]
-    if backend == Backend::Avx2 {
+    if backend.is_x86() {
         // SAFETY: Avx2 is only chosen when the CPU has AVX2, FMA and F16C; `gemv_with` checked
         // that `w` holds rows × cols values, so rows r of `cols` values are in bounds.
         unsafe { avx2::band(w, cols, r, x, dst) };

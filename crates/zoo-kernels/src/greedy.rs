@@ -162,7 +162,7 @@ impl GreedyHead for CodedHead<'_> {
 /// rows are too many to be worth picking.
 fn candidates<I: Iterator<Item = f64>>(out: &[f32], bounds: impl Fn() -> I) -> Option<Vec<usize>> {
     #[cfg(target_arch = "x86_64")]
-    if Backend::detect() == Backend::Avx2 {
+    if Backend::detect().is_x86() {
         // SAFETY: the CPU has AVX2 (checked by `detect`).
         return unsafe { candidates_avx2(out, bounds) };
     }

@@ -128,32 +128,64 @@ pub enum Backend {
     Scalar,
     /// x86-64 AVX2 + FMA + F16C kernels (only chosen when the CPU has them).
     Avx2,
+    /// [`Backend::Avx2`] with AVX-VNNI `vpdpbusd` (VEX form) in the legacy-type kernels: Intel
+    /// client cores since Alder Lake and Xeons since Sapphire Rapids.
+    AvxVnni,
+    /// [`Backend::Avx2`] with AVX512-VNNI `vpdpbusd` on 256-bit vectors and 32 vector registers
+    /// (a wider tile) in the legacy-type kernels: Xeons since Cascade Lake, AMD since Zen 4.
+    Vnni512,
 }
 
 impl Backend {
-    /// The fastest backend this CPU supports (checked once, then cached).
+    /// The fastest backend this CPU supports, checked once, then cached. `ZOO_KERNELS=scalar|
+    /// avx2|avxvnni|vnni512` picks a slower one (for benchmarks; one the CPU lacks is ignored).
     pub fn detect() -> Backend {
-        #[cfg(target_arch = "x86_64")]
-        {
-            use std::sync::OnceLock;
-            static BEST: OnceLock<Backend> = OnceLock::new();
-            *BEST.get_or_init(|| if avx2::available() { Backend::Avx2 } else { Backend::Scalar })
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
-            Backend::Scalar
-        }
+        use std::sync::OnceLock;
+        static BEST: OnceLock<Backend> = OnceLock::new();
+        *BEST.get_or_init(|| {
+            let wanted = match std::env::var("ZOO_KERNELS").as_deref() {
+                Ok("scalar") => Some(Backend::Scalar),
+                Ok("avx2") => Some(Backend::Avx2),
+                Ok("avxvnni") => Some(Backend::AvxVnni),
+                Ok("vnni512") => Some(Backend::Vnni512),
+                _ => None,
+            };
+            match wanted {
+                Some(b) if b.is_available() => b,
+                _ => Backend::ALL.into_iter().rev().find(|b| b.is_available()).unwrap_or(Backend::Scalar),
+            }
+        })
     }
+
+    /// Every backend, slowest first.
+    pub const ALL: [Backend; 4] = [Backend::Scalar, Backend::Avx2, Backend::AvxVnni, Backend::Vnni512];
 
     /// True if this backend can run on this CPU.
     pub fn is_available(self) -> bool {
-        match self {
-            Backend::Scalar => true,
-            #[cfg(target_arch = "x86_64")]
-            Backend::Avx2 => avx2::available(),
-            #[cfg(not(target_arch = "x86_64"))]
-            Backend::Avx2 => false,
+        #[cfg(target_arch = "x86_64")]
+        {
+            match self {
+                Backend::Scalar => true,
+                Backend::Avx2 => avx2::available(),
+                Backend::AvxVnni => avx2::available() && is_x86_feature_detected!("avxvnni"),
+                Backend::Vnni512 => {
+                    avx2::available()
+                        && is_x86_feature_detected!("avx512f")
+                        && is_x86_feature_detected!("avx512bw")
+                        && is_x86_feature_detected!("avx512vl")
+                        && is_x86_feature_detected!("avx512vnni")
+                }
+            }
         }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            self == Backend::Scalar
+        }
+    }
+
+    /// True for the x86-64 backends, which share the AVX2 kernels of every other operation.
+    pub fn is_x86(self) -> bool {
+        self != Backend::Scalar
     }
 }
 

@@ -103,8 +103,8 @@ impl Job<'_, '_> {
     fn legacy_rows(&self, acts: &[BlockQ8], rows: Range<usize>, out: &Disjoint<'_, f32>) {
         let t = self.w.qtype;
         #[cfg(target_arch = "x86_64")]
-        if self.backend == Backend::Avx2
-            && crate::avx2::legacy_rows(t, self.w.data, acts, self.m, self.nb, rows.clone(), self.n, out)
+        if self.backend.is_x86()
+            && crate::avx2::legacy_rows(self.backend, t, self.w.data, acts, self.m, self.nb, rows.clone(), self.n, out)
         {
             return;
         }
@@ -120,7 +120,7 @@ impl Job<'_, '_> {
     fn k_rows(&self, acts: &[BlockQ8K], rows: Range<usize>, out: &Disjoint<'_, f32>) {
         let t = self.w.qtype;
         #[cfg(target_arch = "x86_64")]
-        if self.backend == Backend::Avx2
+        if self.backend.is_x86()
             && crate::avx2::k_rows(t, self.w.data, acts, self.m, self.nb, rows.clone(), self.n, out)
         {
             return;

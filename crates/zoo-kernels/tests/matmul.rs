@@ -81,7 +81,7 @@ fn check(label: &str, got: &[f32], want: &[(f64, f64)], rel: f64) {
 }
 
 fn backends() -> Vec<Backend> {
-    [Backend::Scalar, Backend::Avx2].into_iter().filter(|b| b.is_available()).collect()
+    Backend::ALL.into_iter().filter(|b| b.is_available()).collect()
 }
 
 /// The shapes each type is tested on: `k` must be whole blocks.

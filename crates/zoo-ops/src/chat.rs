@@ -230,6 +230,22 @@ impl ChatModel {
         Ok((tok.encode(&fitted.prompt, add)?, fitted.dropped_turns))
     }
 
+    /// The prompt ids of one request: raw ids as they are; a message list or one user text
+    /// rendered with the prompt format, `system` replacing any system message. An empty
+    /// prompt is [`OpsError::Invalid`].
+    pub fn request_ids(&self, input: Prompt, system: Option<&str>, reserve: usize) -> Result<Vec<u32>> {
+        let mut messages = match input {
+            Prompt::TokenIds(ids) => return non_empty(ids),
+            Prompt::Messages(m) => m,
+            Prompt::Text(t) => vec![Message::user(t)],
+        };
+        if let Some(s) = system {
+            messages.retain(|m| m.role.as_str() != "system");
+            messages.insert(0, Message::system(s.to_string()));
+        }
+        non_empty(self.prompt_ids(&messages, reserve)?.0)
+    }
+
     /// Generates after `prompt`, passing each printable piece of text to `emit`; stops between
     /// tokens once `cancel` is set (`finish_reason` then says `interrupted`).
     pub fn generate(
@@ -325,6 +341,67 @@ impl ChatModel {
     }
 }
 
+/// What one generation is prompted with (`zoo run`; the server's completions).
+#[derive(Debug, Clone)]
+pub enum Prompt {
+    /// Raw token ids, no prompt format.
+    TokenIds(Vec<u32>),
+    /// An OpenAI-style message list.
+    Messages(Vec<Message>),
+    /// One user message.
+    Text(String),
+}
+
+fn non_empty(ids: Vec<u32>) -> Result<Vec<u32>> {
+    if ids.is_empty() {
+        return Err(OpsError::Invalid("the prompt is empty".into()));
+    }
+    Ok(ids)
+}
+
+/// A line of chat input: a slash command or a message (`zoo chat`; the TUI's chat pane).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Send(String),
+    /// Answer the last message again.
+    Regen,
+    /// Forget the conversation.
+    Reset,
+    Save(String),
+    Load(String),
+    Help,
+    Exit,
+    /// Blank input.
+    Nothing,
+    /// Not understood: the message to show.
+    Bad(String),
+}
+
+/// The commands, for help texts.
+pub const COMMANDS_HELP: &str =
+    "commands: /reset (forget the conversation), /regen (answer the last message again), /save FILE, /load FILE, /exit";
+
+impl Command {
+    /// Parses one input: a short word after `/` is a command, anything else a message.
+    pub fn parse(line: &str) -> Command {
+        let trimmed = line.trim();
+        let (cmd, arg) = trimmed.split_once(char::is_whitespace).unwrap_or((trimmed, ""));
+        let arg = arg.trim().to_string();
+        match cmd {
+            "" => Command::Nothing,
+            "/exit" | "/quit" => Command::Exit,
+            "/help" => Command::Help,
+            "/reset" => Command::Reset,
+            "/regen" => Command::Regen,
+            "/save" | "/load" if arg.is_empty() => Command::Bad(format!("{cmd} needs a file name")),
+            "/save" => Command::Save(arg),
+            "/load" => Command::Load(arg),
+            c if c.starts_with('/') && c.len() < 12 => Command::Bad(format!("unknown command {c}; {COMMANDS_HELP}")),
+            _ => Command::Send(line.to_string()),
+        }
+    }
+}
+
 /// A conversation with a model.
 pub struct ChatSession {
     pub model: ChatModel,
@@ -398,4 +475,26 @@ impl ChatSession {
 pub fn load_conversation(path: &Path) -> Result<Conversation> {
     let text = std::fs::read_to_string(path).map_err(|e| OpsError::io(path, e))?;
     Conversation::from_json(&text).with_context(|| format!("reading {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Command;
+
+    #[test]
+    fn chat_input_parses_into_commands() {
+        let c = |s: &str| Command::parse(s);
+        assert_eq!(c("  "), Command::Nothing);
+        assert_eq!(c("/exit"), Command::Exit);
+        assert_eq!(c("/quit"), Command::Exit);
+        assert_eq!(c(" /reset "), Command::Reset);
+        assert_eq!(c("/regen"), Command::Regen);
+        assert_eq!(c("/save  chat.json "), Command::Save("chat.json".into()));
+        assert_eq!(c("/load a b.json"), Command::Load("a b.json".into()));
+        assert!(matches!(c("/save"), Command::Bad(e) if e.contains("needs a file name")));
+        assert!(matches!(c("/frobnicate"), Command::Bad(e) if e.contains("unknown command /frobnicate")));
+        // Paths and long slash words are messages; a message keeps its spacing.
+        assert_eq!(c("/usr/bin/env is a path"), Command::Send("/usr/bin/env is a path".into()));
+        assert_eq!(c(" 你好 \n"), Command::Send(" 你好 \n".into()));
+    }
 }

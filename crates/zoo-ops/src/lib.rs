@@ -8,13 +8,17 @@
 //!   [`inspect`]: plans and operations with reports;
 //! - [`job`]: an operation in the background with an event channel and cancellation;
 //! - [`chat`]: a loaded model with its prompt format, stops and sampling, and a chat session
-//!   that streams UTF-8-safe text deltas.
+//!   that streams UTF-8-safe text deltas;
+//! - [`catalog`]: the queries front ends show (model list, one model's detail, results);
+//! - [`view`]: the human view of every report (lines with semantic tones, tables), which each
+//!   front end lays out in its own way.
 //!
 //! Nothing here reads the environment, prints, or picks exit codes: the front end resolves
 //! paths into a [`Zoo`] and maps [`OpsError`] to its own conventions.
 
 pub mod add;
 pub mod cache;
+pub mod catalog;
 pub mod chat;
 pub mod control;
 pub mod convert;
@@ -27,6 +31,7 @@ pub mod provenance;
 pub mod pull;
 pub mod results;
 pub mod verify;
+pub mod view;
 pub mod zoo;
 
 pub use control::Control;
