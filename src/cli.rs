@@ -76,6 +76,70 @@ pub enum Command {
     Cache(CacheCommand),
     /// Register a model you already have (a folder or a GGUF file) as a local model, with hashes
     Add(AddArgs),
+    /// Evaluate a model on a benchmark file; predictions and results are kept in the registry
+    #[command(subcommand)]
+    Eval(EvalCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EvalCommand {
+    /// Multiple-choice accuracy (XMedBench JSON, MMLU JSON lines, native JSONL), resumable:
+    /// a rerun of the same configuration continues where the last one stopped
+    Mcq(McqArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EvalMode {
+    /// The log-likelihood of each option's continuation (` A`, ` B`, ...) after the prompt
+    Loglik,
+}
+
+#[derive(Debug, Args)]
+pub struct McqArgs {
+    /// The questions file
+    #[arg(value_name = "QUESTIONS")]
+    pub questions: PathBuf,
+    /// Registry name, repo id (org/name[@rev]), folder or .gguf file [default: smollm2-135m-instruct]
+    #[arg(long, short = 'm', value_name = "MODEL")]
+    pub model: Option<String>,
+    /// A source, a subject, or a named set (mmlu-medical-6, mmlu-medical-9, xmedbench-9); repeatable
+    #[arg(long = "subset", value_name = "NAME")]
+    pub subsets: Vec<String>,
+    /// Only questions in this language (ISO 639-1); repeatable
+    #[arg(long = "language", value_name = "LANG")]
+    pub languages: Vec<String>,
+    /// Only the first N selected questions
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+    /// How options are scored
+    #[arg(long, value_enum, default_value_t = EvalMode::Loglik)]
+    pub mode: EvalMode,
+    /// Prompt format: mmlu-classic or plain (exact strings: docs/EVAL.md)
+    #[arg(long, value_name = "NAME", default_value = "mmlu-classic", value_parser = parse_prompt)]
+    pub prompt: zoo_eval::McqPrompt,
+    /// Questions per forward pass
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    pub batch: usize,
+    /// Threads for the matrix products [default: all cores]
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// Score every question again instead of continuing a stored run of this configuration
+    #[arg(long)]
+    pub restart: bool,
+    /// Record the result under this registry benchmark (its columns: the subsets, `overall`,
+    /// `avg`) [default: the named set's benchmark, when the selection is exactly one]
+    #[arg(long, value_name = "NAME")]
+    pub benchmark: Option<String>,
+    /// Also write one JSON line per question: index, subset, pred, gold
+    #[arg(long, value_name = "FILE.jsonl")]
+    pub predictions: Option<PathBuf>,
+    #[command(flatten)]
+    pub emit: Emit,
+}
+
+fn parse_prompt(s: &str) -> Result<zoo_eval::McqPrompt, String> {
+    zoo_eval::McqPrompt::from_name(s)
+        .ok_or_else(|| format!("unknown prompt format {s:?}; one of {}", zoo_eval::McqPrompt::NAMES.join(", ")))
 }
 
 /// How a model is found, prompted and sampled: shared by `run` and `chat`.

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 /// A file or folder of `tests/fixtures/reference` (copied from the shared reference fixtures); a missing one fails with a hint, never skips.
+#[allow(dead_code)]
 pub fn fixture(rel: &str) -> PathBuf {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/reference").join(rel);
     assert!(

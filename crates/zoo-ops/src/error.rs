@@ -30,6 +30,8 @@ pub enum OpsError {
     #[error(transparent)]
     Chat(#[from] zoo_chat::Error),
     #[error(transparent)]
+    Eval(#[from] zoo_eval::EvalError),
+    #[error(transparent)]
     Write(#[from] zoo_atomic_write::Error),
     #[error("{}: {source}", path.display())]
     Io { path: PathBuf, source: std::io::Error },
@@ -75,6 +77,7 @@ impl OpsError {
         match self.root() {
             OpsError::NotFound { .. } | OpsError::CheckFailed(_) | OpsError::Weights(_) | OpsError::Infer(_) => true,
             OpsError::Hub(h) => hub_check_failed(h),
+            OpsError::Eval(e) => matches!(e, zoo_eval::EvalError::UnknownSubset { .. } | zoo_eval::EvalError::Empty(_)),
             _ => false,
         }
     }

@@ -24,6 +24,7 @@ pub mod control;
 pub mod convert;
 pub mod delta;
 pub mod error;
+pub mod eval;
 pub mod inspect;
 pub mod job;
 pub mod model_ref;

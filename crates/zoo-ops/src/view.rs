@@ -16,6 +16,7 @@ use crate::cache::RemovalReport;
 use crate::catalog::ModelDetail;
 use crate::convert::{FolderOutput, GgufOutput, QuantizeOutput};
 use crate::delta::DeltaOutput;
+use crate::eval::McqReport;
 use crate::inspect::InspectReport;
 use crate::pull::PullPlan;
 use crate::verify::VerifyReport;
@@ -738,6 +739,61 @@ pub fn inspect(r: &InspectReport, title: &str) -> Doc {
         t.push(vec![x.name.clone(), x.dtype.clone(), format!("{:?}", x.shape), x.bytes.to_string(), x.file.clone()]);
     }
     doc.table(t);
+    doc
+}
+
+/// `eval mcq`: accuracy per subset and language with standard errors, then the averages.
+pub fn mcq(r: &McqReport) -> Doc {
+    let s = &r.summary;
+    let mut doc = Doc::new();
+    doc.spans(vec![
+        Span::new(format!("{} on {}", r.model, r.questions.display()), Tone::Strong),
+        Span::new(format!(" ({}, {}; prompt {}, {})", r.format, r.selection, r.prompt, r.mode), Tone::Faint),
+    ]);
+    let pct = |a: f64, se: f64| format!("{a:.2} ± {se:.2}");
+    let mut t = Table::new(["SUBSET", "N", "CORRECT", "ACCURACY %"]).right_align([1, 2, 3]);
+    for (k, v) in &s.per_subset {
+        t.push(vec![k.clone(), v.n.to_string(), v.correct.to_string(), pct(v.accuracy, v.stderr)]);
+    }
+    doc.table(t);
+    if s.per_language.len() > 1 {
+        let mut t = Table::new(["LANGUAGE", "N", "CORRECT", "ACCURACY %"]).right_align([1, 2, 3]);
+        for (k, v) in &s.per_language {
+            t.push(vec![k.clone(), v.n.to_string(), v.correct.to_string(), pct(v.accuracy, v.stderr)]);
+        }
+        doc.table(t);
+    }
+    doc.spans(vec![
+        Span::new("overall (item-weighted) ", Tone::Plain),
+        Span::new(format!("{}%", pct(s.overall, s.overall_stderr)), Tone::Strong),
+        Span::new(
+            format!(
+                " over {} questions; unweighted mean of {} subsets {}%",
+                s.n,
+                s.per_subset.len(),
+                pct(s.unweighted, s.unweighted_stderr)
+            ),
+            Tone::Plain,
+        ),
+    ]);
+    let resumed = if r.resumed > 0 { format!(", {} from the stored run", r.resumed) } else { String::new() };
+    doc.spans(vec![Span::new(
+        format!(
+            "{} scored in {:.1}s ({:.2} questions/s){resumed}; job {}, model sha256 {}",
+            r.scored,
+            r.seconds,
+            r.questions_per_s,
+            r.job_id,
+            r.model_hash.chars().take(16).collect::<String>()
+        ),
+        Tone::Faint,
+    )]);
+    if let (Some(b), Some(id)) = (&r.benchmark, r.run_id) {
+        doc.spans(vec![Span::new(
+            format!("recorded as result {id} of benchmark {b} (zoo results --benchmark {b})"),
+            Tone::Faint,
+        )]);
+    }
     doc
 }
 

@@ -8,6 +8,7 @@
 pub mod catalog;
 pub mod check;
 pub mod db;
+pub mod eval;
 pub mod local;
 pub mod model;
 pub mod query;
@@ -18,6 +19,7 @@ use std::path::PathBuf;
 pub use catalog::Catalog;
 pub use check::{Problem, ProblemKind, check};
 pub use db::{Registry, known_schema_version};
+pub use eval::{EvalJob, StoredPrediction};
 pub use local::{LocalCopy, manifest_sha256};
 pub use query::{ModelFilter, ResultTable, SortKey};
 pub use sync::SyncReport;

@@ -346,6 +346,16 @@ impl Registry {
     /// Record a measured result. The model and benchmark must exist and every score must be a
     /// column of the benchmark; the run is written in one transaction.
     pub async fn record_result(&self, r: &ResultRecord) -> Result<i64, Error> {
+        let (rec, hash) = self.checked_result(r).await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let id = insert_run(&mut tx, &rec, &hash).await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    /// `r` as a measured result with its record hash, after checking its model, benchmark and
+    /// columns.
+    pub(crate) async fn checked_result(&self, r: &ResultRecord) -> Result<(ResultRecord, String), Error> {
         let names = self.model_names().await?;
         if !names.iter().any(|n| n.eq_ignore_ascii_case(&r.model)) {
             return Err(Error::UnknownModel { name: r.model.clone() });
@@ -365,9 +375,6 @@ impl Registry {
         let mut rec = r.clone();
         rec.origin = "measured".into();
         let hash = crate::catalog::hex(&<sha2::Sha256 as sha2::Digest>::digest(serde_json::to_vec(&rec)?));
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let id = insert_run(&mut tx, &rec, &hash).await?;
-        tx.commit().await?;
-        Ok(id)
+        Ok((rec, hash))
     }
 }

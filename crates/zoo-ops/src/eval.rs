@@ -1,0 +1,441 @@
+//! `zoo eval mcq`: multiple-choice benchmarks scored by log-likelihood on the local engine,
+//! resumable through the registry.
+//!
+//! How a run goes: the questions file is read and hashed, the selection applied, the model
+//! loaded and hashed; the job key (sha256 over model hash, file hash, selection, prompt format,
+//! mode and settings) finds the job of an earlier, interrupted run, whose stored predictions are
+//! kept. The questions left are scored in batches: the prompts of a batch are tokenized, the
+//! longest token prefix they share (the subject line) is computed once and forked into every
+//! sequence, and one `forward_batch` advances them all to their last position. The prediction
+//! is the option whose continuation (` A`, ` B`, …) is most likely; a continuation of one token
+//! is read off the last position's logits, a longer one is run and its log-probabilities
+//! summed (lm-evaluation-harness's `acc`). Each batch's predictions are stored in one
+//! transaction before the next batch starts, so `kill -9` loses at most one batch and never
+//! scores a question twice. At the end the summary is recorded as a measured result with its
+//! provenance when the selection is a registry benchmark (`mmlu-medical-6`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use zoo_eval::metrics::{Prediction, Summary, summarize};
+use zoo_eval::{McqPrompt, Question, Selection};
+use zoo_infer::{CausalLm, Logits, SeqInput, SeqState, Tokenizer};
+use zoo_progress::{Event, Unit};
+use zoo_registry::model::{FileRecord, ResultRecord};
+use zoo_registry::{EvalJob, StoredPrediction};
+
+use crate::chat::{self, ChatOptions};
+use crate::{Context as _, Control, OpsError, Result, Zoo, blocking, provenance};
+
+/// How choices are scored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// The log-likelihood of each option's continuation after the prompt.
+    Loglik,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Loglik => "loglik",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct McqRequest {
+    /// MODEL (see [`crate::ModelRef`]); `None`: the default model.
+    pub model: Option<String>,
+    pub questions: PathBuf,
+    pub selection: Selection,
+    pub prompt: McqPrompt,
+    pub mode: Mode,
+    /// Questions per forward pass.
+    pub batch: usize,
+    pub threads: Option<usize>,
+    /// Forget the stored predictions of this configuration and score everything again.
+    pub restart: bool,
+    /// The registry benchmark to record the result under; `None`: the named set's, when the
+    /// selection is exactly one named set.
+    pub benchmark: Option<String>,
+}
+
+/// The registry benchmarks a selection is recorded under: (named set, benchmark).
+const BENCHMARKS: &[(&str, &str)] = &[("mmlu-medical-6", "mmlu-medical-6")];
+
+/// The `--json` of `zoo eval mcq`.
+#[derive(Debug, Clone, Serialize)]
+pub struct McqReport {
+    pub model: String,
+    pub model_hash: String,
+    pub questions: PathBuf,
+    pub questions_sha256: String,
+    pub format: &'static str,
+    pub selection: String,
+    pub prompt: String,
+    pub mode: String,
+    pub job_id: i64,
+    /// Predictions found stored from an earlier run of this configuration.
+    pub resumed: usize,
+    /// Predictions made by this run.
+    pub scored: usize,
+    #[serde(flatten)]
+    pub summary: Summary,
+    /// The registry benchmark the result was recorded under, and the run id.
+    pub benchmark: Option<String>,
+    pub run_id: Option<i64>,
+    /// Time spent scoring in this run (not loading).
+    pub seconds: f64,
+    pub questions_per_s: f64,
+    /// One per selected question, in order (written by `--predictions`).
+    #[serde(skip)]
+    pub predictions: Vec<Prediction>,
+}
+
+/// The model's files (a file, or a folder's weights, config and tokenizer) as a manifest hash.
+fn model_hash(source: &Path, threads: usize, ctl: &Control) -> Result<String> {
+    let mut files: Vec<(String, PathBuf)> = Vec::new();
+    if source.is_file() {
+        let name = source.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        files.push((name, source.to_path_buf()));
+    } else {
+        let rd = std::fs::read_dir(source).map_err(|e| OpsError::io(source, e))?;
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let keep = [".safetensors", ".bin", ".gguf", ".json", ".model", ".jinja"].iter().any(|x| name.ends_with(x))
+                && !name.starts_with("zoo-");
+            if keep && e.path().is_file() {
+                files.push((name, e.path()));
+            }
+        }
+    }
+    files.sort();
+    let sums = zoo_hub::hash::sha256_files(&files, threads, ctl.progress.as_ref(), &ctl.cancel);
+    let mut records = Vec::new();
+    for ((name, path), sum) in files.iter().zip(sums) {
+        let size = std::fs::metadata(path).map(|m| m.len() as i64).ok();
+        records.push(FileRecord { path: name.clone(), size, sha256: Some(sum?) });
+    }
+    Ok(zoo_registry::manifest_sha256(&records))
+}
+
+/// What decides the numbers, hashed: a run with the same key continues the same job.
+fn job_key(parts: &[&str]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p.as_bytes());
+        h.update([0]);
+    }
+    format!("{:x}", h.finalize())
+}
+
+/// One scored question before it is stored.
+struct Scored {
+    pred: usize,
+    loglik: Vec<f64>,
+}
+
+/// Scores `qs` (with their prompts) by log-likelihood; `shared` limits nothing, it is computed.
+fn score_batch(lm: &dyn CausalLm, tok: &Tokenizer, prompts: &[(String, Vec<String>)]) -> Result<Vec<Scored>> {
+    let ids: Vec<Vec<u32>> = prompts.iter().map(|(p, _)| tok.encode(p, true)).collect::<std::result::Result<_, _>>()?;
+    if ids.iter().any(Vec::is_empty) {
+        return Err(OpsError::Invalid("a prompt tokenized to nothing".into()));
+    }
+    // The longest token prefix the batch shares, leaving every prompt at least one token.
+    let shortest = ids.iter().map(Vec::len).min().unwrap_or(1);
+    let first = ids.first().cloned().unwrap_or_default();
+    let mut shared = first.len().min(shortest - 1);
+    for s in &ids[1..] {
+        shared = shared.min(first.iter().zip(s).take_while(|(a, b)| a == b).count());
+    }
+    let mut base = lm.new_state();
+    if shared > 0 {
+        lm.forward_batch(&mut [SeqInput::new(&mut base, &first[..shared], Logits::Last)])?;
+    }
+    let mut states: Vec<SeqState> = ids.iter().map(|_| base.fork()).collect();
+    let logits = {
+        let mut inputs: Vec<SeqInput<'_>> = states
+            .iter_mut()
+            .zip(&ids)
+            .map(|(st, i)| SeqInput::new(st, i.get(shared..).unwrap_or_default(), Logits::Last))
+            .collect();
+        lm.forward_batch(&mut inputs)?
+    };
+    let mut out = Vec::with_capacity(prompts.len());
+    for (((prompt, conts), ids), (last, state)) in prompts.iter().zip(&ids).zip(logits.iter().zip(&states)) {
+        let last =
+            log_softmax(&last.flatten_all().and_then(|t| t.to_vec1::<f32>()).map_err(zoo_infer::InferError::from)?);
+        let mut ll = Vec::with_capacity(conts.len());
+        for c in conts {
+            let full = tok.encode(&format!("{prompt}{c}"), true)?;
+            // The continuation's tokens: what the joint encoding adds after the prompt's (as
+            // lm-eval splits context and continuation); the continuation alone if they differ.
+            let cont: Vec<u32> = match full.strip_prefix(ids.as_slice()) {
+                Some(rest) if !rest.is_empty() => rest.to_vec(),
+                _ => tok.encode(c, false)?,
+            };
+            ll.push(continuation_loglik(lm, state, &last, &cont)?);
+        }
+        let pred = ll
+            .iter()
+            .enumerate()
+            .fold((0, f64::NEG_INFINITY), |(bi, bv), (i, &v)| if v > bv { (i, v) } else { (bi, bv) })
+            .0;
+        out.push(Scored { pred, loglik: ll });
+    }
+    Ok(out)
+}
+
+/// log p(cont | prompt): the first token from the prompt's last logits, the rest (if any) by
+/// running the continuation on a fork of the prompt's state.
+fn continuation_loglik(lm: &dyn CausalLm, state: &SeqState, last: &[f64], cont: &[u32]) -> Result<f64> {
+    let Some((&first, rest)) = cont.split_first() else { return Ok(0.0) };
+    let mut total = last.get(first as usize).copied().unwrap_or(f64::NEG_INFINITY);
+    if rest.is_empty() {
+        return Ok(total);
+    }
+    let mut st = state.fork();
+    let out = lm.forward_batch(&mut [SeqInput::new(&mut st, &cont[..cont.len() - 1], Logits::All)])?;
+    let rows = out
+        .first()
+        .ok_or_else(|| OpsError::Invalid("no logits".into()))?
+        .to_vec2::<f32>()
+        .map_err(zoo_infer::InferError::from)?;
+    for (row, &id) in rows.iter().zip(rest) {
+        total += log_softmax(row).get(id as usize).copied().unwrap_or(f64::NEG_INFINITY);
+    }
+    Ok(total)
+}
+
+fn log_softmax(x: &[f32]) -> Vec<f64> {
+    let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v)) as f64;
+    let lse = max + x.iter().map(|&v| (v as f64 - max).exp()).sum::<f64>().ln();
+    x.iter().map(|&v| v as f64 - lse).collect()
+}
+
+fn stored(index: usize, q: &Question, s: &Scored) -> StoredPrediction {
+    let pred = Question::letter(s.pred).to_string();
+    let gold = q.gold_letters();
+    StoredPrediction {
+        idx: index as i64,
+        subset: q.subset.clone(),
+        language: q.language.clone(),
+        correct: q.gold.contains(&s.pred),
+        pred: Some(pred),
+        gold,
+        detail: Some(serde_json::json!({ "loglik": s.loglik })),
+    }
+}
+
+/// Runs (or continues) a multiple-choice evaluation.
+pub async fn mcq(zoo: &Zoo, req: &McqRequest, ctl: &Control) -> Result<McqReport> {
+    let path = req.questions.clone();
+    let bench = blocking(move || Ok(zoo_eval::data::load(&path)?)).await?;
+    let selected: Vec<Question> = req.selection.apply(&bench.questions)?.into_iter().cloned().collect();
+    let opts = ChatOptions {
+        model: req.model.clone(),
+        threads: req.threads,
+        template: Some("none".into()),
+        ..Default::default()
+    };
+    let cm = chat::load(zoo, &opts, ctl).await?;
+    cm.tokenizer()?;
+    let (label, mut loaded) = (cm.label, cm.model);
+    let tok = Arc::new(loaded.tokenizer.take().ok_or_else(|| OpsError::Invalid(format!("{label} has no tokenizer")))?);
+    let (lm, source) = (loaded.model.clone(), loaded.source.clone());
+    let threads = crate::default_threads(req.threads);
+    let ctl2 = ctl.clone();
+    let hash = blocking(move || model_hash(&source, threads, &ctl2)).await.context("hashing the model's files")?;
+
+    let selection = req.selection.describe();
+    let named = req.selection.subsets.first().filter(|_| {
+        req.selection.subsets.len() == 1 && req.selection.languages.is_empty() && req.selection.limit.is_none()
+    });
+    let benchmark = req.benchmark.clone().or_else(|| {
+        named.and_then(|n| BENCHMARKS.iter().find(|(s, _)| s.eq_ignore_ascii_case(n)).map(|(_, b)| b.to_string()))
+    });
+    let settings = serde_json::json!({ "tokenizer_special_tokens": true, "format": bench.format });
+    let recorded_as = benchmark.clone().unwrap_or_default();
+    let key = job_key(&[
+        "mcq",
+        &hash,
+        &bench.sha256,
+        &selection,
+        req.prompt.name(),
+        req.mode.name(),
+        &settings.to_string(),
+        &recorded_as,
+    ]);
+    let reg = zoo.registry().await?;
+    if let Some(b) = &benchmark {
+        let names: Vec<String> = reg.benchmarks().await?.into_iter().map(|x| x.name).collect();
+        if !names.contains(b) {
+            reg.close().await;
+            return Err(OpsError::not_found(format!("no benchmark named {b:?}; known: {}", names.join(", "))));
+        }
+    }
+    let job = EvalJob {
+        id: None,
+        key,
+        kind: "mcq".into(),
+        model: label.clone(),
+        model_hash: Some(hash.clone()),
+        benchmark: benchmark.clone(),
+        data_path: req.questions.display().to_string(),
+        data_sha256: bench.sha256.clone(),
+        selection: selection.clone(),
+        prompt_format: req.prompt.name().into(),
+        mode: req.mode.name().into(),
+        seed: None,
+        total: selected.len() as i64,
+        zoo_version: provenance::ZOO_VERSION.into(),
+        settings,
+        started_at: crate::now_rfc3339(),
+        finished_at: None,
+        run_id: None,
+    };
+    let job = reg.open_eval_job(&job).await?;
+    let job_id = job.id.ok_or_else(|| OpsError::Invalid("the registry gave the job no id".into()))?;
+    if req.restart {
+        reg.clear_eval_predictions(job_id).await?;
+    }
+    let mut done: BTreeMap<usize, StoredPrediction> =
+        reg.eval_predictions(job_id).await?.into_iter().map(|p| (p.idx as usize, p)).collect();
+    let resumed = done.len();
+    if resumed > 0 {
+        ctl.note(format!("continuing job {job_id}: {resumed} of {} questions already scored", selected.len()));
+    }
+    let task = format!("eval {}", req.questions.file_name().map(|n| n.to_string_lossy()).unwrap_or_default());
+    ctl.progress.event(Event::Start { task: task.clone(), total: Some(selected.len() as u64), unit: Unit::Items });
+    ctl.progress.event(Event::Advance { task: task.clone(), delta: resumed as u64 });
+
+    // Questions left, grouped by subset so a batch shares its subject line.
+    let mut todo: Vec<usize> = (0..selected.len()).filter(|i| !done.contains_key(i)).collect();
+    todo.sort_by(|&a, &b| selected[a].subset.cmp(&selected[b].subset).then(a.cmp(&b)));
+    let started = std::time::Instant::now();
+    let mut scored = 0;
+    let batch = req.batch.max(1);
+    let mut i = 0;
+    while i < todo.len() {
+        ctl.check()?;
+        let subset = &selected[todo[i]].subset;
+        let mut j = i;
+        while j < todo.len() && j - i < batch && &selected[todo[j]].subset == subset {
+            j += 1;
+        }
+        let idx: Vec<usize> = todo[i..j].to_vec();
+        let prompts: Vec<(String, Vec<String>)> = idx
+            .iter()
+            .map(|&k| {
+                let r = req.prompt.render(&selected[k]);
+                (r.prompt(), r.continuations)
+            })
+            .collect();
+        let (lm2, tok2) = (lm.clone(), tok.clone());
+        let results = blocking(move || score_batch(lm2.as_ref(), &tok2, &prompts)).await?;
+        let rows: Vec<StoredPrediction> = idx.iter().zip(&results).map(|(&k, s)| stored(k, &selected[k], s)).collect();
+        reg.record_predictions(job_id, &rows).await?;
+        scored += rows.len();
+        for r in rows {
+            done.insert(r.idx as usize, r);
+        }
+        ctl.progress.event(Event::Advance { task: task.clone(), delta: (j - i) as u64 });
+        i = j;
+    }
+    ctl.progress.event(Event::Finish { task });
+    let seconds = started.elapsed().as_secs_f64();
+    let predictions: Vec<Prediction> = done
+        .values()
+        .map(|p| Prediction {
+            index: p.idx as usize,
+            subset: p.subset.clone(),
+            language: p.language.clone(),
+            pred: p.pred.clone(),
+            gold: p.gold.clone(),
+            correct: p.correct,
+            loglik: p.detail.as_ref().and_then(|d| serde_json::from_value(d["loglik"].clone()).ok()),
+        })
+        .collect();
+    let summary = summarize(&predictions);
+    let result = benchmark.as_ref().map(|b| {
+        let mut scores: BTreeMap<String, f64> =
+            summary.per_subset.iter().map(|(k, s)| (k.replace(' ', "_"), s.accuracy)).collect();
+        scores.insert("overall".into(), summary.overall);
+        scores.insert("avg".into(), summary.unweighted);
+        let mut prov = provenance::made_by(
+            "eval mcq",
+            vec![provenance::path("questions", &req.questions, Some(bench.sha256.clone()))],
+            Some(hash.clone()),
+        );
+        prov.prompt_format = Some(req.prompt.name().into());
+        prov.mode = Some(req.mode.name().into());
+        prov.notes = Some(format!("{selection}; {} questions; job {job_id}", summary.n));
+        ResultRecord {
+            model: label.clone(),
+            benchmark: b.clone(),
+            opponent: None,
+            origin: "measured".into(),
+            source: None,
+            scores,
+            provenance: Some(prov),
+            recorded_at: Some(crate::now_rfc3339()),
+        }
+    });
+    // A model the registry does not know (a path) keeps its predictions but records no result.
+    let known = reg.model_names().await?.iter().any(|n| n.eq_ignore_ascii_case(&label));
+    let result = result.filter(|_| known);
+    let run_id = reg.finish_eval_job(job_id, &crate::now_rfc3339(), result.as_ref()).await?;
+    reg.close().await;
+    Ok(McqReport {
+        model: label,
+        model_hash: hash,
+        questions: req.questions.clone(),
+        questions_sha256: bench.sha256,
+        format: bench.format,
+        selection,
+        prompt: req.prompt.name().into(),
+        mode: req.mode.name().into(),
+        job_id,
+        resumed,
+        scored,
+        summary,
+        benchmark: benchmark.filter(|_| run_id.is_some()),
+        run_id,
+        seconds,
+        questions_per_s: if seconds > 0.0 { scored as f64 / seconds } else { 0.0 },
+        predictions,
+    })
+}
+
+/// `--predictions FILE.jsonl`: one line per question, `{index, subset, pred, gold, correct,
+/// loglik}` (`loglik`: per option, log p(continuation | prompt)), written atomically.
+pub fn write_predictions(path: &Path, preds: &[Prediction]) -> Result<()> {
+    #[derive(Serialize)]
+    struct Line<'a> {
+        index: usize,
+        subset: &'a str,
+        pred: Option<&'a str>,
+        gold: &'a str,
+        correct: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        loglik: Option<&'a [f64]>,
+    }
+    let mut s = String::new();
+    for p in preds {
+        let l = Line {
+            index: p.index,
+            subset: &p.subset,
+            pred: p.pred.as_deref(),
+            gold: &p.gold,
+            correct: p.correct,
+            loglik: p.loglik.as_deref(),
+        };
+        s.push_str(&serde_json::to_string(&l).map_err(|e| OpsError::Invalid(e.to_string()))?);
+        s.push('\n');
+    }
+    Ok(zoo_atomic_write::write(path, s.as_bytes())?)
+}
