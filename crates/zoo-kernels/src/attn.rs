@@ -119,11 +119,13 @@ mod avx2 {
                 let (mut a0, mut a1) = unsafe {
                     (_mm256_mul_ps(qv[0], _mm256_loadu_ps(k)), _mm256_mul_ps(qv[1], _mm256_loadu_ps(k.add(8))))
                 };
-                for i in (2..8).step_by(2) {
-                    // SAFETY: as above.
-                    unsafe {
-                        a0 = _mm256_fmadd_ps(qv[i], _mm256_loadu_ps(k.add(8 * i)), a0);
-                        a1 = _mm256_fmadd_ps(qv[i + 1], _mm256_loadu_ps(k.add(8 * i + 8)), a1);
+                for (i, pair) in qv.chunks_exact(2).enumerate().skip(1) {
+                    if let [x0, x1] = pair {
+                        // SAFETY: as above (16 * i + 16 <= CHUNK).
+                        unsafe {
+                            a0 = _mm256_fmadd_ps(*x0, _mm256_loadu_ps(k.add(16 * i)), a0);
+                            a1 = _mm256_fmadd_ps(*x1, _mm256_loadu_ps(k.add(16 * i + 8)), a1);
+                        }
                     }
                 }
                 *s += hsum(_mm256_add_ps(a0, a1));
