@@ -92,6 +92,8 @@ pub enum EvalCommand {
 pub enum EvalMode {
     /// The log-likelihood of each option's continuation (` A`, ` B`, ...) after the prompt
     Loglik,
+    /// Apollo's method: few-shot prompt, greedy generation, answer extracted from the first line
+    Generate,
 }
 
 #[derive(Debug, Args)]
@@ -114,9 +116,19 @@ pub struct McqArgs {
     /// How options are scored
     #[arg(long, value_enum, default_value_t = EvalMode::Loglik)]
     pub mode: EvalMode,
-    /// Prompt format: mmlu-classic or plain (exact strings: docs/EVAL.md)
-    #[arg(long, value_name = "NAME", default_value = "mmlu-classic", value_parser = parse_prompt)]
-    pub prompt: zoo_eval::McqPrompt,
+    /// Prompt format: mmlu-classic or plain (loglik), apollo (generate); exact strings in
+    /// docs/EVAL.md [default: mmlu-classic, apollo with --mode generate]
+    #[arg(long, value_name = "NAME", value_parser = parse_prompt)]
+    pub prompt: Option<zoo_eval::McqPrompt>,
+    /// Few-shot exemplars per question, drawn from its subset (--mode generate)
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub shots: usize,
+    /// Seed of the exemplars' draw (--mode generate)
+    #[arg(long, value_name = "N", default_value_t = 42)]
+    pub seed: u64,
+    /// Most tokens generated per answer (--mode generate)
+    #[arg(long, value_name = "N", default_value_t = 128)]
+    pub max_tokens: usize,
     /// Questions per forward pass
     #[arg(long, value_name = "N", default_value_t = 16)]
     pub batch: usize,

@@ -228,6 +228,64 @@ fn results_land_in_the_registry_with_provenance() {
     assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stderr));
 }
 
+/// Apollo's method on the local engine: a seeded few-shot draw (the same again on a rerun),
+/// greedy answers, and each prediction what Apollo's extraction takes from the output.
+#[test]
+fn generate_mode_extracts_apollo_answers_reproducibly() {
+    let home = tempfile::tempdir().unwrap();
+    let gguf = smollm2_gguf();
+    let preds = home.path().join("g.jsonl");
+    let q = questions();
+    let args = [
+        "eval",
+        "mcq",
+        q.to_str().unwrap(),
+        "-m",
+        gguf.to_str().unwrap(),
+        "--mode",
+        "generate",
+        "--subset",
+        "medical genetics",
+        "--limit",
+        "10",
+        "--max-tokens",
+        "24",
+        "--batch",
+        "5",
+        "--predictions",
+        preds.to_str().unwrap(),
+        "--json",
+    ];
+    let r = ok_json(&run(home.path(), &args));
+    assert_eq!(
+        (r["prompt"].as_str(), r["mode"].as_str(), r["n"].as_u64()),
+        (Some("apollo"), Some("generate"), Some(10))
+    );
+    let first = lines(&preds);
+    for p in &first {
+        let out = p["output"].as_str().unwrap();
+        // The first non-empty line decides (generation stops once it is complete).
+        let line = out.split('\n').map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
+        let want = zoo_eval::extract::apollo_answer(line, false).map(String::from);
+        assert_eq!(p["pred"].as_str().map(String::from), want, "output {out:?}");
+        assert_eq!(
+            p["correct"].as_bool(),
+            Some(want.is_some() && want.as_deref() == p["gold"].as_str().map(|g| &g[..1]))
+        );
+    }
+    let again = ok_json(&run(home.path(), &[&args[..], &["--restart"]].concat()));
+    assert_eq!(again["scored"].as_u64(), Some(10));
+    assert_eq!(lines(&preds), first, "the same exemplars and answers on a rerun");
+    // A loglik prompt with generate, or the other way round, is refused.
+    let o = run(home.path(), &[&args[..5], &["--mode", "generate", "--prompt", "mmlu-classic"]].concat());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("--mode generate uses --prompt apollo"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
 #[test]
 fn bad_input_is_a_clear_error() {
     let home = tempfile::tempdir().unwrap();

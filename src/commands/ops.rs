@@ -8,7 +8,7 @@ use zoo_eval::Selection;
 use zoo_ops::cache::{CacheInfo, DeletePlan};
 use zoo_ops::convert::{self, DequantizeRequest, QuantizeRequest, QuantizeTarget};
 use zoo_ops::delta::{self, ApplyRequest, MakeRequest};
-use zoo_ops::eval::{McqRequest, Mode};
+use zoo_ops::eval::{GenerateSettings, McqRequest, Mode};
 use zoo_ops::pull::{self, PullRequest};
 use zoo_ops::view::{self, human_bytes};
 use zoo_ops::{Control, add::AddRequest, verify::VerifyRequest};
@@ -222,10 +222,15 @@ pub async fn eval(ctx: &Ctx, out: &mut dyn Write, cmd: EvalCommand) -> anyhow::R
         model: a.model.clone(),
         questions: a.questions.clone(),
         selection: Selection { subsets: a.subsets.clone(), languages: a.languages.clone(), limit: a.limit },
-        prompt: a.prompt,
+        prompt: a.prompt.unwrap_or(match a.mode {
+            EvalMode::Loglik => zoo_eval::McqPrompt::MmluClassic,
+            EvalMode::Generate => zoo_eval::McqPrompt::Apollo,
+        }),
         mode: match a.mode {
             EvalMode::Loglik => Mode::Loglik,
+            EvalMode::Generate => Mode::Generate,
         },
+        generate: GenerateSettings { shots: a.shots, seed: a.seed, max_tokens: a.max_tokens },
         batch: a.batch,
         threads: a.threads,
         restart: a.restart,

@@ -25,6 +25,9 @@ pub struct Prediction {
     /// Per option, when scored by log-likelihood: log p(continuation | prompt).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub loglik: Option<Vec<f64>>,
+    /// When generated: the model's output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -103,6 +106,7 @@ mod tests {
             gold: if ok { "A" } else { "B" }.into(),
             correct: ok,
             loglik: None,
+            output: None,
         }
     }
 

@@ -36,15 +36,33 @@ use crate::{Context as _, Control, OpsError, Result, Zoo, blocking, provenance};
 pub enum Mode {
     /// The log-likelihood of each option's continuation after the prompt.
     Loglik,
+    /// Apollo's method: a few-shot prompt, greedy generation, the answer extracted from the
+    /// first non-empty line of the output (`zoo_eval::extract`).
+    Generate,
 }
 
 impl Mode {
     pub fn name(self) -> &'static str {
         match self {
             Mode::Loglik => "loglik",
+            Mode::Generate => "generate",
         }
     }
 }
+
+/// Settings of `--mode generate`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct GenerateSettings {
+    /// Exemplars per question (Apollo: 3).
+    pub shots: usize,
+    /// Seeds the exemplars' draw.
+    pub seed: u64,
+    /// Most tokens generated per answer (Apollo: 256 for Qwen, 128 for the others).
+    pub max_tokens: usize,
+}
+
+/// Apollo's prompt limit, in characters: exemplars are added while the prompt stays under it.
+pub const APOLLO_MAX_CHARS: usize = 4096;
 
 #[derive(Debug, Clone)]
 pub struct McqRequest {
@@ -62,6 +80,7 @@ pub struct McqRequest {
     /// The registry benchmark to record the result under; `None`: the named set's, when the
     /// selection is exactly one named set.
     pub benchmark: Option<String>,
+    pub generate: GenerateSettings,
 }
 
 /// The registry benchmarks a selection is recorded under: (named set, benchmark).
@@ -190,6 +209,37 @@ fn score_batch(lm: &dyn CausalLm, tok: &Tokenizer, prompts: &[(String, Vec<Strin
     Ok(out)
 }
 
+/// Greedy answers to `prompts`, all advanced together one token per step, each stopped at the
+/// end of its first non-empty line, an end-of-sequence token or `max_tokens`; returns the texts.
+fn generate_batch(
+    lm: &Arc<dyn CausalLm>,
+    tok: &Tokenizer,
+    stop_ids: &[u32],
+    prompts: &[String],
+    max_tokens: usize,
+) -> Result<Vec<String>> {
+    let mut gens = Vec::with_capacity(prompts.len());
+    for p in prompts {
+        let ids = tok.encode(p, true)?;
+        let sampler = zoo_infer::Sampler::new(&zoo_infer::SamplingParams::greedy());
+        gens.push(zoo_infer::Generator::new(lm.clone(), lm.new_state(), &ids, max_tokens, sampler, stop_ids)?);
+    }
+    let mut texts = vec![String::new(); prompts.len()];
+    while gens.iter().any(|g| !g.is_finished()) {
+        zoo_infer::step_batch(lm.as_ref(), &mut gens)?;
+        for (g, text) in gens.iter_mut().zip(texts.iter_mut()) {
+            let ids: Vec<u32> = g.tokens().iter().copied().filter(|t| !stop_ids.contains(t)).collect();
+            *text = tok.decode(&ids)?;
+            // The first non-empty line is complete: nothing after it is read.
+            let started = text.trim_start();
+            if !g.is_finished() && started.contains('\n') {
+                g.stop();
+            }
+        }
+    }
+    Ok(texts)
+}
+
 /// log p(cont | prompt): the first token from the prompt's last logits, the rest (if any) by
 /// running the continuation on a fork of the prompt's state.
 fn continuation_loglik(lm: &dyn CausalLm, state: &SeqState, last: &[f64], cont: &[u32]) -> Result<f64> {
@@ -231,6 +281,23 @@ fn stored(index: usize, q: &Question, s: &Scored) -> StoredPrediction {
     }
 }
 
+/// A generated answer scored as Apollo does: the extracted letter against the gold's first
+/// letter (multi-answer golds are reduced to their first letter, as in Apollo).
+fn generated(index: usize, q: &Question, text: String) -> StoredPrediction {
+    let arabic = q.language.as_deref() == Some("ar");
+    let pred = zoo_eval::extract::apollo_answer(&text, arabic);
+    let first = q.gold.first().map(|&g| Question::letter(g));
+    StoredPrediction {
+        idx: index as i64,
+        subset: q.subset.clone(),
+        language: q.language.clone(),
+        correct: pred.is_some() && pred == first,
+        pred: pred.map(String::from),
+        gold: q.gold_letters(),
+        detail: Some(serde_json::json!({ "output": text })),
+    }
+}
+
 /// Runs (or continues) a multiple-choice evaluation.
 pub async fn mcq(zoo: &Zoo, req: &McqRequest, ctl: &Control) -> Result<McqReport> {
     let path = req.questions.clone();
@@ -245,7 +312,16 @@ pub async fn mcq(zoo: &Zoo, req: &McqRequest, ctl: &Control) -> Result<McqReport
     let cm = chat::load(zoo, &opts, ctl).await?;
     cm.tokenizer()?;
     let (label, mut loaded) = (cm.label, cm.model);
+    let stop_ids = loaded.stop_ids.clone();
     let tok = Arc::new(loaded.tokenizer.take().ok_or_else(|| OpsError::Invalid(format!("{label} has no tokenizer")))?);
+    // Apollo's exemplars end with the model's end-of-sequence text.
+    let eos = tok.eos_token.clone().unwrap_or_default();
+    if req.mode == Mode::Loglik && !req.prompt.scores_continuations() {
+        return Err(OpsError::Invalid(format!("prompt format {} is for --mode generate", req.prompt.name())));
+    }
+    if req.mode == Mode::Generate && req.prompt != McqPrompt::Apollo {
+        return Err(OpsError::Invalid(format!("--mode generate uses --prompt apollo, not {}", req.prompt.name())));
+    }
     let (lm, source) = (loaded.model.clone(), loaded.source.clone());
     let threads = crate::default_threads(req.threads);
     let ctl2 = ctl.clone();
@@ -258,7 +334,19 @@ pub async fn mcq(zoo: &Zoo, req: &McqRequest, ctl: &Control) -> Result<McqReport
     let benchmark = req.benchmark.clone().or_else(|| {
         named.and_then(|n| BENCHMARKS.iter().find(|(s, _)| s.eq_ignore_ascii_case(n)).map(|(_, b)| b.to_string()))
     });
-    let settings = serde_json::json!({ "tokenizer_special_tokens": true, "format": bench.format });
+    let settings = match req.mode {
+        Mode::Loglik => serde_json::json!({ "tokenizer_special_tokens": true, "format": bench.format }),
+        Mode::Generate => serde_json::json!({
+            "tokenizer_special_tokens": true,
+            "format": bench.format,
+            "shots": req.generate.shots,
+            "seed": req.generate.seed,
+            "max_tokens": req.generate.max_tokens,
+            "max_chars": APOLLO_MAX_CHARS,
+            "eos": eos,
+        }),
+    };
+    let seed = (req.mode == Mode::Generate).then_some(req.generate.seed as i64);
     let recorded_as = benchmark.clone().unwrap_or_default();
     let key = job_key(&[
         "mcq",
@@ -290,7 +378,7 @@ pub async fn mcq(zoo: &Zoo, req: &McqRequest, ctl: &Control) -> Result<McqReport
         selection: selection.clone(),
         prompt_format: req.prompt.name().into(),
         mode: req.mode.name().into(),
-        seed: None,
+        seed,
         total: selected.len() as i64,
         zoo_version: provenance::ZOO_VERSION.into(),
         settings,
@@ -328,16 +416,36 @@ pub async fn mcq(zoo: &Zoo, req: &McqRequest, ctl: &Control) -> Result<McqReport
             j += 1;
         }
         let idx: Vec<usize> = todo[i..j].to_vec();
-        let prompts: Vec<(String, Vec<String>)> = idx
-            .iter()
-            .map(|&k| {
-                let r = req.prompt.render(&selected[k]);
-                (r.prompt(), r.continuations)
-            })
-            .collect();
-        let (lm2, tok2) = (lm.clone(), tok.clone());
-        let results = blocking(move || score_batch(lm2.as_ref(), &tok2, &prompts)).await?;
-        let rows: Vec<StoredPrediction> = idx.iter().zip(&results).map(|(&k, s)| stored(k, &selected[k], s)).collect();
+        let rows: Vec<StoredPrediction> = match req.mode {
+            Mode::Loglik => {
+                let prompts: Vec<(String, Vec<String>)> = idx
+                    .iter()
+                    .map(|&k| {
+                        let r = req.prompt.render(&selected[k]);
+                        (r.prompt(), r.continuations)
+                    })
+                    .collect();
+                let (lm2, tok2) = (lm.clone(), tok.clone());
+                let results = blocking(move || score_batch(lm2.as_ref(), &tok2, &prompts)).await?;
+                idx.iter().zip(&results).map(|(&k, s)| stored(k, &selected[k], s)).collect()
+            }
+            Mode::Generate => {
+                let g = req.generate;
+                let prompts: Vec<String> = idx
+                    .iter()
+                    .map(|&k| {
+                        let shots: Vec<&Question> = zoo_eval::prompt::shots(&selected, k, g.shots, g.seed)
+                            .into_iter()
+                            .map(|s| &selected[s])
+                            .collect();
+                        zoo_eval::prompt::apollo(&selected[k], &shots, &eos, APOLLO_MAX_CHARS)
+                    })
+                    .collect();
+                let (lm2, tok2, stops) = (lm.clone(), tok.clone(), stop_ids.clone());
+                let texts = blocking(move || generate_batch(&lm2, &tok2, &stops, &prompts, g.max_tokens)).await?;
+                idx.iter().zip(texts).map(|(&k, t)| generated(k, &selected[k], t)).collect()
+            }
+        };
         reg.record_predictions(job_id, &rows).await?;
         scored += rows.len();
         for r in rows {
@@ -358,6 +466,7 @@ pub async fn mcq(zoo: &Zoo, req: &McqRequest, ctl: &Control) -> Result<McqReport
             gold: p.gold.clone(),
             correct: p.correct,
             loglik: p.detail.as_ref().and_then(|d| serde_json::from_value(d["loglik"].clone()).ok()),
+            output: p.detail.as_ref().and_then(|d| d["output"].as_str().map(str::to_string)),
         })
         .collect();
     let summary = summarize(&predictions);
@@ -373,6 +482,7 @@ pub async fn mcq(zoo: &Zoo, req: &McqRequest, ctl: &Control) -> Result<McqReport
         );
         prov.prompt_format = Some(req.prompt.name().into());
         prov.mode = Some(req.mode.name().into());
+        prov.seed = seed;
         prov.notes = Some(format!("{selection}; {} questions; job {job_id}", summary.n));
         ResultRecord {
             model: label.clone(),
@@ -411,8 +521,9 @@ pub async fn mcq(zoo: &Zoo, req: &McqRequest, ctl: &Control) -> Result<McqReport
     })
 }
 
-/// `--predictions FILE.jsonl`: one line per question, `{index, subset, pred, gold, correct,
-/// loglik}` (`loglik`: per option, log p(continuation | prompt)), written atomically.
+/// `--predictions FILE.jsonl`: one line per question, `{index, subset, pred, gold, correct}`
+/// and `loglik` (per option, log p(continuation | prompt)) or `output` (the generated text),
+/// written atomically.
 pub fn write_predictions(path: &Path, preds: &[Prediction]) -> Result<()> {
     #[derive(Serialize)]
     struct Line<'a> {
@@ -423,6 +534,8 @@ pub fn write_predictions(path: &Path, preds: &[Prediction]) -> Result<()> {
         correct: bool,
         #[serde(skip_serializing_if = "Option::is_none")]
         loglik: Option<&'a [f64]>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        output: Option<&'a str>,
     }
     let mut s = String::new();
     for p in preds {
@@ -433,6 +546,7 @@ pub fn write_predictions(path: &Path, preds: &[Prediction]) -> Result<()> {
             gold: &p.gold,
             correct: p.correct,
             loglik: p.loglik.as_deref(),
+            output: p.output.as_deref(),
         };
         s.push_str(&serde_json::to_string(&l).map_err(|e| OpsError::Invalid(e.to_string()))?);
         s.push('\n');
