@@ -47,38 +47,28 @@ fn f32_folder(home: &Path) -> PathBuf {
 
 const N: usize = 48;
 
+/// `zoo eval mcq` on the first N questions with `model` (and `extra` flags): the report and the
+/// `--predictions` lines.
+fn first_n(home: &Path, model: &Path, extra: &[&str]) -> (Value, Vec<Value>) {
+    let preds = home.join("p.jsonl");
+    let (q, n) = (questions(), N.to_string());
+    let args = ["eval", "mcq", q.to_str().unwrap(), "-m", model.to_str().unwrap(), "--limit", &n];
+    let tail = ["--predictions", preds.to_str().unwrap(), "--json"];
+    let r = ok_json(&run(home, &[&args[..], extra, &tail[..]].concat()));
+    (r, lines(&preds))
+}
+
 #[test]
 fn loglik_matches_transformers_on_f32_weights() {
     let home = tempfile::tempdir().unwrap();
     let model = f32_folder(home.path());
-    let preds = home.path().join("p.jsonl");
-    let n = N.to_string();
-    let r = ok_json(&run(
-        home.path(),
-        &[
-            "eval",
-            "mcq",
-            questions().to_str().unwrap(),
-            "-m",
-            model.to_str().unwrap(),
-            "--subset",
-            "mmlu-medical-6",
-            "--limit",
-            &n,
-            "--batch",
-            "5",
-            "--predictions",
-            preds.to_str().unwrap(),
-            "--json",
-        ],
-    ));
+    let (r, got) = first_n(home.path(), &model, &["--subset", "mmlu-medical-6", "--batch", "5"]);
     assert_eq!(
         (r["n"].as_u64(), r["scored"].as_u64(), r["prompt"].as_str()),
         (Some(N as u64), Some(N as u64), Some("mmlu-classic"))
     );
     let refp = reference();
     let want = refp["predictions"].as_array().unwrap();
-    let got = lines(&preds);
     assert_eq!(got.len(), N);
     let mut same = 0;
     for (g, w) in got.iter().zip(want) {
@@ -105,27 +95,10 @@ fn loglik_matches_transformers_on_f32_weights() {
 #[test]
 fn q4_1_gguf_lands_close_to_transformers() {
     let home = tempfile::tempdir().unwrap();
-    let gguf = smollm2_gguf();
-    let preds = home.path().join("p.jsonl");
-    let n = N.to_string();
-    let r = ok_json(&run(
-        home.path(),
-        &[
-            "eval",
-            "mcq",
-            questions().to_str().unwrap(),
-            "-m",
-            gguf.to_str().unwrap(),
-            "--limit",
-            &n,
-            "--predictions",
-            preds.to_str().unwrap(),
-            "--json",
-        ],
-    ));
+    let (r, got) = first_n(home.path(), &smollm2_gguf(), &[]);
     let refp = reference();
     let want = refp["predictions"].as_array().unwrap();
-    let same = lines(&preds).iter().zip(want).filter(|(g, w)| g["pred"] == w["pred"]).count();
+    let same = got.iter().zip(want).filter(|(g, w)| g["pred"] == w["pred"]).count();
     // Quantized activations move near-ties (measured over all 1,089: see docs/BENCHMARKS.md).
     assert!(same * 10 >= N * 9, "{same} of {N} predictions as transformers' (f32)");
     assert_eq!(r["n"].as_u64(), Some(N as u64));

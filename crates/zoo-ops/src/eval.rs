@@ -300,6 +300,28 @@ fn generated(index: usize, q: &Question, text: String) -> StoredPrediction {
 
 /// Runs (or continues) a multiple-choice evaluation.
 pub async fn mcq(zoo: &Zoo, req: &McqRequest, ctl: &Control) -> Result<McqReport> {
+    // Everything that can be refused is checked before the model loads.
+    if req.mode == Mode::Loglik && !req.prompt.scores_continuations() {
+        return Err(OpsError::Invalid(format!("prompt format {} is for --mode generate", req.prompt.name())));
+    }
+    if req.mode == Mode::Generate && req.prompt != McqPrompt::Apollo {
+        return Err(OpsError::Invalid(format!("--mode generate uses --prompt apollo, not {}", req.prompt.name())));
+    }
+    let selection = req.selection.describe();
+    let named = req.selection.subsets.first().filter(|_| {
+        req.selection.subsets.len() == 1 && req.selection.languages.is_empty() && req.selection.limit.is_none()
+    });
+    let benchmark = req.benchmark.clone().or_else(|| {
+        named.and_then(|n| BENCHMARKS.iter().find(|(s, _)| s.eq_ignore_ascii_case(n)).map(|(_, b)| b.to_string()))
+    });
+    let reg = zoo.registry().await?;
+    if let Some(b) = &benchmark {
+        let names: Vec<String> = reg.benchmarks().await?.into_iter().map(|x| x.name).collect();
+        if !names.contains(b) {
+            reg.close().await;
+            return Err(OpsError::not_found(format!("no benchmark named {b:?}; known: {}", names.join(", "))));
+        }
+    }
     let path = req.questions.clone();
     let bench = blocking(move || Ok(zoo_eval::data::load(&path)?)).await?;
     let selected: Vec<Question> = req.selection.apply(&bench.questions)?.into_iter().cloned().collect();
@@ -316,24 +338,11 @@ pub async fn mcq(zoo: &Zoo, req: &McqRequest, ctl: &Control) -> Result<McqReport
     let tok = Arc::new(loaded.tokenizer.take().ok_or_else(|| OpsError::Invalid(format!("{label} has no tokenizer")))?);
     // Apollo's exemplars end with the model's end-of-sequence text.
     let eos = tok.eos_token.clone().unwrap_or_default();
-    if req.mode == Mode::Loglik && !req.prompt.scores_continuations() {
-        return Err(OpsError::Invalid(format!("prompt format {} is for --mode generate", req.prompt.name())));
-    }
-    if req.mode == Mode::Generate && req.prompt != McqPrompt::Apollo {
-        return Err(OpsError::Invalid(format!("--mode generate uses --prompt apollo, not {}", req.prompt.name())));
-    }
     let (lm, source) = (loaded.model.clone(), loaded.source.clone());
     let threads = crate::default_threads(req.threads);
     let ctl2 = ctl.clone();
     let hash = blocking(move || model_hash(&source, threads, &ctl2)).await.context("hashing the model's files")?;
 
-    let selection = req.selection.describe();
-    let named = req.selection.subsets.first().filter(|_| {
-        req.selection.subsets.len() == 1 && req.selection.languages.is_empty() && req.selection.limit.is_none()
-    });
-    let benchmark = req.benchmark.clone().or_else(|| {
-        named.and_then(|n| BENCHMARKS.iter().find(|(s, _)| s.eq_ignore_ascii_case(n)).map(|(_, b)| b.to_string()))
-    });
     let settings = match req.mode {
         Mode::Loglik => serde_json::json!({ "tokenizer_special_tokens": true, "format": bench.format }),
         Mode::Generate => serde_json::json!({
@@ -358,14 +367,6 @@ pub async fn mcq(zoo: &Zoo, req: &McqRequest, ctl: &Control) -> Result<McqReport
         &settings.to_string(),
         &recorded_as,
     ]);
-    let reg = zoo.registry().await?;
-    if let Some(b) = &benchmark {
-        let names: Vec<String> = reg.benchmarks().await?.into_iter().map(|x| x.name).collect();
-        if !names.contains(b) {
-            reg.close().await;
-            return Err(OpsError::not_found(format!("no benchmark named {b:?}; known: {}", names.join(", "))));
-        }
-    }
     let job = EvalJob {
         id: None,
         key,

@@ -53,7 +53,7 @@ pub struct StoredPrediction {
 const JOB_COLUMNS: &str = "id, key, kind, model, model_hash, benchmark, data_path, data_sha256, selection, \
      prompt_format, mode, seed, total, zoo_version, settings, started_at, finished_at, run_id";
 
-fn job(r: &sqlx::sqlite::SqliteRow) -> Result<EvalJob, Error> {
+fn job_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<EvalJob, Error> {
     let settings: String = r.try_get("settings")?;
     Ok(EvalJob {
         id: r.try_get("id")?,
@@ -87,7 +87,7 @@ impl Registry {
             .await?;
         if let Some(r) = found {
             tx.commit().await?;
-            return job_row(&r);
+            return job_from_row(&r);
         }
         let id = sqlx::query(
             "INSERT INTO eval_jobs (key, kind, model, model_hash, benchmark, data_path, data_sha256, selection, \
@@ -121,7 +121,7 @@ impl Registry {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {JOB_COLUMNS} FROM eval_jobs ORDER BY id DESC")))
             .fetch_all(&self.pool)
             .await?;
-        rows.iter().map(job_row).collect()
+        rows.iter().map(job_from_row).collect()
     }
 
     /// The predictions of a job so far, by index.
@@ -226,8 +226,4 @@ impl Registry {
         tx.commit().await?;
         Ok(run_id)
     }
-}
-
-fn job_row(r: &sqlx::sqlite::SqliteRow) -> Result<EvalJob, Error> {
-    job(r)
 }
