@@ -5,6 +5,7 @@
 #
 # Usage: scripts/llama-cpp.sh            # build (or re-use) and print the binaries' paths
 #        ZOO_LLAMA_CPP=/some/dir JOBS=4 scripts/llama-cpp.sh
+#        LLAMA_TARGETS="llama-server" scripts/llama-cpp.sh   # only these (the eval tests need the server)
 # Layout under ${ZOO_LLAMA_CPP:-$REPO/.cache/llama.cpp}:
 #   sdist/     llama_cpp_python-<ver>.tar.gz      (pip download cache)
 #   src/       unpacked sdist; llama.cpp is src/llama_cpp_python-<ver>/vendor/llama.cpp
@@ -18,9 +19,9 @@ SHA256_0_3_36=832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 ROOT=${ZOO_LLAMA_CPP:-$REPO/.cache/llama.cpp}
 JOBS=${JOBS:-2}
-# llama-cli needs the server (LLAMA_BUILD_SERVER) in this version; llama-completion is the non-interactive one
-# (`llama-completion -m M -no-cnv --temp 0 -p ...`), llama-greedy (scripts/llama_greedy.c) prints greedy token ids.
-TARGETS=(llama-quantize llama-bench llama-batched-bench llama-simple llama-completion llama-cli llama-gguf llama-tokenize)
+# llama-completion is the non-interactive CLI (`llama-completion -m M -no-cnv --temp 0 -p ...`), llama-server the
+# OpenAI-compatible server (tests/eval_endpoint.rs), llama-greedy (scripts/llama_greedy.c) prints greedy token ids.
+read -r -a TARGETS <<<"${LLAMA_TARGETS:-llama-quantize llama-bench llama-batched-bench llama-simple llama-completion llama-cli llama-gguf llama-tokenize llama-server}"
 mkdir -p "$ROOT/sdist" "$ROOT/src" "$ROOT/bin"
 
 if ! command -v cmake >/dev/null; then
@@ -47,11 +48,14 @@ fi
 [ -f "$LLAMA_SRC/CMakeLists.txt" ] || { echo "llama-cpp.sh: no vendor/llama.cpp in $sdist" >&2; exit 1; }
 
 BUILD=$ROOT/build
-if [ ! -f "$BUILD/CMakeCache.txt" ] || ! grep -q "^CMAKE_HOME_DIRECTORY:INTERNAL=$LLAMA_SRC\$" "$BUILD/CMakeCache.txt"; then
-  rm -rf "$BUILD"
+if [ -f "$BUILD/CMakeCache.txt" ] && ! grep -q "^CMAKE_HOME_DIRECTORY:INTERNAL=$LLAMA_SRC\$" "$BUILD/CMakeCache.txt"; then
+  rm -rf "$BUILD"   # a build of another source tree
+fi
+# (Re)configure when new, or when an older build of this script had the server off.
+if [ ! -f "$BUILD/CMakeCache.txt" ] || ! grep -q "^LLAMA_BUILD_SERVER:BOOL=ON" "$BUILD/CMakeCache.txt"; then
   cmake -S "$LLAMA_SRC" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON \
     -DGGML_CUDA=OFF -DGGML_METAL=OFF -DGGML_VULKAN=OFF -DGGML_OPENMP=ON \
-    -DBUILD_SHARED_LIBS=OFF -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF \
+    -DBUILD_SHARED_LIBS=OFF -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=ON \
     -DLLAMA_BUILD_EXAMPLES=ON -DLLAMA_BUILD_TOOLS=ON >&2
 fi
 # Only build the targets that exist in this version.

@@ -86,6 +86,155 @@ pub enum EvalCommand {
     /// Multiple-choice accuracy (XMedBench JSON, MMLU JSON lines, native JSONL), resumable:
     /// a rerun of the same configuration continues where the last one stopped
     Mcq(McqArgs),
+    /// Open questions answered by each contestant and compared by a judge model behind an
+    /// OpenAI-compatible endpoint: LLM Zoo's ordering ratio or MT-bench's pairwise verdicts
+    Judge(JudgeArgs),
+    /// Human votes in the terminal: two answers to each question in random order, names
+    /// hidden; 1 / 2 / t for left better / right better / tie (--tally: the counts)
+    Vote(VoteArgs),
+    /// The registry's evaluation results, published beside measured: a table, Markdown, JSON,
+    /// a self-contained HTML page with charts, SVG/PNG plots
+    Report(ReportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct VoteArgs {
+    /// Open questions (as for `zoo eval judge`)
+    #[arg(long, value_name = "FILE", required_unless_present = "tally")]
+    pub questions: Option<PathBuf>,
+    /// The two contestants, A,B: a MODEL (answers generated here and stored, or the ones
+    /// `zoo eval judge` stored) or NAME=FILE.jsonl
+    #[arg(long, value_name = "A,B", value_delimiter = ',', num_args = 1.., required_unless_present = "tally")]
+    pub models: Vec<String>,
+    /// Who votes (votes are kept per voter) [default: $USER]
+    #[arg(long, value_name = "NAME")]
+    pub voter: Option<String>,
+    /// Seeds which side each answer is shown on
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub seed: u64,
+    /// Only the first N questions
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+    /// Most tokens of a generated answer
+    #[arg(long, value_name = "N", default_value_t = 512)]
+    pub max_tokens: usize,
+    /// Threads for generating answers [default: all cores]
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// Print the tallies (win / tie / lose per pair) instead of voting; with --questions, of
+    /// that question set only
+    #[arg(long)]
+    pub tally: bool,
+    #[command(flatten)]
+    pub emit: Emit,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    Table,
+    Markdown,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PlotFormatArg {
+    Svg,
+    Png,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Only this benchmark; repeatable [default: every benchmark with results]
+    #[arg(long = "benchmark", short = 'b', value_name = "NAME")]
+    pub benchmarks: Vec<String>,
+    /// Only rows of this model (as the model or the opponent); repeatable
+    #[arg(long = "model", short = 'm', value_name = "NAME")]
+    pub models: Vec<String>,
+    /// Only benchmarks with at least one measured result
+    #[arg(long)]
+    pub measured: bool,
+    /// The report's title
+    #[arg(long, value_name = "TEXT")]
+    pub title: Option<String>,
+    /// What stdout gets
+    #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
+    pub format: ReportFormat,
+    /// Same as --format json
+    #[arg(long)]
+    pub json: bool,
+    /// Also write the report as one self-contained HTML page with charts
+    #[arg(long, value_name = "FILE.html")]
+    pub html: Option<PathBuf>,
+    /// Also write each chart as a file into this folder
+    #[arg(long, value_name = "DIR")]
+    pub plots: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = PlotFormatArg::Svg)]
+    pub plot_format: PlotFormatArg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum JudgeMethodArg {
+    /// One call per question orders every answer; score 10/rank; ratio against the reference
+    LlmzooOrder,
+    /// Each contestant against the reference, both orders; a disagreement is a tie
+    MtBenchPair,
+}
+
+#[derive(Debug, Args)]
+pub struct JudgeArgs {
+    /// Open questions: LLM Zoo's questions-{en,zh}.jsonl, its multilingual {id, label, query}
+    /// files, or zoo's {id, question, category?, lang?} lines
+    #[arg(long, value_name = "FILE")]
+    pub questions: PathBuf,
+    /// The contestants, comma-separated: a MODEL (answers generated here, greedily, and
+    /// stored) or NAME=FILE.jsonl (answers made elsewhere: LLM Zoo's answer_<model>.jsonl or
+    /// {id, answer} lines)
+    #[arg(long, value_name = "A,B,...", value_delimiter = ',', required = true)]
+    pub models: Vec<String>,
+    /// The contestant the others are compared with [default: the first]
+    #[arg(long, value_name = "NAME")]
+    pub reference: Option<String>,
+    #[arg(long, value_enum, default_value_t = JudgeMethodArg::LlmzooOrder)]
+    pub method: JudgeMethodArg,
+    /// The judge: an OpenAI-compatible server's base URL (http://host:8000/v1)
+    #[arg(long, value_name = "URL")]
+    pub judge: String,
+    /// The judge model's name [default: the first one the server lists]
+    #[arg(long, value_name = "NAME")]
+    pub judge_model: Option<String>,
+    /// API key of the judge, sent as a bearer token [env: ZOO_JUDGE_KEY, then OPENAI_API_KEY]
+    #[arg(long, value_name = "KEY", env = "ZOO_JUDGE_KEY", hide_env_values = true)]
+    pub judge_key: Option<String>,
+    /// Seconds one judge call may take
+    #[arg(long, value_name = "S", default_value_t = 300)]
+    pub judge_timeout: u64,
+    /// Tries after the first for a judge call that times out, fails, or answers garbage
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    pub judge_retries: u32,
+    /// Most tokens of a verdict
+    #[arg(long, value_name = "N", default_value_t = 1024)]
+    pub judge_max_tokens: usize,
+    /// Judge calls in flight at once
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub concurrency: usize,
+    /// Most tokens of a generated answer
+    #[arg(long, value_name = "N", default_value_t = 512)]
+    pub max_tokens: usize,
+    /// Threads for generating answers [default: all cores]
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// Only the first N questions
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+    /// Record the results under this registry benchmark [default: llmzoo-ratio-LANG when
+    /// every question has that language (llmzoo-order), mt-bench-pair (pairwise)]
+    #[arg(long, value_name = "NAME")]
+    pub benchmark: Option<String>,
+    /// Ask the judge again instead of continuing a stored run (stored answers are kept)
+    #[arg(long)]
+    pub restart: bool,
+    #[command(flatten)]
+    pub emit: Emit,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -145,8 +294,47 @@ pub struct McqArgs {
     /// Also write one JSON line per question: index, subset, pred, gold
     #[arg(long, value_name = "FILE.jsonl")]
     pub predictions: Option<PathBuf>,
+    /// The end-of-sequence text closing Apollo's exemplars (--mode generate) [default: the
+    /// model tokenizer's; none with --endpoint]
+    #[arg(long, value_name = "TEXT")]
+    pub eos: Option<String>,
+    #[command(flatten)]
+    pub endpoint: EndpointArgs,
     #[command(flatten)]
     pub emit: Emit,
+}
+
+/// An OpenAI-compatible server to ask instead of the local engine.
+#[derive(Debug, Args)]
+pub struct EndpointArgs {
+    /// Ask this OpenAI-compatible server (vLLM, TGI, llama-server, zoo serve) instead of loading
+    /// the model: its base URL, e.g. http://127.0.0.1:8080/v1 (`/v1` is added to a bare host);
+    /// -m then names the registry model the result is recorded under
+    #[arg(long, value_name = "URL")]
+    pub endpoint: Option<String>,
+    /// The model name sent to the endpoint [default: the first one it lists at /v1/models]
+    #[arg(long, value_name = "NAME", requires = "endpoint")]
+    pub endpoint_model: Option<String>,
+    /// How --mode generate asks the endpoint: chat (/v1/chat/completions, the server applies the
+    /// model's chat template) or completions (/v1/completions, the prompt as the local engine runs it)
+    #[arg(long, value_enum, default_value_t = EndpointApiArg::Chat, requires = "endpoint")]
+    pub endpoint_api: EndpointApiArg,
+    /// Seconds one request may take
+    #[arg(long, value_name = "S", default_value_t = 120, requires = "endpoint")]
+    pub endpoint_timeout: u64,
+    /// Tries after the first for a request that times out, fails, or gets a garbled answer;
+    /// after them the question is reported as failed and the run goes on
+    #[arg(long, value_name = "N", default_value_t = 2, requires = "endpoint")]
+    pub endpoint_retries: u32,
+    /// API key, sent as a bearer token [env: ZOO_ENDPOINT_KEY, then OPENAI_API_KEY]
+    #[arg(long, value_name = "KEY", env = "ZOO_ENDPOINT_KEY", hide_env_values = true)]
+    pub endpoint_key: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EndpointApiArg {
+    Chat,
+    Completions,
 }
 
 fn parse_prompt(s: &str) -> Result<zoo_eval::McqPrompt, String> {

@@ -4,6 +4,7 @@
 
 mod cli;
 mod commands;
+mod keys;
 mod output;
 mod paths;
 mod progress;

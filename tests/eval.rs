@@ -9,7 +9,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 
-use common::{smollm2_gguf, zoo};
+use common::{json_lines, ok_json, smollm2_gguf, zoo};
 use serde_json::Value;
 
 fn questions() -> PathBuf {
@@ -22,16 +22,7 @@ fn reference() -> Value {
 }
 
 fn run(home: &Path, args: &[&str]) -> Output {
-    zoo(home).args(args).output().unwrap()
-}
-
-fn ok_json(o: &Output) -> Value {
-    assert!(o.status.success(), "status {:?}: {}", o.status, String::from_utf8_lossy(&o.stderr));
-    serde_json::from_slice(&o.stdout).unwrap()
-}
-
-fn lines(p: &Path) -> Vec<Value> {
-    std::fs::read_to_string(p).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    common::run_zoo(home, args)
 }
 
 /// The f32 HF folder of the pulled Q4_1 GGUF (as the reference was made: `zoo dequantize`).
@@ -55,7 +46,7 @@ fn first_n(home: &Path, model: &Path, extra: &[&str]) -> (Value, Vec<Value>) {
     let args = ["eval", "mcq", q.to_str().unwrap(), "-m", model.to_str().unwrap(), "--limit", &n];
     let tail = ["--predictions", preds.to_str().unwrap(), "--json"];
     let r = ok_json(&run(home, &[&args[..], extra, &tail[..]].concat()));
-    (r, lines(&preds))
+    (r, json_lines(&preds))
 }
 
 #[test]
@@ -234,7 +225,7 @@ fn generate_mode_extracts_apollo_answers_reproducibly() {
         (r["prompt"].as_str(), r["mode"].as_str(), r["n"].as_u64()),
         (Some("apollo"), Some("generate"), Some(10))
     );
-    let first = lines(&preds);
+    let first = json_lines(&preds);
     for p in &first {
         let out = p["output"].as_str().unwrap();
         // The first non-empty line decides (generation stops once it is complete).
@@ -248,7 +239,7 @@ fn generate_mode_extracts_apollo_answers_reproducibly() {
     }
     let again = ok_json(&run(home.path(), &[&args[..], &["--restart"]].concat()));
     assert_eq!(again["scored"].as_u64(), Some(10));
-    assert_eq!(lines(&preds), first, "the same exemplars and answers on a rerun");
+    assert_eq!(json_lines(&preds), first, "the same exemplars and answers on a rerun");
     // A loglik prompt with generate, or the other way round, is refused.
     let o = run(home.path(), &[&args[..5], &["--mode", "generate", "--prompt", "mmlu-classic"]].concat());
     assert!(

@@ -3,6 +3,7 @@
 //! what every command shares: the [`Zoo`] (resolved paths), where they came from, the style.
 
 mod catalog;
+mod eval;
 mod ops;
 mod run;
 
@@ -106,7 +107,7 @@ pub async fn run(cli: Cli, matches: &ArgMatches, style: Style) -> anyhow::Result
         Command::Verify(a) => ops::verify(&ctx, &mut out, a).await?,
         Command::Cache(c) => ops::cache(&ctx, &mut out, c).await?,
         Command::Add(a) => ops::add(&ctx, &mut out, a).await?,
-        Command::Eval(e) => ops::eval(&ctx, &mut out, e).await?,
+        Command::Eval(e) => eval::eval(&ctx, &mut out, e).await?,
         Command::Run(_) | Command::Chat(_) => unreachable!("handled above"),
         Command::Registry(rc) => match rc {
             RegistryCommand::Query(a) => catalog::query(&ctx, &mut out, a).await?,

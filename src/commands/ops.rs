@@ -4,11 +4,9 @@
 
 use std::io::{BufRead, IsTerminal, Write};
 
-use zoo_eval::Selection;
 use zoo_ops::cache::{CacheInfo, DeletePlan};
 use zoo_ops::convert::{self, DequantizeRequest, QuantizeRequest, QuantizeTarget};
 use zoo_ops::delta::{self, ApplyRequest, MakeRequest};
-use zoo_ops::eval::{GenerateSettings, McqRequest, Mode};
 use zoo_ops::pull::{self, PullRequest};
 use zoo_ops::view::{self, human_bytes};
 use zoo_ops::{Control, add::AddRequest, verify::VerifyRequest};
@@ -16,8 +14,8 @@ use zoo_weights::{Algorithm, DeltaOptions, Dtype, WriteOptions};
 
 use super::{Ctx, drive};
 use crate::cli::{
-    AddArgs, CacheCommand, DeltaAlgorithm, DeltaCommand, DenseDtype, DequantizeArgs, EvalCommand, EvalMode,
-    InspectArgs, PullArgs, QuantTarget, QuantizeArgs, RemovalFlags, VerifyArgs, WriteArgs,
+    AddArgs, CacheCommand, DeltaAlgorithm, DeltaCommand, DenseDtype, DequantizeArgs, InspectArgs, PullArgs,
+    QuantTarget, QuantizeArgs, RemovalFlags, VerifyArgs, WriteArgs,
 };
 use crate::output::{print, report, write_json};
 use crate::progress::{ProgressMode, StderrProgress};
@@ -213,36 +211,5 @@ pub async fn dequantize(ctx: &Ctx, out: &mut dyn Write, a: DequantizeArgs) -> an
 pub fn inspect(ctx: &Ctx, out: &mut dyn Write, a: InspectArgs) -> anyhow::Result<u8> {
     let r = zoo_ops::inspect::inspect(&a.path)?;
     report(out, ctx.style, a.json, &r, |r| view::inspect(r, &a.path.display().to_string()))?;
-    Ok(EXIT_OK)
-}
-
-pub async fn eval(ctx: &Ctx, out: &mut dyn Write, cmd: EvalCommand) -> anyhow::Result<u8> {
-    let EvalCommand::Mcq(a) = cmd;
-    let req = McqRequest {
-        model: a.model.clone(),
-        questions: a.questions.clone(),
-        selection: Selection { subsets: a.subsets.clone(), languages: a.languages.clone(), limit: a.limit },
-        prompt: a.prompt.unwrap_or(match a.mode {
-            EvalMode::Loglik => zoo_eval::McqPrompt::MmluClassic,
-            EvalMode::Generate => zoo_eval::McqPrompt::Apollo,
-        }),
-        mode: match a.mode {
-            EvalMode::Loglik => Mode::Loglik,
-            EvalMode::Generate => Mode::Generate,
-        },
-        generate: GenerateSettings { shots: a.shots, seed: a.seed, max_tokens: a.max_tokens },
-        batch: a.batch,
-        threads: a.threads,
-        restart: a.restart,
-        benchmark: a.benchmark.clone(),
-    };
-    let zoo = ctx.zoo.clone();
-    let note = "the questions scored so far are kept; run the same command again to continue";
-    let r = drive(a.emit.progress, note, move |cx| async move { zoo_ops::eval::mcq(&zoo, &req, &cx.control).await })
-        .await?;
-    if let Some(p) = &a.predictions {
-        zoo_ops::eval::write_predictions(p, &r.predictions)?;
-    }
-    report(out, ctx.style, a.emit.json, &r, view::mcq)?;
     Ok(EXIT_OK)
 }

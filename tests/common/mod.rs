@@ -74,3 +74,22 @@ pub fn assert_same_tensors(a: &Path, b: &Path) {
         assert_eq!(a.read_to_vec(t, 1 << 30).unwrap(), b.read_to_vec(u, 1 << 30).unwrap(), "bytes of {}", t.name);
     }
 }
+
+/// `zoo ARGS` in `home`, run to the end.
+#[allow(dead_code)]
+pub fn run_zoo(home: &Path, args: &[&str]) -> std::process::Output {
+    zoo(home).args(args).output().unwrap()
+}
+
+/// The JSON a successful command printed (the assertion shows stderr otherwise).
+#[allow(dead_code)]
+pub fn ok_json(o: &std::process::Output) -> serde_json::Value {
+    assert!(o.status.success(), "status {:?}: {}", o.status, String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+/// The records of a JSON lines file.
+#[allow(dead_code)]
+pub fn json_lines(p: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(p).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}

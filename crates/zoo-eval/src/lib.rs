@@ -3,14 +3,17 @@
 //! (by source, subject and language, and named sets such as `mmlu-medical-6`), prompt formats
 //! for log-likelihood scoring and for generation, Apollo's answer extraction, and the metrics
 //! (accuracy per subset and per language, unweighted and item-weighted averages, standard
-//! errors). No model runs here: `zoo-ops` puts these together with the engine and the registry.
+//! errors), and judging open answers (LLM Zoo's ordering judge, MT-bench's pairwise judge, human
+//! votes). No model runs here: `zoo-ops` puts these together with the engine and the registry.
 
 pub mod data;
 pub mod error;
 pub mod extract;
+pub mod judge;
 pub mod metrics;
 pub mod prompt;
 pub mod select;
+pub mod votes;
 
 pub use data::{Benchmark, Question};
 pub use error::{EvalError, Result};

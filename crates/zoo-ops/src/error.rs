@@ -33,6 +33,9 @@ pub enum OpsError {
     Eval(#[from] zoo_eval::EvalError),
     #[error(transparent)]
     Write(#[from] zoo_atomic_write::Error),
+    /// An OpenAI-compatible server that could not be used.
+    #[error(transparent)]
+    Endpoint(#[from] crate::endpoint::EndpointError),
     #[error("{}: {source}", path.display())]
     Io { path: PathBuf, source: std::io::Error },
     #[error("a worker stopped: {0}")]

@@ -28,6 +28,7 @@ use zoo_registry::model::{FileRecord, ResultRecord};
 use zoo_registry::{EvalJob, StoredPrediction};
 
 use crate::chat::{self, ChatOptions};
+use crate::endpoint::{Endpoint, EndpointConfig, EndpointError, option_logprobs};
 use crate::{Context as _, Control, OpsError, Result, Zoo, blocking, provenance};
 
 /// How choices are scored.
@@ -81,7 +82,43 @@ pub struct McqRequest {
     /// selection is exactly one named set.
     pub benchmark: Option<String>,
     pub generate: GenerateSettings,
+    /// Ask an OpenAI-compatible server instead of loading the model; `model` then only names the
+    /// registry model the result is recorded under.
+    pub endpoint: Option<EndpointRequest>,
+    /// The end-of-sequence text that closes Apollo's exemplars; `None`: the local tokenizer's,
+    /// or none with an endpoint.
+    pub eos: Option<String>,
 }
+
+/// `--endpoint URL [--endpoint-model M] [--endpoint-api chat|completions]`.
+#[derive(Debug, Clone)]
+pub struct EndpointRequest {
+    pub config: EndpointConfig,
+    /// How `--mode generate` asks (log-likelihoods always use `/completions`).
+    pub api: EndpointApi,
+}
+
+/// The API `--mode generate` uses on an endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EndpointApi {
+    /// `/chat/completions`: the prompt is the user's message, the server applies its template.
+    Chat,
+    /// `/completions`: the prompt as it is, as the local engine runs it.
+    Completions,
+}
+
+impl EndpointApi {
+    pub fn name(self) -> &'static str {
+        match self {
+            EndpointApi::Chat => "chat",
+            EndpointApi::Completions => "completions",
+        }
+    }
+}
+
+/// How many of the most likely next tokens `--mode loglik` asks an endpoint for.
+pub const ENDPOINT_TOP_LOGPROBS: usize = 20;
 
 /// The registry benchmarks a selection is recorded under: (named set, benchmark).
 const BENCHMARKS: &[(&str, &str)] = &[("mmlu-medical-6", "mmlu-medical-6")];
@@ -90,7 +127,8 @@ const BENCHMARKS: &[(&str, &str)] = &[("mmlu-medical-6", "mmlu-medical-6")];
 #[derive(Debug, Clone, Serialize)]
 pub struct McqReport {
     pub model: String,
-    pub model_hash: String,
+    /// The manifest sha256 of the local model's files; `None` with an endpoint.
+    pub model_hash: Option<String>,
     pub questions: PathBuf,
     pub questions_sha256: String,
     pub format: &'static str,
@@ -107,6 +145,12 @@ pub struct McqReport {
     /// The registry benchmark the result was recorded under, and the run id.
     pub benchmark: Option<String>,
     pub run_id: Option<i64>,
+    /// The endpoint asked (`--endpoint`), with the model it served.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// Questions that failed in this run (an endpoint that kept timing out or answering garbage):
+    /// not stored, so a rerun asks them again; no result is recorded while any is left.
+    pub failed: Vec<FailedItem>,
     /// Time spent scoring in this run (not loading).
     pub seconds: f64,
     pub questions_per_s: f64,
@@ -115,8 +159,21 @@ pub struct McqReport {
     pub predictions: Vec<Prediction>,
 }
 
+/// A question an endpoint failed on.
+#[derive(Debug, Clone, Serialize)]
+pub struct FailedItem {
+    pub index: usize,
+    pub error: String,
+}
+
+/// What answers the questions.
+enum Engine {
+    Local { lm: Arc<dyn CausalLm>, tok: Arc<Tokenizer>, stop_ids: Vec<u32> },
+    Remote { ep: Arc<Endpoint>, api: EndpointApi },
+}
+
 /// The model's files (a file, or a folder's weights, config and tokenizer) as a manifest hash.
-fn model_hash(source: &Path, threads: usize, ctl: &Control) -> Result<String> {
+pub(crate) fn model_hash(source: &Path, threads: usize, ctl: &Control) -> Result<String> {
     let mut files: Vec<(String, PathBuf)> = Vec::new();
     if source.is_file() {
         let name = source.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
@@ -143,7 +200,7 @@ fn model_hash(source: &Path, threads: usize, ctl: &Control) -> Result<String> {
 }
 
 /// What decides the numbers, hashed: a run with the same key continues the same job.
-fn job_key(parts: &[&str]) -> String {
+pub(crate) fn job_key(parts: &[&str]) -> String {
     let mut h = Sha256::new();
     for p in parts {
         h.update(p.as_bytes());
@@ -240,6 +297,36 @@ fn generate_batch(
     Ok(texts)
 }
 
+/// `f` on every item at once, one thread each (an endpoint serves requests in parallel; the
+/// batch size bounds the threads).
+pub(crate) fn ask_all<I: Sync, T: Send>(
+    items: &[I],
+    f: impl Fn(&I) -> std::result::Result<T, EndpointError> + Sync,
+) -> Vec<std::result::Result<T, EndpointError>> {
+    std::thread::scope(|s| {
+        let handles: Vec<_> = items.iter().map(|it| s.spawn(|| f(it))).collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(EndpointError::Transport { url: String::new(), message: "a request thread panicked".into() })
+                })
+            })
+            .collect()
+    })
+}
+
+/// The prediction from options' log-probabilities read off an endpoint's top tokens; an option
+/// not among them scores -inf. `None` when no option is among them.
+fn scored_from_top(lps: &[Option<f64>]) -> Option<Scored> {
+    let loglik: Vec<f64> = lps.iter().map(|x| x.unwrap_or(f64::NEG_INFINITY)).collect();
+    let (pred, best) = loglik
+        .iter()
+        .enumerate()
+        .fold((0, f64::NEG_INFINITY), |(bi, bv), (i, &v)| if v > bv { (i, v) } else { (bi, bv) });
+    best.is_finite().then_some(Scored { pred, loglik })
+}
+
 /// log p(cont | prompt): the first token from the prompt's last logits, the rest (if any) by
 /// running the continuation on a fork of the prompt's state.
 fn continuation_loglik(lm: &dyn CausalLm, state: &SeqState, last: &[f64], cont: &[u32]) -> Result<f64> {
@@ -325,24 +412,42 @@ pub async fn mcq(zoo: &Zoo, req: &McqRequest, ctl: &Control) -> Result<McqReport
     let path = req.questions.clone();
     let bench = blocking(move || Ok(zoo_eval::data::load(&path)?)).await?;
     let selected: Vec<Question> = req.selection.apply(&bench.questions)?.into_iter().cloned().collect();
-    let opts = ChatOptions {
-        model: req.model.clone(),
-        threads: req.threads,
-        template: Some("none".into()),
-        ..Default::default()
+    let (label, hash, engine, eos) = match &req.endpoint {
+        Some(e) => {
+            let config = e.config.clone();
+            let ep = blocking(move || Ok(Endpoint::connect(&config)?)).await?;
+            let label = req.model.clone().unwrap_or_else(|| ep.model().to_string());
+            (label, None, Engine::Remote { ep: Arc::new(ep), api: e.api }, req.eos.clone().unwrap_or_default())
+        }
+        None => {
+            let opts = ChatOptions {
+                model: req.model.clone(),
+                threads: req.threads,
+                template: Some("none".into()),
+                ..Default::default()
+            };
+            let cm = chat::load(zoo, &opts, ctl).await?;
+            cm.tokenizer()?;
+            let (label, mut loaded) = (cm.label, cm.model);
+            let stop_ids = loaded.stop_ids.clone();
+            let tok = Arc::new(
+                loaded.tokenizer.take().ok_or_else(|| OpsError::Invalid(format!("{label} has no tokenizer")))?,
+            );
+            // Apollo's exemplars end with the model's end-of-sequence text.
+            let eos = req.eos.clone().unwrap_or_else(|| tok.eos_token.clone().unwrap_or_default());
+            let (lm, source) = (loaded.model.clone(), loaded.source.clone());
+            let threads = crate::default_threads(req.threads);
+            let ctl2 = ctl.clone();
+            let hash =
+                blocking(move || model_hash(&source, threads, &ctl2)).await.context("hashing the model's files")?;
+            (label, Some(hash), Engine::Local { lm, tok, stop_ids }, eos)
+        }
     };
-    let cm = chat::load(zoo, &opts, ctl).await?;
-    cm.tokenizer()?;
-    let (label, mut loaded) = (cm.label, cm.model);
-    let stop_ids = loaded.stop_ids.clone();
-    let tok = Arc::new(loaded.tokenizer.take().ok_or_else(|| OpsError::Invalid(format!("{label} has no tokenizer")))?);
-    // Apollo's exemplars end with the model's end-of-sequence text.
-    let eos = tok.eos_token.clone().unwrap_or_default();
-    let (lm, source) = (loaded.model.clone(), loaded.source.clone());
-    let threads = crate::default_threads(req.threads);
-    let ctl2 = ctl.clone();
-    let hash = blocking(move || model_hash(&source, threads, &ctl2)).await.context("hashing the model's files")?;
-
+    // What answers, as the job key and the provenance name it.
+    let answered_by = match &engine {
+        Engine::Local { .. } => hash.clone().unwrap_or_default(),
+        Engine::Remote { ep, api } => format!("endpoint {} model {} api {}", ep.base(), ep.model(), api.name()),
+    };
     let settings = match req.mode {
         Mode::Loglik => serde_json::json!({ "tokenizer_special_tokens": true, "format": bench.format }),
         Mode::Generate => serde_json::json!({
@@ -359,7 +464,7 @@ pub async fn mcq(zoo: &Zoo, req: &McqRequest, ctl: &Control) -> Result<McqReport
     let recorded_as = benchmark.clone().unwrap_or_default();
     let key = job_key(&[
         "mcq",
-        &hash,
+        &answered_by,
         &bench.sha256,
         &selection,
         req.prompt.name(),
@@ -372,7 +477,7 @@ pub async fn mcq(zoo: &Zoo, req: &McqRequest, ctl: &Control) -> Result<McqReport
         key,
         kind: "mcq".into(),
         model: label.clone(),
-        model_hash: Some(hash.clone()),
+        model_hash: hash.clone(),
         benchmark: benchmark.clone(),
         data_path: req.questions.display().to_string(),
         data_sha256: bench.sha256.clone(),
@@ -407,6 +512,7 @@ pub async fn mcq(zoo: &Zoo, req: &McqRequest, ctl: &Control) -> Result<McqReport
     todo.sort_by(|&a, &b| selected[a].subset.cmp(&selected[b].subset).then(a.cmp(&b)));
     let started = std::time::Instant::now();
     let mut scored = 0;
+    let mut failed: Vec<FailedItem> = Vec::new();
     let batch = req.batch.max(1);
     let mut i = 0;
     while i < todo.len() {
@@ -417,7 +523,8 @@ pub async fn mcq(zoo: &Zoo, req: &McqRequest, ctl: &Control) -> Result<McqReport
             j += 1;
         }
         let idx: Vec<usize> = todo[i..j].to_vec();
-        let rows: Vec<StoredPrediction> = match req.mode {
+        let mut rows: Vec<StoredPrediction> = Vec::with_capacity(idx.len());
+        match req.mode {
             Mode::Loglik => {
                 let prompts: Vec<(String, Vec<String>)> = idx
                     .iter()
@@ -426,9 +533,34 @@ pub async fn mcq(zoo: &Zoo, req: &McqRequest, ctl: &Control) -> Result<McqReport
                         (r.prompt(), r.continuations)
                     })
                     .collect();
-                let (lm2, tok2) = (lm.clone(), tok.clone());
-                let results = blocking(move || score_batch(lm2.as_ref(), &tok2, &prompts)).await?;
-                idx.iter().zip(&results).map(|(&k, s)| stored(k, &selected[k], s)).collect()
+                match &engine {
+                    Engine::Local { lm, tok, .. } => {
+                        let (lm2, tok2) = (lm.clone(), tok.clone());
+                        let results = blocking(move || score_batch(lm2.as_ref(), &tok2, &prompts)).await?;
+                        rows.extend(idx.iter().zip(&results).map(|(&k, s)| stored(k, &selected[k], s)));
+                    }
+                    Engine::Remote { ep, .. } => {
+                        let ep2 = ep.clone();
+                        let answers = blocking(move || {
+                            Ok(ask_all(&prompts, |(p, conts)| {
+                                let top = ep2.next_token_logprobs(p, ENDPOINT_TOP_LOGPROBS)?;
+                                Ok(option_logprobs(&top, conts))
+                            }))
+                        })
+                        .await?;
+                        for (&k, answer) in idx.iter().zip(answers) {
+                            match answer.map(|lps| scored_from_top(&lps)) {
+                                Ok(Some(s)) => rows.push(stored(k, &selected[k], &s)),
+                                Ok(None) => failed.push(FailedItem {
+                                    index: k,
+                                    error: format!("no option among the top {ENDPOINT_TOP_LOGPROBS} next tokens"),
+                                }),
+                                Err(e @ EndpointError::Unsupported { .. }) => return Err(e.into()),
+                                Err(e) => failed.push(FailedItem { index: k, error: e.to_string() }),
+                            }
+                        }
+                    }
+                }
             }
             Mode::Generate => {
                 let g = req.generate;
@@ -442,11 +574,33 @@ pub async fn mcq(zoo: &Zoo, req: &McqRequest, ctl: &Control) -> Result<McqReport
                         zoo_eval::prompt::apollo(&selected[k], &shots, &eos, APOLLO_MAX_CHARS)
                     })
                     .collect();
-                let (lm2, tok2, stops) = (lm.clone(), tok.clone(), stop_ids.clone());
-                let texts = blocking(move || generate_batch(&lm2, &tok2, &stops, &prompts, g.max_tokens)).await?;
-                idx.iter().zip(texts).map(|(&k, t)| generated(k, &selected[k], t)).collect()
+                match &engine {
+                    Engine::Local { lm, tok, stop_ids } => {
+                        let (lm2, tok2, stops) = (lm.clone(), tok.clone(), stop_ids.clone());
+                        let texts =
+                            blocking(move || generate_batch(&lm2, &tok2, &stops, &prompts, g.max_tokens)).await?;
+                        rows.extend(idx.iter().zip(texts).map(|(&k, t)| generated(k, &selected[k], t)));
+                    }
+                    Engine::Remote { ep, api } => {
+                        let (ep2, api) = (ep.clone(), *api);
+                        let answers = blocking(move || {
+                            Ok(ask_all(&prompts, |p| match api {
+                                EndpointApi::Chat => ep2.chat(None, p, g.max_tokens, 0.0),
+                                EndpointApi::Completions => ep2.complete(p, g.max_tokens),
+                            }))
+                        })
+                        .await?;
+                        for (&k, answer) in idx.iter().zip(answers) {
+                            match answer {
+                                Ok(t) => rows.push(generated(k, &selected[k], t)),
+                                Err(e @ EndpointError::Unsupported { .. }) => return Err(e.into()),
+                                Err(e) => failed.push(FailedItem { index: k, error: e.to_string() }),
+                            }
+                        }
+                    }
+                }
             }
-        };
+        }
         reg.record_predictions(job_id, &rows).await?;
         scored += rows.len();
         for r in rows {
@@ -466,23 +620,31 @@ pub async fn mcq(zoo: &Zoo, req: &McqRequest, ctl: &Control) -> Result<McqReport
             pred: p.pred.clone(),
             gold: p.gold.clone(),
             correct: p.correct,
-            loglik: p.detail.as_ref().and_then(|d| serde_json::from_value(d["loglik"].clone()).ok()),
+            // An option an endpoint did not list is stored as null: -inf.
+            loglik: p.detail.as_ref().and_then(|d| {
+                serde_json::from_value::<Vec<Option<f64>>>(d["loglik"].clone())
+                    .ok()
+                    .map(|v| v.into_iter().map(|x| x.unwrap_or(f64::NEG_INFINITY)).collect())
+            }),
             output: p.detail.as_ref().and_then(|d| d["output"].as_str().map(str::to_string)),
         })
         .collect();
     let summary = summarize(&predictions);
+    let mut inputs = vec![provenance::path("questions", &req.questions, Some(bench.sha256.clone()))];
+    if let Engine::Remote { ep, .. } = &engine {
+        inputs.push(provenance::endpoint("endpoint", ep.base(), ep.model()));
+    }
     let result = benchmark.as_ref().map(|b| {
         let mut scores: BTreeMap<String, f64> =
             summary.per_subset.iter().map(|(k, s)| (k.replace(' ', "_"), s.accuracy)).collect();
         scores.insert("overall".into(), summary.overall);
         scores.insert("avg".into(), summary.unweighted);
-        let mut prov = provenance::made_by(
-            "eval mcq",
-            vec![provenance::path("questions", &req.questions, Some(bench.sha256.clone()))],
-            Some(hash.clone()),
-        );
+        let mut prov = provenance::made_by("eval mcq", inputs.clone(), hash.clone());
         prov.prompt_format = Some(req.prompt.name().into());
-        prov.mode = Some(req.mode.name().into());
+        prov.mode = Some(match &engine {
+            Engine::Remote { api, .. } if req.mode == Mode::Generate => format!("generate via {}", api.name()),
+            _ => req.mode.name().into(),
+        });
         prov.seed = seed;
         prov.notes = Some(format!("{selection}; {} questions; job {job_id}", summary.n));
         ResultRecord {
@@ -499,7 +661,13 @@ pub async fn mcq(zoo: &Zoo, req: &McqRequest, ctl: &Control) -> Result<McqReport
     // A model the registry does not know (a path) keeps its predictions but records no result.
     let known = reg.model_names().await?.iter().any(|n| n.eq_ignore_ascii_case(&label));
     let result = result.filter(|_| known);
-    let run_id = reg.finish_eval_job(job_id, &crate::now_rfc3339(), result.as_ref()).await?;
+    // Failed questions leave the job open: a rerun asks them again, then records the result.
+    let run_id = if failed.is_empty() {
+        reg.finish_eval_job(job_id, &crate::now_rfc3339(), result.as_ref()).await?
+    } else {
+        ctl.note(format!("{} questions failed; run again to retry them (no result recorded)", failed.len()));
+        None
+    };
     reg.close().await;
     Ok(McqReport {
         model: label,
@@ -516,6 +684,11 @@ pub async fn mcq(zoo: &Zoo, req: &McqRequest, ctl: &Control) -> Result<McqReport
         summary,
         benchmark: benchmark.filter(|_| run_id.is_some()),
         run_id,
+        endpoint: match &engine {
+            Engine::Remote { ep, .. } => Some(format!("{} ({})", ep.base(), ep.model())),
+            Engine::Local { .. } => None,
+        },
+        failed,
         seconds,
         questions_per_s: if seconds > 0.0 { scored as f64 / seconds } else { 0.0 },
         predictions,

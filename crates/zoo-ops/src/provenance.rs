@@ -34,6 +34,11 @@ pub fn path(role: &str, path: &std::path::Path, sha256: Option<String>) -> Prove
     ProvenanceInput { role: role.into(), path: Some(abs.display().to_string()), sha256, ..Default::default() }
 }
 
+/// A model asked through an OpenAI-compatible server.
+pub fn endpoint(role: &str, url: &str, model: &str) -> ProvenanceInput {
+    ProvenanceInput { role: role.into(), url: Some(url.into()), model: Some(model.into()), ..Default::default() }
+}
+
 /// A member of a PyPI package.
 pub fn pypi(role: &str, package: &str, version: &str, member: &str, sha256: &str) -> ProvenanceInput {
     ProvenanceInput {

@@ -777,22 +777,207 @@ pub fn mcq(r: &McqReport) -> Doc {
         ),
     ]);
     let resumed = if r.resumed > 0 { format!(", {} from the stored run", r.resumed) } else { String::new() };
+    let by = match (&r.model_hash, &r.endpoint) {
+        (Some(h), _) => format!("model sha256 {}", h.chars().take(16).collect::<String>()),
+        (None, Some(e)) => format!("endpoint {e}"),
+        (None, None) => String::new(),
+    };
     doc.spans(vec![Span::new(
         format!(
-            "{} scored in {:.1}s ({:.2} questions/s){resumed}; job {}, model sha256 {}",
-            r.scored,
-            r.seconds,
-            r.questions_per_s,
-            r.job_id,
-            r.model_hash.chars().take(16).collect::<String>()
+            "{} scored in {:.1}s ({:.2} questions/s){resumed}; job {}, {by}",
+            r.scored, r.seconds, r.questions_per_s, r.job_id
         ),
         Tone::Faint,
     )]);
+    if !r.failed.is_empty() {
+        doc.spans(vec![Span::new(
+            format!("{} questions failed (asked again by a rerun; no result recorded):", r.failed.len()),
+            Tone::Bad,
+        )]);
+        for f in r.failed.iter().take(5) {
+            doc.spans(vec![Span::new(format!("  question {}: {}", f.index, f.error), Tone::Bad)]);
+        }
+    }
     if let (Some(b), Some(id)) = (&r.benchmark, r.run_id) {
         doc.spans(vec![Span::new(
             format!("recorded as result {id} of benchmark {b} (zoo results --benchmark {b})"),
             Tone::Faint,
         )]);
+    }
+    doc
+}
+
+/// `zoo eval judge`.
+pub fn judge(r: &crate::judge::JudgeReport) -> Doc {
+    let mut doc = Doc::new();
+    doc.spans(vec![
+        Span::new(format!("{} on {}", r.method.name(), r.questions.display()), Tone::Strong),
+        Span::new(
+            format!(" ({} questions; judge {} at {}; prompt {})", r.n_questions, r.judge_model, r.judge, r.prompt),
+            Tone::Faint,
+        ),
+    ]);
+    let mut t = Table::new(["CONTESTANT", "ANSWERS", "SOURCE"]).right_align([1]);
+    for c in &r.contestants {
+        let source = match (&c.path, &c.model_hash) {
+            (Some(p), _) => p.display().to_string(),
+            (None, Some(h)) => {
+                format!("generated ({} new), model sha256 {}", c.generated, h.chars().take(16).collect::<String>())
+            }
+            (None, None) => c.source.to_string(),
+        };
+        t.push(vec![c.name.clone(), c.answers.to_string(), source]);
+    }
+    doc.table(t);
+    let opt = |x: Option<usize>| x.map_or("-".to_string(), |v| v.to_string());
+    if let Some(o) = &r.order {
+        let mut t = Table::new(["MODEL", "RATIO %", "WIN", "TIE", "LOSE", "AVG RANK", "QUESTIONS", "UNPARSABLE"])
+            .right_align([1, 2, 3, 4, 5, 6, 7]);
+        for row in &o.rows {
+            t.push(vec![
+                row.model.clone(),
+                row.ratio.map_or("-".into(), |x| format!("{:.1}", x * 100.0)),
+                opt(row.win),
+                opt(row.tie),
+                opt(row.lose),
+                row.avg_rank.map_or("-".into(), |x| format!("{x:.2}")),
+                row.questions.to_string(),
+                row.unparsable.to_string(),
+            ]);
+        }
+        doc.table(t);
+        doc.spans(vec![Span::new(
+            format!(
+                "ratio: sum of 10/rank over the sum of {}'s; {} verdicts, {} unparsable (not scored), {} questions skipped (math, coding)",
+                o.reference, o.judgments, o.unparsable, o.skipped
+            ),
+            Tone::Faint,
+        )]);
+    }
+    if !r.pairs.is_empty() {
+        let mut t = Table::new(["MODEL", "AGAINST", "WIN", "TIE", "LOSE", "UNPARSABLE", "WIN RATE %"])
+            .right_align([2, 3, 4, 5, 6]);
+        for p in &r.pairs {
+            t.push(vec![
+                p.model_1.clone(),
+                p.model_2.clone(),
+                p.win.to_string(),
+                p.tie.to_string(),
+                p.lose.to_string(),
+                p.unparsable.to_string(),
+                p.win_rate_adjusted.map_or("-".into(), |x| format!("{:.1}", x * 100.0)),
+            ]);
+        }
+        doc.table(t);
+        doc.spans(vec![Span::new(
+            "both orders judged; a disagreement is a tie; win rate = (win + tie/2) / (win + tie + lose)",
+            Tone::Faint,
+        )]);
+    }
+    doc.spans(vec![Span::new(
+        format!("{} verdicts asked in this run, {} from the stored run; jobs {:?}", r.judged, r.resumed, r.job_ids),
+        Tone::Faint,
+    )]);
+    for rec in &r.recorded {
+        doc.spans(vec![Span::new(
+            format!(
+                "recorded as result {} of benchmark {} ({} against {})",
+                rec.run_id, rec.benchmark, rec.model, rec.opponent
+            ),
+            Tone::Faint,
+        )]);
+    }
+    if !r.failed.is_empty() {
+        doc.spans(vec![Span::new(
+            format!("{} judge calls failed (asked again by a rerun; no result recorded):", r.failed.len()),
+            Tone::Bad,
+        )]);
+        for f in r.failed.iter().take(5) {
+            doc.spans(vec![Span::new(format!("  question {} game {}: {}", f.question_id, f.game, f.error), Tone::Bad)]);
+        }
+    }
+    doc
+}
+
+/// `zoo eval report` in a terminal: each section as a table.
+pub fn report(r: &zoo_report::Report) -> Doc {
+    let mut doc = Doc::new();
+    doc.spans(vec![
+        Span::new(r.title.clone(), Tone::Strong),
+        Span::new(format!(" (zoo {}, {})", r.zoo_version, r.generated_at), Tone::Faint),
+    ]);
+    let num = |v: Option<f64>| v.filter(|x| x.is_finite()).map_or("-".to_string(), |x| format!("{x:.2}"));
+    for b in &r.benchmarks {
+        doc.line("");
+        doc.spans(vec![Span::new(b.title.clone(), Tone::Strong), Span::new(format!(" ({})", b.metric), Tone::Faint)]);
+        let mut header = vec!["MODEL".to_string(), "ORIGIN".to_string()];
+        header.extend(b.columns.iter().map(|c| c.label.clone()));
+        let n = header.len();
+        let mut t = Table::new(header).right_align(2..n);
+        for row in b.display_order().into_iter().filter_map(|i| b.rows.get(i)) {
+            let mut cells = vec![row.model.clone(), row.origin.as_str().to_string()];
+            cells.extend(b.columns.iter().map(|c| num(row.value(&c.key))));
+            t.push(cells);
+        }
+        doc.table(t);
+    }
+    for j in &r.judges {
+        doc.line("");
+        doc.spans(vec![Span::new(j.name.clone(), Tone::Strong)]);
+        let mut t = Table::new(["MODEL", "RATIO %", "WIN", "TIE", "LOSE"]).right_align([1, 2, 3, 4]);
+        for row in &j.rows {
+            t.push(vec![
+                row.model.clone(),
+                num(row.ratio),
+                row.win.to_string(),
+                row.tie.to_string(),
+                row.lose.to_string(),
+            ]);
+        }
+        doc.table(t);
+    }
+    for v in &r.votes {
+        doc.line("");
+        doc.spans(vec![Span::new(v.title.clone(), Tone::Strong)]);
+        let mut t = Table::new(["MODEL", "AGAINST", "WIN", "TIE", "LOSE"]).right_align([2, 3, 4]);
+        for row in &v.rows {
+            t.push(vec![
+                row.model_a.clone(),
+                row.model_b.clone(),
+                row.win.to_string(),
+                row.tie.to_string(),
+                row.lose.to_string(),
+            ]);
+        }
+        doc.table(t);
+    }
+    if r.benchmarks.is_empty() && r.judges.is_empty() && r.votes.is_empty() {
+        doc.spans(vec![Span::new("no results match", Tone::Faint)]);
+    }
+    doc
+}
+
+/// `zoo eval vote --tally`: as LLM Zoo's human-evaluation table.
+pub fn vote_tally(rows: &[zoo_eval::votes::VoteTally]) -> Doc {
+    let mut doc = Doc::new();
+    let mut t =
+        Table::new(["MODEL A", "MODEL B", "WIN", "TIE", "LOSE", "TOTAL", "WIN %", "TIE %", "LOSE %"]).right_align(2..9);
+    for r in rows {
+        t.push(vec![
+            r.model_a.clone(),
+            r.model_b.clone(),
+            r.win.to_string(),
+            r.tie.to_string(),
+            r.lose.to_string(),
+            r.total.to_string(),
+            format!("{:.1}", r.win_pct),
+            format!("{:.1}", r.tie_pct),
+            format!("{:.1}", r.lose_pct),
+        ]);
+    }
+    doc.table(t);
+    if rows.is_empty() {
+        doc.spans(vec![Span::new("no votes yet (zoo eval vote --questions FILE --models A,B)", Tone::Faint)]);
     }
     doc
 }

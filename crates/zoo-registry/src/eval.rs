@@ -151,8 +151,13 @@ impl Registry {
     /// Forgets a job's predictions and its finish (a restart); a result it recorded stays in
     /// `eval_runs` as history.
     pub async fn clear_eval_predictions(&self, job_id: i64) -> Result<(), Error> {
+        self.reset_job(job_id, "DELETE FROM eval_predictions WHERE job_id = ?").await
+    }
+
+    /// Runs `delete` (one `?`: the job id) and unmarks the job finished, in one transaction.
+    pub(crate) async fn reset_job(&self, job_id: i64, delete: &'static str) -> Result<(), Error> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        sqlx::query("DELETE FROM eval_predictions WHERE job_id = ?").bind(job_id).execute(&mut *tx).await?;
+        sqlx::query(delete).bind(job_id).execute(&mut *tx).await?;
         sqlx::query("UPDATE eval_jobs SET finished_at = NULL, run_id = NULL WHERE id = ?")
             .bind(job_id)
             .execute(&mut *tx)
@@ -196,10 +201,23 @@ impl Registry {
         at: &str,
         result: Option<&ResultRecord>,
     ) -> Result<Option<i64>, Error> {
-        let checked = match result {
-            Some(r) => Some(self.checked_result(r).await?),
-            None => None,
-        };
+        let results: Vec<ResultRecord> = result.into_iter().cloned().collect();
+        Ok(self.finish_eval_job_with(job_id, at, &results).await?.first().copied())
+    }
+
+    /// [`finish_eval_job`](Self::finish_eval_job) with any number of results (a judge run has
+    /// one per model against the reference); the job links the first. A job finished before
+    /// returns the run it links and records nothing.
+    pub async fn finish_eval_job_with(
+        &self,
+        job_id: i64,
+        at: &str,
+        results: &[ResultRecord],
+    ) -> Result<Vec<i64>, Error> {
+        let mut checked = Vec::with_capacity(results.len());
+        for r in results {
+            checked.push(self.checked_result(r).await?);
+        }
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let done: Option<Option<String>> = sqlx::query_scalar("SELECT finished_at FROM eval_jobs WHERE id = ?")
             .bind(job_id)
@@ -211,19 +229,19 @@ impl Registry {
                 .fetch_one(&mut *tx)
                 .await?;
             tx.commit().await?;
-            return Ok(run);
+            return Ok(run.into_iter().collect());
         }
-        let run_id = match &checked {
-            Some((rec, hash)) => Some(crate::sync::insert_run(&mut tx, rec, hash).await?),
-            None => None,
-        };
+        let mut run_ids = Vec::with_capacity(checked.len());
+        for (rec, hash) in &checked {
+            run_ids.push(crate::sync::insert_run(&mut tx, rec, hash).await?);
+        }
         sqlx::query("UPDATE eval_jobs SET finished_at = ?, run_id = ? WHERE id = ?")
             .bind(at)
-            .bind(run_id)
+            .bind(run_ids.first())
             .bind(job_id)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(run_id)
+        Ok(run_ids)
     }
 }

@@ -9,6 +9,7 @@ pub mod catalog;
 pub mod check;
 pub mod db;
 pub mod eval;
+pub mod judge;
 pub mod local;
 pub mod model;
 pub mod query;
@@ -20,6 +21,7 @@ pub use catalog::Catalog;
 pub use check::{Problem, ProblemKind, check};
 pub use db::{Registry, known_schema_version};
 pub use eval::{EvalJob, StoredPrediction};
+pub use judge::{StoredJudgment, StoredVote};
 pub use local::{LocalCopy, manifest_sha256};
 pub use query::{ModelFilter, ResultTable, SortKey};
 pub use sync::SyncReport;
@@ -57,4 +59,7 @@ pub enum Error {
     Sql(#[from] sqlx::Error),
     #[error("bad JSON in the registry: {0}")]
     Json(#[from] serde_json::Error),
+    /// A value the schema does not allow.
+    #[error("{0}")]
+    Invalid(String),
 }

@@ -21,6 +21,7 @@
 //! ```
 
 mod conn;
+pub mod openai;
 mod server;
 mod state;
 
