@@ -926,13 +926,7 @@ pub fn report(r: &zoo_report::Report) -> Doc {
         doc.spans(vec![Span::new(j.name.clone(), Tone::Strong)]);
         let mut t = Table::new(["MODEL", "RATIO %", "WIN", "TIE", "LOSE"]).right_align([1, 2, 3, 4]);
         for row in &j.rows {
-            t.push(vec![
-                row.model.clone(),
-                num(row.ratio),
-                row.win.to_string(),
-                row.tie.to_string(),
-                row.lose.to_string(),
-            ]);
+            t.push(vec![row.model.clone(), num(row.ratio), row.count_text(0), row.count_text(1), row.count_text(2)]);
         }
         doc.table(t);
     }

@@ -187,10 +187,10 @@ fn judge(out: &mut String, j: &JudgeSection, id: &str, specs: &[Spec]) {
              <td class=\"num\">{}</td><td class=\"num\">{}</td>{}</tr>",
             esc(&r.model),
             num_cell(r.ratio, " agg"),
-            r.win,
-            r.tie,
-            r.lose,
-            r.unparsable,
+            r.count_text(0),
+            r.count_text(1),
+            r.count_text(2),
+            r.count_text(3),
             num_cell(r.avg_rank, ""),
         );
     }

@@ -109,10 +109,10 @@ fn judge(out: &mut String, j: &JudgeSection) {
             &[
                 text::markdown(&r.model),
                 num(r.ratio),
-                r.win.to_string(),
-                r.tie.to_string(),
-                r.lose.to_string(),
-                r.unparsable.to_string(),
+                r.count_text(0),
+                r.count_text(1),
+                r.count_text(2),
+                r.count_text(3),
                 num(r.avg_rank),
             ],
         );

@@ -149,6 +149,21 @@ pub struct VoteRow {
     pub lose: u32,
 }
 
+impl JudgeRow {
+    /// The win / tie / lose / unparsable counts, or `None` for a row that has none (a published
+    /// ratio without a tally): shown as missing, never as zeros.
+    pub fn counts(&self) -> Option<[u32; 4]> {
+        let c = [self.win, self.tie, self.lose, self.unparsable];
+        c.iter().any(|&x| x > 0).then_some(c)
+    }
+
+    /// Count `k` of [`counts`](Self::counts) (0 win, 1 tie, 2 lose, 3 unparsable) as text, `–`
+    /// when the row has none.
+    pub fn count_text(&self, k: usize) -> String {
+        self.counts().and_then(|c| c.get(k).copied()).map_or_else(|| "–".to_string(), |x| x.to_string())
+    }
+}
+
 impl ResultRow {
     /// The value of column `key`, when present and finite.
     pub fn value(&self, key: &str) -> Option<f64> {
@@ -181,6 +196,17 @@ impl BenchmarkSection {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_ratio_without_a_tally_shows_no_counts() {
+        let published = JudgeRow { model: "m".into(), ratio: Some(85.2), ..Default::default() };
+        assert_eq!((published.counts(), published.count_text(0)), (None, "–".to_string()));
+        let judged = JudgeRow { model: "m".into(), win: 3, tie: 0, lose: 1, ..Default::default() };
+        assert_eq!(
+            (judged.count_text(0), judged.count_text(1), judged.count_text(2)),
+            ("3".into(), "0".into(), "1".into())
+        );
+    }
 
     #[test]
     fn origin_is_lowercase_in_json_and_optional_fields_default() {
