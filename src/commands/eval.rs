@@ -193,7 +193,7 @@ async fn vote(ctx: &Ctx, out: &mut dyn Write, a: VoteArgs) -> anyhow::Result<u8>
                 's' | 'S' => break,
                 c => {
                     if let Some(v) = zoo_eval::votes::Vote::from_key(c, b.a_shown_left) {
-                        zoo_ops::vote::cast(&ctx.zoo, &session, b, v).await?;
+                        session.cast(b, v).await?;
                         cast += 1;
                         break;
                     }
@@ -203,7 +203,7 @@ async fn vote(ctx: &Ctx, out: &mut dyn Write, a: VoteArgs) -> anyhow::Result<u8>
     }
     drop(keys);
     writeln!(out, "{cast} votes stored.")?;
-    let t = zoo_ops::vote::tally(&ctx.zoo, Some(&session.questions_sha256)).await?;
+    let t = session.finish().await?;
     print(out, &view::vote_tally(&t), ctx.style)?;
     Ok(EXIT_OK)
 }

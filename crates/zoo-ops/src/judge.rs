@@ -250,10 +250,11 @@ pub async fn judge(zoo: &Zoo, req: &JudgeRequest, ctl: &Control) -> Result<Judge
         JudgeMethod::Order => j::ORDER_PROMPT_VERSION,
         JudgeMethod::Pair => PAIR_PROMPT_VERSION,
     };
-    let answers_hash = |i: usize| {
-        let a = &answers[i];
-        sha256_hex(serde_json::to_string(&a.by_id).unwrap_or_default().as_bytes())
-    };
+    // What identifies each contestant's answers in a judge job's key.
+    let answers_hash: Vec<String> =
+        answers.iter().map(|a| sha256_hex(serde_json::to_string(&a.by_id).unwrap_or_default().as_bytes())).collect();
+    let category: BTreeMap<&str, Option<String>> =
+        questions.iter().map(|q| (q.id.as_str(), q.category.clone())).collect();
 
     let mut report = JudgeReport {
         method: req.method,
@@ -294,7 +295,7 @@ pub async fn judge(zoo: &Zoo, req: &JudgeRequest, ctl: &Control) -> Result<Judge
             req.judge_max_tokens.to_string(),
         ];
         for &i in m {
-            key_parts.push(format!("{}={}", names[i], answers_hash(i)));
+            key_parts.push(format!("{}={}", names[i], answers_hash[i]));
         }
         let refs: Vec<&str> = key_parts.iter().map(String::as_str).collect();
         let job = EvalJob {
@@ -389,11 +390,10 @@ pub async fn judge(zoo: &Zoo, req: &JudgeRequest, ctl: &Control) -> Result<Judge
         }
 
         // The arithmetic, over what is stored.
-        let category: BTreeMap<&str, Option<String>> =
-            questions.iter().map(|q| (q.id.as_str(), q.category.clone())).collect();
         match req.method {
             JudgeMethod::Order => {
-                let judgments: Vec<OrderJudgment> = stored
+                let order_names: Vec<String> = m.iter().map(|&i| names[i].clone()).collect();
+                let mut judgments: Vec<OrderJudgment> = stored
                     .values()
                     .map(|s| OrderJudgment {
                         question_id: s.question_id.clone(),
@@ -402,10 +402,17 @@ pub async fn judge(zoo: &Zoo, req: &JudgeRequest, ctl: &Control) -> Result<Judge
                         ranks: s.verdict.as_ref().and_then(|v| serde_json::from_value(v.clone()).ok()),
                     })
                     .collect();
-                let order_names: Vec<String> = m.iter().map(|&i| names[i].clone()).collect();
-                let mut summary = j::order_summary(&judgments, &order_names, &reference);
-                // Skipped questions are never asked (LLM Zoo asked, then left them out).
-                summary.skipped = questions.iter().filter(|q| j::order_skips(q.category.as_deref())).count();
+                // Skipped questions are never asked (LLM Zoo asked, then left them out); they
+                // enter the summary without a verdict, to be counted as skipped.
+                judgments.extend(questions.iter().filter(|q| j::order_skips(q.category.as_deref())).map(|q| {
+                    OrderJudgment {
+                        question_id: q.id.clone(),
+                        category: q.category.clone(),
+                        models: order_names.clone(),
+                        ranks: None,
+                    }
+                }));
+                let summary = j::order_summary(&judgments, &order_names, &reference);
                 for row in summary.rows.iter().filter(|r| r.model != reference) {
                     if let Some(ratio) = row.ratio {
                         let scores = BTreeMap::from([("ratio".to_string(), ratio * 100.0)]);

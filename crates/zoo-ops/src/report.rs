@@ -71,7 +71,9 @@ pub async fn build(zoo: &Zoo, req: &ReportRequest) -> Result<Report> {
         }
     }
     let tables = reg.results(None, None).await?;
+    let tallies = crate::vote::tally_in(&reg, None).await;
     reg.close().await;
+    let tallies = tallies?;
 
     let wanted_model = |r: &ResultRecord| {
         req.models.is_empty()
@@ -172,8 +174,7 @@ pub async fn build(zoo: &Zoo, req: &ReportRequest) -> Result<Report> {
     let wanted_vote = |a: &str, b: &str| {
         req.models.is_empty() || req.models.iter().any(|m| a.eq_ignore_ascii_case(m) || b.eq_ignore_ascii_case(m))
     };
-    let tallies: Vec<_> =
-        crate::vote::tally(zoo, None).await?.into_iter().filter(|t| wanted_vote(&t.model_a, &t.model_b)).collect();
+    let tallies: Vec<_> = tallies.into_iter().filter(|t| wanted_vote(&t.model_a, &t.model_b)).collect();
     if !tallies.is_empty() && req.benchmarks.is_empty() {
         report.votes.push(VoteSection {
             title: "Human votes recorded with zoo eval vote".into(),

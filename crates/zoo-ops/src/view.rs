@@ -789,15 +789,7 @@ pub fn mcq(r: &McqReport) -> Doc {
         ),
         Tone::Faint,
     )]);
-    if !r.failed.is_empty() {
-        doc.spans(vec![Span::new(
-            format!("{} questions failed (asked again by a rerun; no result recorded):", r.failed.len()),
-            Tone::Bad,
-        )]);
-        for f in r.failed.iter().take(5) {
-            doc.spans(vec![Span::new(format!("  question {}: {}", f.index, f.error), Tone::Bad)]);
-        }
-    }
+    failures(&mut doc, "questions", r.failed.iter().map(|f| format!("question {}: {}", f.index, f.error)));
     if let (Some(b), Some(id)) = (&r.benchmark, r.run_id) {
         doc.spans(vec![Span::new(
             format!("recorded as result {id} of benchmark {b} (zoo results --benchmark {b})"),
@@ -805,6 +797,20 @@ pub fn mcq(r: &McqReport) -> Doc {
         )]);
     }
     doc
+}
+
+/// What an endpoint failed on: the count, then the first five.
+fn failures(doc: &mut Doc, what: &str, lines: impl ExactSizeIterator<Item = String>) {
+    if lines.len() == 0 {
+        return;
+    }
+    doc.spans(vec![Span::new(
+        format!("{} {what} failed (asked again by a rerun; no result recorded):", lines.len()),
+        Tone::Bad,
+    )]);
+    for l in lines.take(5) {
+        doc.spans(vec![Span::new(format!("  {l}"), Tone::Bad)]);
+    }
 }
 
 /// `zoo eval judge`.
@@ -887,15 +893,11 @@ pub fn judge(r: &crate::judge::JudgeReport) -> Doc {
             Tone::Faint,
         )]);
     }
-    if !r.failed.is_empty() {
-        doc.spans(vec![Span::new(
-            format!("{} judge calls failed (asked again by a rerun; no result recorded):", r.failed.len()),
-            Tone::Bad,
-        )]);
-        for f in r.failed.iter().take(5) {
-            doc.spans(vec![Span::new(format!("  question {} game {}: {}", f.question_id, f.game, f.error), Tone::Bad)]);
-        }
-    }
+    failures(
+        &mut doc,
+        "judge calls",
+        r.failed.iter().map(|f| format!("question {} game {}: {}", f.question_id, f.game, f.error)),
+    );
     doc
 }
 

@@ -4,13 +4,13 @@
 //! in LLM Zoo's human-evaluation table (win / tie / lose of A against B).
 //!
 //! The front end owns the screen and the keys: [`prepare`] gives it the questions still to vote
-//! on with both answers and which side each is shown on, [`cast`] stores one vote, [`tally`]
-//! counts them.
+//! on with both answers and which side each is shown on, [`VoteSession::cast`] stores one vote,
+//! [`tally`] counts them.
 
 use serde::Serialize;
 use zoo_eval::judge::OpenQuestion;
 use zoo_eval::votes::{self, Vote, VoteTally};
-use zoo_registry::StoredVote;
+use zoo_registry::{Registry, StoredVote};
 
 use crate::judge::{AnswerSettings, Contestant, answers_of, read_questions};
 use crate::{Control, OpsError, Result, Zoo};
@@ -41,9 +41,12 @@ pub struct Ballot {
     pub a_shown_left: bool,
 }
 
-/// A voting session: the ballots not voted on yet by this voter.
+/// A voting session: the ballots not voted on yet by this voter, and the registry the votes go
+/// to (open for the whole session: a vote is one statement, not a new connection).
 #[derive(Debug, Clone, Serialize)]
 pub struct VoteSession {
+    #[serde(skip)]
+    reg: Registry,
     pub questions_sha256: String,
     pub model_a: String,
     pub model_b: String,
@@ -78,7 +81,6 @@ pub async fn prepare(zoo: &Zoo, req: &VoteRequest, ctl: &Control) -> Result<Vote
         .filter(|v| v.voter == req.voter && v.model_a == name_a && v.model_b == name_b)
         .map(|v| v.question_id)
         .collect();
-    reg.close().await;
     let total = questions.len();
     let mut ballots = Vec::new();
     for q in questions {
@@ -91,6 +93,7 @@ pub async fn prepare(zoo: &Zoo, req: &VoteRequest, ctl: &Control) -> Result<Vote
         ballots.push(Ballot { question: q, left, right, a_shown_left: left_is_a });
     }
     Ok(VoteSession {
+        reg,
         questions_sha256: qsha,
         model_a: name_a,
         model_b: name_b,
@@ -101,34 +104,46 @@ pub async fn prepare(zoo: &Zoo, req: &VoteRequest, ctl: &Control) -> Result<Vote
     })
 }
 
-/// Stores one vote (A against B), replacing this voter's earlier vote on the question.
-pub async fn cast(zoo: &Zoo, session: &VoteSession, ballot: &Ballot, vote: Vote) -> Result<()> {
-    let reg = zoo.registry().await?;
-    let v = StoredVote {
-        questions_sha256: session.questions_sha256.clone(),
-        question_id: ballot.question.id.clone(),
-        model_a: session.model_a.clone(),
-        model_b: session.model_b.clone(),
-        vote: match vote {
-            Vote::Win => "win",
-            Vote::Tie => "tie",
-            Vote::Lose => "lose",
-        }
-        .into(),
-        a_shown_left: ballot.a_shown_left,
-        voter: session.voter.clone(),
-        recorded_at: crate::now_rfc3339(),
-    };
-    let r = reg.record_vote(&v).await;
-    reg.close().await;
-    Ok(r?)
+impl VoteSession {
+    /// Stores one vote (A against B), replacing this voter's earlier vote on the question.
+    pub async fn cast(&self, ballot: &Ballot, vote: Vote) -> Result<()> {
+        let v = StoredVote {
+            questions_sha256: self.questions_sha256.clone(),
+            question_id: ballot.question.id.clone(),
+            model_a: self.model_a.clone(),
+            model_b: self.model_b.clone(),
+            vote: match vote {
+                Vote::Win => "win",
+                Vote::Tie => "tie",
+                Vote::Lose => "lose",
+            }
+            .into(),
+            a_shown_left: ballot.a_shown_left,
+            voter: self.voter.clone(),
+            recorded_at: crate::now_rfc3339(),
+        };
+        Ok(self.reg.record_vote(&v).await?)
+    }
+
+    /// The tallies of this question set, then the registry closed.
+    pub async fn finish(self) -> Result<Vec<VoteTally>> {
+        let t = tally_in(&self.reg, Some(&self.questions_sha256)).await;
+        self.reg.close().await;
+        t
+    }
 }
 
 /// The votes stored (on one question set, or all), tallied per pair.
 pub async fn tally(zoo: &Zoo, questions_sha256: Option<&str>) -> Result<Vec<VoteTally>> {
     let reg = zoo.registry().await?;
-    let stored = reg.votes(questions_sha256).await?;
+    let t = tally_in(&reg, questions_sha256).await;
     reg.close().await;
+    t
+}
+
+/// [`tally`] on an open registry.
+pub async fn tally_in(reg: &Registry, questions_sha256: Option<&str>) -> Result<Vec<VoteTally>> {
+    let stored = reg.votes(questions_sha256).await?;
     let parsed: Vec<(String, String, Vote)> = stored
         .into_iter()
         .filter_map(|v| {
