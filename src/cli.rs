@@ -79,6 +79,25 @@ pub enum Command {
     /// Evaluate a model on a benchmark file; predictions and results are kept in the registry
     #[command(subcommand)]
     Eval(EvalCommand),
+    /// The dashboard: browse and filter the zoo, pull, verify, quantize, chat, evaluate and vote
+    /// (`?` lists the keys; `q` quits)
+    Tui(TuiArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TuiArgs {
+    /// Threads for verify, quantize, chat and evaluation [default: all cores]
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// Most tokens of a chat answer
+    #[arg(long, value_name = "N", default_value_t = 512)]
+    pub max_tokens: usize,
+    /// Who votes on the Vote screen [default: $USER]
+    #[arg(long, value_name = "NAME")]
+    pub voter: Option<String>,
+    /// Leave the mouse to the terminal (text selection) instead of clicks and the wheel
+    #[arg(long)]
+    pub no_mouse: bool,
 }
 
 #[derive(Debug, Subcommand)]

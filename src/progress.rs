@@ -24,6 +24,8 @@ struct Task {
     unit: Unit,
     done: u64,
     started: Instant,
+    /// Running figures (`accuracy 0.613`), shown after the bar.
+    metrics: Vec<(String, f64)>,
 }
 
 /// Tasks nest (a download of many files, each file its own task): the bar shows the innermost
@@ -72,6 +74,9 @@ impl StderrProgress {
         } else {
             line.push_str(&format!("  {}", amount(t.done)));
         }
+        for (name, value) in &t.metrics {
+            line.push_str(&format!("  {name} {value:.3}"));
+        }
         if let Some(o) = outer.filter(|o| o.total.is_some_and(|t| t > 0)) {
             let frac = (o.done as f64 / o.total.unwrap_or(1) as f64).clamp(0.0, 1.0);
             line.push_str(&format!("  | {} {:.0}%", o.name, frac * 100.0));
@@ -103,7 +108,7 @@ impl Progress for StderrProgress {
             }
             Event::Start { task, total, unit } => {
                 st.0.retain(|t| t.name != task);
-                st.0.push(Task { name: task, total, unit, done: 0, started: Instant::now() });
+                st.0.push(Task { name: task, total, unit, done: 0, started: Instant::now(), metrics: Vec::new() });
             }
             Event::Advance { task, delta } => {
                 let now = Instant::now();
@@ -116,6 +121,14 @@ impl Progress for StderrProgress {
                         let outer = if st.0.len() > 1 { st.0.first() } else { None };
                         self.draw(&st.0[i], outer, false);
                         st.1 = now;
+                    }
+                }
+            }
+            Event::Metric { task, name, value } => {
+                if let Some(t) = st.0.iter_mut().rev().find(|t| t.name == task) {
+                    match t.metrics.iter_mut().find(|m| m.0 == name) {
+                        Some(m) => m.1 = value,
+                        None => t.metrics.push((name, value)),
                     }
                 }
             }

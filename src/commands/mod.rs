@@ -90,6 +90,7 @@ pub async fn run(cli: Cli, matches: &ArgMatches, style: Style) -> anyhow::Result
     let command = match cli.command {
         Command::Run(a) => return run::run(&ctx, &mut std::io::stdout(), a).await,
         Command::Chat(a) => return run::chat(&ctx, a).await,
+        Command::Tui(a) => return tui(&ctx, a).await,
         c => c,
     };
     let stdout = std::io::stdout();
@@ -108,7 +109,7 @@ pub async fn run(cli: Cli, matches: &ArgMatches, style: Style) -> anyhow::Result
         Command::Cache(c) => ops::cache(&ctx, &mut out, c).await?,
         Command::Add(a) => ops::add(&ctx, &mut out, a).await?,
         Command::Eval(e) => eval::eval(&ctx, &mut out, e).await?,
-        Command::Run(_) | Command::Chat(_) => unreachable!("handled above"),
+        Command::Run(_) | Command::Chat(_) | Command::Tui(_) => unreachable!("handled above"),
         Command::Registry(rc) => match rc {
             RegistryCommand::Query(a) => catalog::query(&ctx, &mut out, a).await?,
             RegistryCommand::Check(a) => catalog::check(&ctx, &mut out, a)?,
@@ -145,4 +146,17 @@ pub fn hint_for(e: &anyhow::Error) -> Option<String> {
         }
         _ => return None,
     })
+}
+
+/// `zoo tui`: the dashboard on this terminal.
+async fn tui(ctx: &Ctx, a: crate::cli::TuiArgs) -> anyhow::Result<u8> {
+    let opts = zoo_tui::Options {
+        threads: a.threads,
+        max_tokens: a.max_tokens,
+        voter: a.voter.or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "me".into()),
+        color: ctx.style.color,
+        mouse: !a.no_mouse,
+    };
+    zoo_tui::run(ctx.zoo.clone(), opts).await?;
+    Ok(0)
 }

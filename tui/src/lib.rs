@@ -1,2 +1,15 @@
-//! The `zoo tui` dashboard. Empty until its issue: the crate exists so the workspace layout,
-//! CI and dependency direction (the TUI calls libraries, nothing calls the TUI) are fixed now.
+//! `zoo tui`: the ratatui dashboard of the zoo. It holds no operation logic: every action
+//! calls `zoo-ops` (the same functions, progress events and cancellation as the CLI).
+//!
+//! - [`app`]: the state, the [`app::Action`] enum and [`app::update`] (pure);
+//! - [`keys`]: keys and the mouse to actions, and the key table of the help overlay;
+//! - [`ui`]: [`ui::draw`], the whole screen from the state (pure);
+//! - [`runtime`]: the one event loop (input, ticks, job events) and the effects that start
+//!   `zoo-ops` jobs; terminal set-up and restore.
+
+pub mod app;
+pub mod keys;
+pub mod runtime;
+pub mod ui;
+
+pub use runtime::{Options, run};

@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 use zoo_registry::model::{BenchmarkRecord, DatasetRecord, FamilyRecord, ModelRecord};
-use zoo_registry::{LocalCopy, ModelFilter, ResultTable};
+use zoo_registry::{LocalCopy, ModelFilter, ResultTable, SortKey};
 
 use crate::{OpsError, Result, Zoo, did_you_mean};
 
@@ -14,6 +14,42 @@ pub async fn models(zoo: &Zoo, filter: &ModelFilter) -> Result<Vec<ModelRecord>>
     let models = reg.models(filter, Some(&zoo.cached_repos())).await?;
     reg.close().await;
     Ok(models)
+}
+
+/// Everything a dashboard shows at once (the TUI's models table, leaderboards and memory fits),
+/// read in one registry session.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Overview {
+    /// Every model, by name, with `local` set.
+    pub models: Vec<ModelRecord>,
+    /// Every registered copy, newest first.
+    pub copies: Vec<LocalCopy>,
+    /// Every benchmark's results table.
+    pub results: Vec<ResultTable>,
+    /// This machine's free memory (see [`crate::fit`]).
+    pub available_memory: Option<u64>,
+}
+
+impl Overview {
+    /// When `model`'s newest verified copy was last verified (RFC 3339), if any was.
+    pub fn verified_at(&self, model: &str) -> Option<&str> {
+        self.copies.iter().filter(|c| c.model == model).filter_map(|c| c.verified_at.as_deref()).max()
+    }
+}
+
+pub async fn overview(zoo: &Zoo) -> Result<Overview> {
+    let reg = zoo.registry().await?;
+    let filter = ModelFilter { sort: SortKey::Name, ..Default::default() };
+    let models = reg.models(&filter, Some(&zoo.cached_repos())).await;
+    let copies = reg.local_copies(None).await;
+    let results = reg.results(None, None).await;
+    reg.close().await;
+    Ok(Overview {
+        models: models?,
+        copies: copies?,
+        results: results?,
+        available_memory: crate::fit::available_memory(),
+    })
 }
 
 /// Every fact about one model: the `zoo show --json` object.

@@ -233,3 +233,38 @@ pub async fn dequantize(req: &DequantizeRequest, ctl: &Control) -> Result<Folder
     };
     Ok(FolderOutput::from(&r))
 }
+
+/// Quantizes a MODEL (see [`crate::ModelRef`]: its runnable copy) into the models folder as
+/// `<label>.<type>.gguf` (the TUI's quantize action); `type` is a `zoo quantize --type` name.
+pub async fn quantize_model(
+    zoo: &crate::Zoo,
+    model: &str,
+    type_name: &str,
+    threads: usize,
+    ctl: &Control,
+) -> Result<QuantizeOutput> {
+    let out_type = OutType::from_name(type_name)
+        .ok_or_else(|| OpsError::Invalid(format!("{type_name:?} is not a quantization type")))?;
+    let reg = zoo.registry().await?;
+    let target = crate::model_ref::resolve(&reg, model).await;
+    reg.close().await;
+    let target = target?;
+    let input = target.runnable_path(zoo)?;
+    let stem: String =
+        target.label().chars().map(|c| if c.is_alphanumeric() || "-_.".contains(c) { c } else { '-' }).collect();
+    let out = zoo.models_dir()?.join(format!("{stem}.{}.gguf", type_name.to_lowercase()));
+    if let Some(dir) = out.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| OpsError::io(dir, e))?;
+    }
+    let req = QuantizeRequest {
+        input,
+        out,
+        target: QuantizeTarget::Gguf(out_type),
+        raw: false,
+        threads,
+        overwrite: true,
+        measure: false,
+        perplexity: None,
+    };
+    quantize(&req, ctl).await
+}

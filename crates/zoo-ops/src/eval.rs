@@ -354,6 +354,16 @@ fn log_softmax(x: &[f32]) -> Vec<f64> {
     x.iter().map(|&v| v as f64 - lse).collect()
 }
 
+/// The share of scored questions answered correctly so far (`None` before the first).
+fn running_accuracy<'a>(done: impl Iterator<Item = &'a StoredPrediction>) -> Option<f64> {
+    let (mut n, mut right) = (0usize, 0usize);
+    for p in done {
+        n += 1;
+        right += usize::from(p.correct);
+    }
+    (n > 0).then(|| right as f64 / n as f64)
+}
+
 fn stored(index: usize, q: &Question, s: &Scored) -> StoredPrediction {
     let pred = Question::letter(s.pred).to_string();
     let gold = q.gold_letters();
@@ -607,6 +617,9 @@ pub async fn mcq(zoo: &Zoo, req: &McqRequest, ctl: &Control) -> Result<McqReport
             done.insert(r.idx as usize, r);
         }
         ctl.progress.event(Event::Advance { task: task.clone(), delta: (j - i) as u64 });
+        if let Some(acc) = running_accuracy(done.values()) {
+            ctl.progress.event(Event::Metric { task: task.clone(), name: "accuracy".into(), value: acc });
+        }
         i = j;
     }
     ctl.progress.event(Event::Finish { task });
@@ -726,4 +739,25 @@ pub fn write_predictions(path: &Path, preds: &[Prediction]) -> Result<()> {
         s.push('\n');
     }
     Ok(zoo_atomic_write::write(path, s.as_bytes())?)
+}
+
+#[cfg(test)]
+mod running_tests {
+    use super::*;
+
+    #[test]
+    fn running_accuracy_counts_what_is_stored() {
+        let p = |idx: i64, correct: bool| StoredPrediction {
+            idx,
+            subset: "anatomy".into(),
+            language: None,
+            pred: Some("A".into()),
+            gold: "A".into(),
+            correct,
+            detail: None,
+        };
+        assert_eq!(running_accuracy([].iter()), None);
+        let done = [p(0, true), p(1, false), p(2, true), p(3, true)];
+        assert_eq!(running_accuracy(done.iter()), Some(0.75));
+    }
 }

@@ -9,7 +9,9 @@
 //! - [`job`]: an operation in the background with an event channel and cancellation;
 //! - [`chat`]: a loaded model with its prompt format, stops and sampling, and a chat session
 //!   that streams UTF-8-safe text deltas;
-//! - [`catalog`]: the queries front ends show (model list, one model's detail, results);
+//! - [`catalog`]: the queries front ends show (model list, one model's detail, results, the
+//!   TUI's overview);
+//! - [`fit`]: the memory a model needs at each precision against the memory free;
 //! - [`view`]: the human view of every report (lines with semantic tones, tables), which each
 //!   front end lays out in its own way.
 //!
@@ -26,6 +28,7 @@ pub mod delta;
 pub mod endpoint;
 pub mod error;
 pub mod eval;
+pub mod fit;
 pub mod inspect;
 pub mod job;
 pub mod judge;

@@ -21,6 +21,9 @@ pub enum Event {
     Note { message: String },
     /// `task` is finished.
     Finish { task: String },
+    /// A running figure of `task` worth showing beside its bar (an evaluation's accuracy so
+    /// far): `name` and its value, replacing the previous value of that name.
+    Metric { task: String, name: String, value: f64 },
 }
 
 /// What a task counts.
