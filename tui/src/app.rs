@@ -296,7 +296,6 @@ pub struct ChatView {
     /// A reply is being generated.
     pub streaming: bool,
     pub stream_started: Option<Instant>,
-    pub stream_pieces: usize,
     /// The last reply's speed line (`[12 tokens, 40.1 tok/s; …]`).
     pub speed: Option<String>,
     /// Lines scrolled up from the bottom.
@@ -1153,13 +1152,10 @@ pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
                         j.apply(ev);
                     }
                 }
-                JobEvent::Text(piece) => {
-                    app.chat.stream_pieces += 1;
-                    match app.chat.messages.last_mut() {
-                        Some((Role::Assistant, text)) => text.push_str(&piece),
-                        _ => app.chat.messages.push((Role::Assistant, piece)),
-                    }
-                }
+                JobEvent::Text(piece) => match app.chat.messages.last_mut() {
+                    Some((Role::Assistant, text)) => text.push_str(&piece),
+                    _ => app.chat.messages.push((Role::Assistant, piece)),
+                },
             }
             Vec::new()
         }
@@ -1296,7 +1292,6 @@ fn submit(app: &mut App) -> Vec<Effect> {
             app.chat.messages.push((Role::User, text.clone()));
             app.chat.streaming = true;
             app.chat.stream_started = Some(Instant::now());
-            app.chat.stream_pieces = 0;
             app.chat.scroll = 0;
             vec![Effect::ChatSend(text)]
         }

@@ -11,7 +11,7 @@ use ratatui::widgets::{Block, Borders, Cell, Clear, Paragraph, Row, Table, Table
 use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 use zoo_ops::view::{self, Doc, Tone as ViewTone};
 
-use crate::app::{App, Confirm, Facet, HitMap, JobState, JobView, Role, Tab, TaskView, Tone};
+use crate::app::{App, Confirm, HitMap, JobState, JobView, Role, Tab, TaskView, Tone};
 use crate::keys::BINDINGS;
 
 /// Styles by meaning; without colour only bold, dim and reverse are used (`NO_COLOR`).
@@ -904,15 +904,4 @@ fn help(tab: Tab, f: &mut Frame, area: Rect, th: Theme) {
     }
     lines.push(Line::styled("any key closes this help", th.faint()));
     popup(f, area, "keys", lines, 90, th);
-}
-
-/// The facets line for tests and logs.
-pub fn facets_summary(app: &App) -> String {
-    Facet::ALL
-        .iter()
-        .filter_map(|f| {
-            app.facets.iter().find(|(x, _)| x == f).and_then(|(_, v)| v.as_ref()).map(|v| format!("{}={v}", f.title()))
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
 }
