@@ -82,6 +82,115 @@ pub enum Command {
     /// The dashboard: browse and filter the zoo, pull, verify, quantize, chat, evaluate and vote
     /// (`?` lists the keys; `q` quits)
     Tui(TuiArgs),
+    /// Serve models over HTTP: the OpenAI API, a web chat page at /, /health and /metrics
+    #[command(after_long_help = SERVE_EXAMPLES)]
+    Serve(ServeArgs),
+    /// A FastChat model worker: registers MODEL with a controller and answers its workers' API
+    Worker(WorkerArgs),
+    /// A FastChat controller: workers register, clients ask it where a model is served
+    Controller(ControllerArgs),
+}
+
+pub const SERVE_EXAMPLES: &str = "Examples:
+  zoo serve                                   # the default model on http://127.0.0.1:8000
+  zoo serve smollm2-135m-instruct --port 8080 --api-key secret
+  zoo serve a.gguf b.gguf --batch-size 16     # two models, 16 sequences decoded together each
+  zoo controller --port 21001 &               # a cluster: controller, workers, OpenAI front
+  zoo worker MODEL --controller http://127.0.0.1:21001 --port 21002 &
+  zoo serve --controller http://127.0.0.1:21001";
+
+/// Settings every server shares (`serve`, `worker`).
+#[derive(Debug, clap::Args)]
+pub struct ServerArgs {
+    /// Address to listen on (loopback by default; 0.0.0.0 for every interface)
+    #[arg(long, default_value = "127.0.0.1", value_name = "HOST")]
+    pub host: String,
+    /// Sequences of one model decoded together at most
+    #[arg(long, default_value_t = 8, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=512))]
+    pub batch_size: u32,
+    /// Requests waiting for a slot at most; more are refused with 429
+    #[arg(long, default_value_t = 64, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub queue: u32,
+    /// Threads for the models' kernels [default: all cores]
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// Prompt format for every model (see `zoo chat --template`) [default: each model's own]
+    #[arg(long, value_name = "NAME")]
+    pub template: Option<String>,
+    /// Longest a request may take, queue wait included, in seconds
+    #[arg(long, default_value_t = 600, value_name = "SECS")]
+    pub timeout: u64,
+    /// Largest request body, in bytes
+    #[arg(long, default_value_t = 4 << 20, value_name = "BYTES")]
+    pub max_body: usize,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Models to serve (names, NAME@REV, repo ids or paths) [default: smollm2-135m-instruct]
+    #[arg(value_name = "MODEL")]
+    pub models: Vec<String>,
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// Port to listen on
+    #[arg(long, default_value_t = 8000)]
+    pub port: u16,
+    /// Require `Authorization: Bearer KEY` on /v1/* (also ZOO_API_KEY)
+    #[arg(long, value_name = "KEY", env = "ZOO_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// Be the OpenAI front of a FastChat cluster: ask this controller's workers instead of loading models
+    #[arg(long, value_name = "URL", conflicts_with = "models")]
+    pub controller: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct WorkerArgs {
+    /// The model to serve (a name, NAME@REV, repo id or path)
+    #[arg(value_name = "MODEL")]
+    pub model: String,
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// Port to listen on (FastChat's worker default)
+    #[arg(long, default_value_t = 21002)]
+    pub port: u16,
+    /// The controller to register with
+    #[arg(long, default_value = "http://127.0.0.1:21001", value_name = "URL")]
+    pub controller: String,
+    /// The URL the controller reaches this worker at [default: http://HOST:PORT]
+    #[arg(long, value_name = "URL")]
+    pub worker_address: Option<String>,
+    /// Names to register the model under, comma-separated [default: the model's name]
+    #[arg(long, value_name = "NAMES", value_delimiter = ',')]
+    pub model_names: Vec<String>,
+    /// Seconds between heartbeats (also FASTCHAT_WORKER_HEART_BEAT_INTERVAL)
+    #[arg(long, default_value_t = 45, value_name = "SECS", env = "FASTCHAT_WORKER_HEART_BEAT_INTERVAL")]
+    pub heart_beat_interval: u64,
+    /// Serve without registering with a controller
+    #[arg(long)]
+    pub no_register: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ControllerArgs {
+    /// Address to listen on
+    #[arg(long, default_value = "127.0.0.1", value_name = "HOST")]
+    pub host: String,
+    /// Port to listen on (FastChat's controller default)
+    #[arg(long, default_value_t = 21001)]
+    pub port: u16,
+    /// How a model's worker is picked
+    #[arg(long, value_enum, default_value = "shortest_queue")]
+    pub dispatch_method: DispatchArg,
+    /// Seconds without a heartbeat after which a worker is dropped (also FASTCHAT_CONTROLLER_HEART_BEAT_EXPIRATION)
+    #[arg(long, default_value_t = 90, value_name = "SECS", env = "FASTCHAT_CONTROLLER_HEART_BEAT_EXPIRATION")]
+    pub heart_beat_expiration: u64,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum DispatchArg {
+    #[value(name = "shortest_queue")]
+    ShortestQueue,
+    Lottery,
 }
 
 #[derive(Debug, Args)]

@@ -6,6 +6,7 @@ mod catalog;
 mod eval;
 mod ops;
 mod run;
+mod serve;
 
 use std::future::Future;
 use std::io::Write;
@@ -91,6 +92,9 @@ pub async fn run(cli: Cli, matches: &ArgMatches, style: Style) -> anyhow::Result
         Command::Run(a) => return run::run(&ctx, &mut std::io::stdout(), a).await,
         Command::Chat(a) => return run::chat(&ctx, a).await,
         Command::Tui(a) => return tui(&ctx, a).await,
+        Command::Serve(a) => return serve::serve(&ctx, a).await,
+        Command::Worker(a) => return serve::worker(&ctx, a).await,
+        Command::Controller(a) => return serve::controller(a).await,
         c => c,
     };
     let stdout = std::io::stdout();
@@ -109,7 +113,12 @@ pub async fn run(cli: Cli, matches: &ArgMatches, style: Style) -> anyhow::Result
         Command::Cache(c) => ops::cache(&ctx, &mut out, c).await?,
         Command::Add(a) => ops::add(&ctx, &mut out, a).await?,
         Command::Eval(e) => eval::eval(&ctx, &mut out, e).await?,
-        Command::Run(_) | Command::Chat(_) | Command::Tui(_) => unreachable!("handled above"),
+        Command::Run(_)
+        | Command::Chat(_)
+        | Command::Tui(_)
+        | Command::Serve(_)
+        | Command::Worker(_)
+        | Command::Controller(_) => unreachable!("handled above"),
         Command::Registry(rc) => match rc {
             RegistryCommand::Query(a) => catalog::query(&ctx, &mut out, a).await?,
             RegistryCommand::Check(a) => catalog::check(&ctx, &mut out, a)?,

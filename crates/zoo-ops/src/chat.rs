@@ -230,6 +230,20 @@ impl ChatModel {
         Ok((tok.encode(&fitted.prompt, add)?, fitted.dropped_turns))
     }
 
+    /// The prompt ids of `messages` rendered whole (no turn is dropped: a server answers a
+    /// prompt that does not fit with an error, as OpenAI's API does). An empty prompt is
+    /// [`OpsError::Invalid`].
+    pub fn render_ids(&self, messages: &[Message]) -> Result<Vec<u32>> {
+        let text = self.format.render(messages, true)?;
+        non_empty(self.tokenizer()?.encode(&text, self.add_special())?)
+    }
+
+    /// The ids of raw text (a completion prompt), with the tokenizer's own special tokens
+    /// (LLaMA's BOS) unless the format writes them.
+    pub fn text_ids(&self, text: &str) -> Result<Vec<u32>> {
+        non_empty(self.tokenizer()?.encode(text, self.add_special())?)
+    }
+
     /// The prompt ids of one request: raw ids as they are; a message list or one user text
     /// rendered with the prompt format, `system` replacing any system message. An empty
     /// prompt is [`OpsError::Invalid`].
