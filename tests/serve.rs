@@ -176,6 +176,8 @@ fn answers_batched_equal_answers_alone_and_match_zoo_run() {
     let single =
         server.metric("zoo_batch_sequences_bucket{model=\"SmolLM2-135M-Instruct.Q4_1\",le=\"1\"}") - single_before;
     assert!(steps > 0.0 && single < steps, "some steps decoded several sequences ({single} of {steps} had one)");
+    // The four prompts share the chat template's system prompt: it ran once, not four times.
+    assert!(server.metric("zoo_prompt_tokens_cached_total") >= 3.0 * 8.0, "shared prompt prefixes are not run again");
     // Completions: raw text, the same engine.
     let (s, v) = post(
         &server.addr,
@@ -372,4 +374,19 @@ fn the_chat_page_streams_and_stops_in_headless_chromium() {
     assert!(v["stream"]["distinct_states"].as_u64().unwrap() >= 2, "{v}");
     // The stopped answer freed its slot.
     assert_eq!(server.metric("zoo_active_sequences"), 0.0);
+}
+
+#[test]
+fn a_request_past_its_timeout_ends_with_length() {
+    let server = Server::start(&["--timeout", "1"], &[]);
+    server.wait_ready();
+    let mut body = chat_body("Tell me a long story.", 5000, false);
+    body["ignore_eos"] = json!(true);
+    let t0 = Instant::now();
+    let (s, v) = post(&server.addr, "/v1/chat/completions", &body);
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["choices"][0]["finish_reason"], "length");
+    let n = v["usage"]["completion_tokens"].as_u64().unwrap();
+    assert!(n > 0 && n < 5000, "stopped by the deadline after {n} tokens");
+    assert!(t0.elapsed() < Duration::from_secs(20));
 }

@@ -151,6 +151,10 @@ pub struct Common {
     /// benchmarks use it for answers of a known length).
     #[serde(default)]
     pub ignore_eos: bool,
+    /// Not supported yet: refused rather than ignored, so that a client never reads a missing
+    /// field as an answer (`false`, `0` and `null` are accepted).
+    pub logprobs: Option<Value>,
+    pub top_logprobs: Option<Value>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -246,7 +250,10 @@ impl Common {
             None | Some(0) | Some(-1) => None,
             Some(k) if k > 0 => Some(k as usize),
             Some(k) => {
-                return Err(ApiError::invalid_param("top_k", format!("top_k must be positive (or -1/0: off), not {k}")));
+                return Err(ApiError::invalid_param(
+                    "top_k",
+                    format!("top_k must be positive (or -1/0: off), not {k}"),
+                ));
             }
         };
         if let Some(n) = self.n
@@ -259,6 +266,16 @@ impl Common {
                 && !(-2.0..=2.0).contains(&v)
             {
                 return Err(ApiError::invalid_param(name, format!("{name} must be in [-2, 2], not {v}")));
+            }
+        }
+        for (name, v) in [("logprobs", &self.logprobs), ("top_logprobs", &self.top_logprobs)] {
+            let asked = match v {
+                None | Some(Value::Null) | Some(Value::Bool(false)) => false,
+                Some(Value::Number(n)) => n.as_f64() != Some(0.0),
+                Some(_) => true,
+            };
+            if asked {
+                return Err(ApiError::invalid_param(name, format!("{name} is not supported by this server yet")));
             }
         }
         let stop = match &self.stop {
@@ -383,6 +400,9 @@ mod tests {
         assert_eq!(bad(&format!("{{{msgs},\"top_p\":0}}")).param.as_deref(), Some("top_p"));
         assert_eq!(bad(&format!("{{{msgs},\"max_tokens\":0}}")).status, 422);
         assert_eq!(bad(&format!("{{{msgs},\"n\":2}}")).param.as_deref(), Some("n"));
+        assert_eq!(bad(&format!("{{{msgs},\"logprobs\":true}}")).param.as_deref(), Some("logprobs"));
+        let ok = parse::<ChatRequest>(format!("{{{msgs},\"logprobs\":false,\"top_logprobs\":0}}").as_bytes()).unwrap();
+        assert!(ok.common.check().is_ok());
         assert_eq!(bad(&format!("{{{msgs},\"stop\":[\"a\",\"b\",\"c\",\"d\",\"e\"]}}")).param.as_deref(), Some("stop"));
         let tool = parse::<ChatRequest>(br#"{"messages":[{"role":"tool","content":"x"}]}"#).unwrap();
         assert_eq!(tool.messages().unwrap_err().status, 422);

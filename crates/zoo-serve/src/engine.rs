@@ -89,6 +89,9 @@ pub enum SubmitError {
     Invalid(String),
 }
 
+/// A prefix shorter than this is not worth a state copy.
+const SHARED_PREFIX_MIN: usize = 8;
+
 struct Queued {
     req: GenRequest,
     events: UnboundedSender<GenEvent>,
@@ -258,11 +261,12 @@ impl Worker {
     fn admit(&mut self) -> bool {
         // Clients that left while their sequence ran are removed before anything else.
         self.drop_gone();
-        while self.gens.len() < self.batch_size {
-            let next = if self.gens.is_empty() {
+        let mut arrivals = Vec::new();
+        while self.gens.len() + arrivals.len() < self.batch_size {
+            let next = if self.gens.is_empty() && arrivals.is_empty() {
                 match self.rx.recv_timeout(Duration::from_millis(500)) {
                     Ok(q) => q,
-                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => return true,
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => break,
                     Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return false,
                 }
             } else {
@@ -276,14 +280,65 @@ impl Worker {
                 self.metrics.record_cancelled();
                 continue;
             }
-            self.start(next);
+            arrivals.push(next);
         }
+        self.start_all(arrivals);
         true
     }
 
-    fn start(&mut self, q: Queued) {
+    /// Starts the requests admitted together. Each takes the pooled state sharing the most
+    /// of its prompt; those that share little with the pool but much with each other (the
+    /// same system prompt, a burst of clients) get the prefix they share computed once, in a
+    /// state each then copies, instead of once per request.
+    fn start_all(&mut self, arrivals: Vec<Queued>) {
+        let mut fresh = Vec::new();
+        for q in arrivals {
+            let pooled = self.pool.iter().map(|s| s.common_prefix(&q.req.prompt)).max().unwrap_or(0);
+            if pooled >= SHARED_PREFIX_MIN {
+                let state = self.state_for(&q.req.prompt);
+                self.start(q, state);
+            } else {
+                fresh.push(q);
+            }
+        }
+        let shared = match fresh.split_first() {
+            Some((first, rest)) if !rest.is_empty() => rest
+                .iter()
+                .map(|q| q.req.prompt.iter().zip(&first.req.prompt).take_while(|(a, b)| a == b).count())
+                .min()
+                .unwrap_or(0)
+                // The last prompt token runs with each request (it gives the logits).
+                .min(fresh.iter().map(|q| q.req.prompt.len().saturating_sub(1)).min().unwrap_or(0)),
+            _ => 0,
+        };
+        let base = (shared >= SHARED_PREFIX_MIN)
+            .then(|| fresh.first().and_then(|q| q.req.prompt.get(..shared)).map(<[u32]>::to_vec))
+            .flatten()
+            .and_then(|prefix| {
+                let mut state = self.state_for(&prefix);
+                let keep = state.common_prefix(&prefix);
+                state.truncate(keep);
+                let rest = prefix.get(keep..).unwrap_or_default();
+                if rest.is_empty() || self.lm.forward(&mut state, rest, zoo_infer::Logits::Greedy).is_ok() {
+                    Some(state)
+                } else {
+                    None
+                }
+            });
+        for q in fresh {
+            let state = match &base {
+                Some(b) => b.clone_prefix(b.len()).unwrap_or_else(|_| self.lm.new_state()),
+                None => self.state_for(&q.req.prompt),
+            };
+            self.start(q, state);
+        }
+        if let Some(b) = base {
+            self.pool_state(b);
+        }
+    }
+
+    fn start(&mut self, q: Queued, state: SeqState) {
         let Queued { req, events, arrived } = q;
-        let state = self.state_for(&req.prompt);
         let mut stop_ids = if req.ignore_eos { Vec::new() } else { self.model.model.stop_ids.clone() };
         stop_ids.extend(req.stop_ids.iter().copied());
         let sampler = Sampler::new(&req.params);
@@ -312,14 +367,21 @@ impl Worker {
         }
     }
 
-    /// The pooled state sharing the longest prefix with `prompt` (taken out of the pool),
-    /// else a fresh one.
+    /// A state for `prompt`: the pooled state sharing the longest prefix with it (moved out of
+    /// the pool when the prompt continues all of it, as a conversation's next turn does;
+    /// otherwise only the shared positions are copied and the pooled state stays for other
+    /// prompts with that prefix), else a fresh one.
     fn state_for(&mut self, prompt: &[u32]) -> SeqState {
         let best = self.pool.iter().enumerate().map(|(i, s)| (s.common_prefix(prompt), i)).max();
         match best {
-            Some((n, i)) if n > 0 => self.pool.remove(i).unwrap_or_else(|| self.lm.new_state()),
-            // No shared prefix: reuse the oldest allocation (its positions are overwritten).
-            _ if self.pool.len() >= self.batch_size => self.pool.pop_front().unwrap_or_else(|| self.lm.new_state()),
+            Some((n, i)) if n >= SHARED_PREFIX_MIN => {
+                let whole = self.pool.get(i).is_some_and(|s| s.len() == n);
+                let copy = if whole { None } else { self.pool.get(i).and_then(|s| s.clone_prefix(n).ok()) };
+                match copy {
+                    Some(c) => c,
+                    None => self.pool.remove(i).unwrap_or_else(|| self.lm.new_state()),
+                }
+            }
             _ => self.lm.new_state(),
         }
     }
@@ -393,13 +455,19 @@ impl Worker {
         }
         let g = self.gens.swap_remove(i);
         let slot = self.slots.swap_remove(i);
-        let (_, state) = g.finish();
+        let (generation, state) = g.finish();
+        self.metrics.record_prompt_cached(slot.prompt_tokens.saturating_sub(generation.prompt_tokens_run));
+        self.pool_state(state);
+        self.active.store(self.gens.len(), Ordering::SeqCst);
+        Some(slot)
+    }
+
+    /// Keeps `state` for later prompts with its prefix (the oldest goes when the pool is full).
+    fn pool_state(&mut self, state: SeqState) {
         if self.pool.len() >= self.batch_size {
             self.pool.pop_front();
         }
         self.pool.push_back(state);
-        self.active.store(self.gens.len(), Ordering::SeqCst);
-        Some(slot)
     }
 }
 

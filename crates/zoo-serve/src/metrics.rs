@@ -52,6 +52,7 @@ impl Histogram {
 struct Inner {
     requests: BTreeMap<(String, u16), u64>,
     prompt_tokens: u64,
+    prompt_cached: u64,
     completion_tokens: u64,
     cancelled: u64,
     ttft: Histogram,
@@ -72,6 +73,7 @@ impl Default for ModelMetrics {
             inner: Mutex::new(Inner {
                 requests: BTreeMap::new(),
                 prompt_tokens: 0,
+                prompt_cached: 0,
                 completion_tokens: 0,
                 cancelled: 0,
                 ttft: Histogram::new(TTFT_BUCKETS),
@@ -117,6 +119,11 @@ impl ModelMetrics {
         });
     }
 
+    /// Prompt tokens a sequence did not run: its state came from the pool or a shared prefix.
+    pub fn record_prompt_cached(&self, n: usize) {
+        self.with(|m| m.prompt_cached += n as u64);
+    }
+
     pub fn record_cancelled(&self) {
         self.with(|m| m.cancelled += 1);
     }
@@ -145,6 +152,7 @@ pub fn render(models: &[ModelSample<'_>]) -> String {
             let snap = s.metrics.inner.lock().ok().map(|m| Inner {
                 requests: m.requests.clone(),
                 prompt_tokens: m.prompt_tokens,
+                prompt_cached: m.prompt_cached,
                 completion_tokens: m.completion_tokens,
                 cancelled: m.cancelled,
                 ttft: m.ttft.clone(),
@@ -174,6 +182,14 @@ pub fn render(models: &[ModelSample<'_>]) -> String {
     family("zoo_prompt_tokens_total", "counter", "Prompt tokens of finished generations.", &|o, model, m, _| {
         let _ = writeln!(o, "zoo_prompt_tokens_total{{model=\"{model}\"}} {}", m.prompt_tokens);
     });
+    family(
+        "zoo_prompt_tokens_cached_total",
+        "counter",
+        "Prompt tokens not run: taken from an earlier sequence's state or a prefix shared with requests admitted together.",
+        &|o, model, m, _| {
+            let _ = writeln!(o, "zoo_prompt_tokens_cached_total{{model=\"{model}\"}} {}", m.prompt_cached);
+        },
+    );
     family("zoo_completion_tokens_total", "counter", "Generated tokens of finished generations.", &|o, model, m, _| {
         let _ = writeln!(o, "zoo_completion_tokens_total{{model=\"{model}\"}} {}", m.completion_tokens);
     });

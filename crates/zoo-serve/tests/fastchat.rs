@@ -1,5 +1,5 @@
 //! Our controller and cluster client against the real FastChat 0.2.36 (installed by
-//! `scripts/fastchat.sh` into `target/fastchat`): FastChat's OpenAI server and the `openai`
+//! `scripts/fastchat.sh` into the target folder's `tmp/py-serve`): FastChat's OpenAI server and the `openai`
 //! Python client through our controller to a worker, our client and heart-beat loop against
 //! FastChat's controller, and `scripts/fastchat_test_message.py` through our controller.
 //!
@@ -28,7 +28,8 @@ fn root() -> PathBuf {
 fn python() -> PathBuf {
     static DEST: OnceLock<PathBuf> = OnceLock::new();
     DEST.get_or_init(|| {
-        let dest = root().join("target/fastchat");
+        // The same venv as the workspace's serve tests (one install per target folder).
+        let dest = Path::new(env!("CARGO_TARGET_TMPDIR")).join("py-serve");
         let out = Command::new("bash")
             .arg(root().join("scripts/fastchat.sh"))
             .arg(&dest)
