@@ -108,7 +108,8 @@ pub fn served_name(spec: &str) -> String {
 /// Loads one model for serving.
 pub async fn load_model(zoo: &Zoo, spec: &str, config: &ServeConfig, ctl: &Control) -> zoo_ops::Result<ChatModel> {
     let opts = ChatOptions {
-        model: Some(spec.to_string()),
+        // The default model is pulled on first use, as `zoo chat` does.
+        model: (spec != zoo_ops::chat::DEFAULT_MODEL).then(|| spec.to_string()),
         template: config.template.clone(),
         threads: config.threads,
         ..Default::default()
