@@ -84,46 +84,32 @@ if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
   echo "hint: point ZOO_FASTCHAT_PYTHON at a newer python3" >&2
   exit 1
 fi
-if ! command -v flock >/dev/null 2>&1; then
-  echo "error: flock not found (util-linux); it keeps parallel installs from racing" >&2
-  exit 1
-fi
 
-done_matches() {
-  [ -f "$DEST/.done" ] && [ "$(cat "$DEST/.done")" = "$MARKER" ]
+fill() {
+  if ! "$PYTHON" -m venv "$DEST" >&2; then
+    echo "error: $PYTHON -m venv $DEST failed" >&2
+    echo "hint: on Debian/Ubuntu the venv module is the python3-venv package" >&2
+    exit 1
+  fi
+  printf '%s\n' "${CONSTRAINTS[@]}" >"$DEST/constraints.txt"
+  pip=("$DEST/bin/python" -m pip install --quiet --disable-pip-version-check)
+  # fschat last and alone with --no-deps: its CLI/web-UI dependencies are not wanted.
+  if ! "${pip[@]}" --constraint "$DEST/constraints.txt" "${REQUIREMENTS[@]}" >&2 \
+      || ! "${pip[@]}" --no-deps "$FSCHAT" >&2; then
+    echo "error: pip could not install $FSCHAT and its server dependencies into $DEST" >&2
+    echo "hint: it needs network access to PyPI; check \`$PYTHON -m pip --version\` and your proxy" >&2
+    exit 1
+  fi
+  # Fail here, not in a test, when an import is missing.
+  if ! LOGDIR= "$DEST/bin/python" -c \
+      'import fastchat.serve.controller, fastchat.serve.openai_api_server, openai' >&2; then
+    echo "error: FastChat's controller or OpenAI server does not import in $DEST" >&2
+    exit 1
+  fi
 }
 
-if ! done_matches; then
-  mkdir -p "$DEST"
-  exec 9>"$DEST/.lock"
-  flock 9
-  # Another process may have finished the install while this one waited for the lock.
-  if ! done_matches; then
-    # Start clean: a half-written venv from an interrupted install would make pip skip packages.
-    find "$DEST" -mindepth 1 -maxdepth 1 ! -name .lock -exec rm -rf {} +
-    if ! "$PYTHON" -m venv "$DEST" >&2; then
-      echo "error: $PYTHON -m venv $DEST failed" >&2
-      echo "hint: on Debian/Ubuntu the venv module is the python3-venv package" >&2
-      exit 1
-    fi
-    printf '%s\n' "${CONSTRAINTS[@]}" >"$DEST/constraints.txt"
-    pip=("$DEST/bin/python" -m pip install --quiet --disable-pip-version-check)
-    # fschat last and alone with --no-deps: its CLI/web-UI dependencies are not wanted.
-    if ! "${pip[@]}" --constraint "$DEST/constraints.txt" "${REQUIREMENTS[@]}" >&2 \
-        || ! "${pip[@]}" --no-deps "$FSCHAT" >&2; then
-      echo "error: pip could not install $FSCHAT and its server dependencies into $DEST" >&2
-      echo "hint: it needs network access to PyPI; check \`$PYTHON -m pip --version\` and your proxy" >&2
-      exit 1
-    fi
-    # Fail here, not in a test, when an import is missing.
-    if ! LOGDIR= "$DEST/bin/python" -c \
-        'import fastchat.serve.controller, fastchat.serve.openai_api_server, openai' >&2; then
-      echo "error: FastChat's controller or OpenAI server does not import in $DEST" >&2
-      exit 1
-    fi
-    echo "$MARKER" >"$DEST/.done"
-  fi
-  exec 9>&-
-fi
+# shellcheck source=lib/install-once.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/install-once.sh"
+install_once "$DEST" "$MARKER" fill
 
 echo "$DEST"

@@ -30,38 +30,24 @@ if ! command -v "$NPM" >/dev/null 2>&1; then
   echo "error: $NPM not found; the chat page test needs npm to install playwright-core" >&2
   exit 1
 fi
-if ! command -v flock >/dev/null 2>&1; then
-  echo "error: flock not found (util-linux); it keeps parallel installs from racing" >&2
-  exit 1
-fi
 
-done_matches() {
-  [ -f "$DEST/.done" ] && [ "$(cat "$DEST/.done")" = "playwright-core@$VERSION" ]
+fill() {
+  # Its own package.json keeps npm from walking up to a parent project.
+  printf '{\n  "name": "zoo-playwright",\n  "private": true\n}\n' >"$DEST/package.json"
+  if ! PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 "$NPM" install --prefix "$DEST" --no-audit --no-fund \
+      --no-save --no-package-lock --loglevel=error "playwright-core@$VERSION" >&2; then
+    echo "error: npm could not install playwright-core@$VERSION into $DEST" >&2
+    echo "hint: it needs network access to the npm registry; check \`$NPM config get registry\` and your proxy" >&2
+    exit 1
+  fi
+  if [ ! -f "$DEST/node_modules/playwright-core/package.json" ]; then
+    echo "error: npm finished but $DEST/node_modules/playwright-core is missing" >&2
+    exit 1
+  fi
 }
 
-if ! done_matches; then
-  mkdir -p "$DEST"
-  exec 9>"$DEST/.lock"
-  flock 9
-  # Another process may have finished the install while this one waited for the lock.
-  if ! done_matches; then
-    # Start clean: a half-written node_modules from an interrupted install is not to be trusted.
-    find "$DEST" -mindepth 1 -maxdepth 1 ! -name .lock -exec rm -rf {} +
-    # Its own package.json keeps npm from walking up to a parent project.
-    printf '{\n  "name": "zoo-playwright",\n  "private": true\n}\n' >"$DEST/package.json"
-    if ! PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 "$NPM" install --prefix "$DEST" --no-audit --no-fund \
-        --no-save --no-package-lock --loglevel=error "playwright-core@$VERSION" >&2; then
-      echo "error: npm could not install playwright-core@$VERSION into $DEST" >&2
-      echo "hint: it needs network access to the npm registry; check \`$NPM config get registry\` and your proxy" >&2
-      exit 1
-    fi
-    if [ ! -f "$DEST/node_modules/playwright-core/package.json" ]; then
-      echo "error: npm finished but $DEST/node_modules/playwright-core is missing" >&2
-      exit 1
-    fi
-    echo "playwright-core@$VERSION" >"$DEST/.done"
-  fi
-  exec 9>&-
-fi
+# shellcheck source=lib/install-once.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/install-once.sh"
+install_once "$DEST" "playwright-core@$VERSION" fill
 
 echo "$DEST"

@@ -8,7 +8,7 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -320,21 +320,9 @@ fn shutdown_lets_a_running_stream_finish() {
     assert!(TcpStream::connect(&server.addr).is_err());
 }
 
-/// `scripts/fastchat.sh` (its venv carries the `openai` package) → the venv's python.
-fn python_with_openai() -> PathBuf {
-    let dest = Path::new(env!("CARGO_TARGET_TMPDIR")).join("py-serve");
-    let out = Command::new("bash")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/fastchat.sh"))
-        .arg(&dest)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "scripts/fastchat.sh failed: {}", String::from_utf8_lossy(&out.stderr));
-    dest.join("bin/python")
-}
-
 #[test]
 fn the_openai_python_package_lists_chats_streams_and_gets_errors() {
-    let python = python_with_openai();
+    let python = common::fastchat_venv().join("bin/python");
     let server = Server::start(&["--api-key", "sekret", "--batch-size", "4"], &[]);
     server.wait_ready();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/web/openai_client.py");

@@ -11,7 +11,7 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -79,17 +79,6 @@ impl Drop for Proc {
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn venv() -> PathBuf {
-    let dest = Path::new(env!("CARGO_TARGET_TMPDIR")).join("py-serve");
-    let out = Command::new("bash")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/fastchat.sh"))
-        .arg(&dest)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "scripts/fastchat.sh failed: {}", String::from_utf8_lossy(&out.stderr));
-    dest
 }
 
 fn python(venv: &Path) -> Command {
@@ -163,6 +152,17 @@ fn openai_cluster(venv: &Path, base: &str, rounds: usize) -> Value {
     serde_json::from_str(stdout.lines().last().unwrap()).unwrap()
 }
 
+/// FastChat's `openai_api_server` in front of `controller`: the process and its `/v1` URL.
+fn fastchat_openai_server(venv: &Path, controller: &str) -> (Proc, String) {
+    let port = free_port().to_string();
+    let mut o = python(venv);
+    o.args(["-m", "fastchat.serve.openai_api_server", "--host", "127.0.0.1", "--port", &port]);
+    o.args(["--controller-address", controller]);
+    let p = Proc::spawn("fastchat openai_api_server", o);
+    wait_http(&format!("http://127.0.0.1:{port}/v1/models"));
+    (p, format!("http://127.0.0.1:{port}/v1"))
+}
+
 /// The same question answered by `zoo serve` directly (greedy, 24 tokens).
 fn direct_answer(home: &Path) -> String {
     let gguf = common::smollm2_gguf();
@@ -180,7 +180,7 @@ fn direct_answer(home: &Path) -> String {
 
 #[test]
 fn zoo_cluster_routes_around_a_dead_worker() {
-    let venv = venv();
+    let venv = common::fastchat_venv();
     let home = tempfile::tempdir().unwrap();
     let expected = direct_answer(home.path());
     let mut ctl =
@@ -229,7 +229,7 @@ fn zoo_cluster_routes_around_a_dead_worker() {
 
 #[test]
 fn our_worker_serves_under_fastchats_controller_and_openai_server() {
-    let venv = venv();
+    let venv = common::fastchat_venv();
     let home = tempfile::tempdir().unwrap();
     let expected = direct_answer(home.path());
     let cport = free_port();
@@ -245,21 +245,8 @@ fn our_worker_serves_under_fastchats_controller_and_openai_server() {
         assert!(t0.elapsed() < Duration::from_secs(60), "FastChat's controller never listed our worker's model");
         std::thread::sleep(Duration::from_millis(200));
     }
-    let oport = free_port();
-    let mut o = python(&venv);
-    o.args([
-        "-m",
-        "fastchat.serve.openai_api_server",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        &oport.to_string(),
-        "--controller-address",
-        &controller,
-    ]);
-    let _fo = Proc::spawn("fastchat openai_api_server", o);
-    wait_http(&format!("http://127.0.0.1:{oport}/v1/models"));
-    let v = openai_cluster(&venv, &format!("http://127.0.0.1:{oport}/v1"), 0);
+    let (_fo, base) = fastchat_openai_server(&venv, &controller);
+    let v = openai_cluster(&venv, &base, 0);
     assert_eq!(v["models"], serde_json::json!(["smol"]));
     // FastChat renders the chat with the template our worker describes (ChatML with SmolLM2's
     // system message): the same prompt, so the same greedy answer as zoo serve.
@@ -270,7 +257,7 @@ fn our_worker_serves_under_fastchats_controller_and_openai_server() {
 
 #[test]
 fn fastchats_tooling_works_against_our_controller() {
-    let venv = venv();
+    let venv = common::fastchat_venv();
     let home = tempfile::tempdir().unwrap();
     let mut ctl = Proc::spawn("zoo controller", zoo(home.path(), &["controller", "--port", "0"]));
     let controller = ctl.listening();
@@ -285,21 +272,8 @@ fn fastchats_tooling_works_against_our_controller() {
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains(&a), "test_message found our worker through our controller: {stdout}");
     // FastChat's OpenAI server in front of our controller.
-    let oport = free_port();
-    let mut o = python(&venv);
-    o.args([
-        "-m",
-        "fastchat.serve.openai_api_server",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        &oport.to_string(),
-        "--controller-address",
-        &controller,
-    ]);
-    let _fo = Proc::spawn("fastchat openai_api_server", o);
-    wait_http(&format!("http://127.0.0.1:{oport}/v1/models"));
-    let v = openai_cluster(&venv, &format!("http://127.0.0.1:{oport}/v1"), 2);
+    let (_fo, base) = fastchat_openai_server(&venv, &controller);
+    let v = openai_cluster(&venv, &base, 2);
     assert_eq!(v["models"], serde_json::json!(["smol"]));
     assert!(!v["chat_text"].as_str().unwrap().is_empty());
     assert!(v["stream_chunks"].as_u64().unwrap() >= 2);

@@ -136,3 +136,17 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
     }
     out
 }
+
+/// The venv of `scripts/fastchat.sh` (FastChat 0.2.36 and the `openai` package), one per target
+/// folder: the serve tests' Python clients and FastChat's servers.
+#[allow(dead_code)]
+pub fn fastchat_venv() -> PathBuf {
+    let dest = Path::new(env!("CARGO_TARGET_TMPDIR")).join("py-serve");
+    let out = Command::new("bash")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/fastchat.sh"))
+        .arg(&dest)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "scripts/fastchat.sh failed: {}", String::from_utf8_lossy(&out.stderr));
+    dest
+}
