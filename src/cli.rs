@@ -82,6 +82,9 @@ pub enum Command {
     /// The dashboard: browse and filter the zoo, pull, verify, quantize, chat, evaluate and vote
     /// (`?` lists the keys; `q` quits)
     Tui(TuiArgs),
+    /// Check and count training data files (LLM Zoo/ShareGPT, Alpaca, OpenAI JSONL, ApolloCorpus)
+    #[command(subcommand)]
+    Data(DataCommand),
     /// Serve models over HTTP: the OpenAI API, a web chat page at /, /health and /metrics
     #[command(after_long_help = SERVE_EXAMPLES)]
     Serve(ServeArgs),
@@ -89,6 +92,30 @@ pub enum Command {
     Worker(WorkerArgs),
     /// A FastChat controller: workers register, clients ask it where a model is served
     Controller(ControllerArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DataCommand {
+    /// Every problem of a training data file, with its record and JSON path (exit 1 when any)
+    Validate(DataArgs),
+    /// Records, turns per role, characters and a length histogram of a training data file
+    Stats(DataArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DataArgs {
+    /// The file: a JSON array or JSON lines
+    #[arg(value_name = "FILE")]
+    pub file: std::path::PathBuf,
+    /// conversations (LLM Zoo, ShareGPT), alpaca, openai or apollo [default: detected from the first record]
+    #[arg(long, value_name = "FORMAT")]
+    pub format: Option<String>,
+    /// Problems listed at most (all are counted)
+    #[arg(long, default_value_t = 50, value_name = "N")]
+    pub max_problems: usize,
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub json: bool,
 }
 
 pub const SERVE_EXAMPLES: &str = "Examples:

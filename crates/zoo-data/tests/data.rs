@@ -1,0 +1,127 @@
+//! Reading, checking and counting training data files of every format.
+
+use std::io::Write;
+
+use zoo_data::{DataError, Format, Problem, Stats, check_record, read_records};
+
+fn file(bytes: &[u8]) -> tempfile::NamedTempFile {
+    let mut f = tempfile::NamedTempFile::new().unwrap();
+    f.write_all(bytes).unwrap();
+    f
+}
+
+/// (format, stats, problems) of a file.
+fn scan(bytes: &[u8], format: Option<Format>) -> Result<(Option<Format>, Stats, Vec<Problem>), DataError> {
+    let f = file(bytes);
+    let mut stats = Stats::default();
+    let mut problems = Vec::new();
+    let (fmt, n) = read_records(f.path(), format, |fmt, rec| {
+        let (turns, p) = check_record(fmt, &rec);
+        stats.add(&turns, p.len());
+        problems.extend(p);
+    })?;
+    stats.format = fmt;
+    assert_eq!(n, stats.records);
+    Ok((fmt, stats, problems))
+}
+
+#[test]
+fn llm_zoo_conversations_are_checked_turn_by_turn() {
+    let data = r#"[
+      {"id": "a", "conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello!"}]},
+      {"conversations": [{"from": "system", "value": "Be brief."}, {"from": "human", "value": "你好"},
+                         {"from": "gpt", "value": "你好！"}, {"from": "human", "value": "Bye"}, {"from": "gpt", "value": "Bye."}]},
+      {"conversations": []},
+      {"conversations": [{"from": "gpt", "value": "I start"}, {"from": "human", "value": "  "}]},
+      {"conversations": [{"from": "robot", "value": "x"}, {"from": "human"}]}
+    ]"#;
+    let (fmt, stats, problems) = scan(data.as_bytes(), None).unwrap();
+    assert_eq!(fmt, Some(Format::Conversations));
+    assert_eq!(stats.records, 5);
+    assert_eq!(stats.turns_by_role.get("user"), Some(&5));
+    assert_eq!(stats.turns_by_role.get("system"), Some(&1));
+    let paths: Vec<(usize, &str)> = problems.iter().map(|p| (p.record, p.path.as_str())).collect();
+    assert_eq!(
+        paths,
+        [
+            (2, "$[2].conversations"),
+            (3, "$[3].conversations[1].value"),
+            (3, "$[3].conversations[0]"),
+            (4, "$[4].conversations[0].from"),
+            (4, "$[4].conversations[1].value"),
+            (4, "$[4].conversations"),
+        ],
+        "{problems:#?}"
+    );
+    assert!(problems[2].message.contains("expected a user turn"), "{problems:#?}");
+    assert!(problems[3].message.contains("unknown role `robot`"));
+    assert_eq!(stats.records_with_problems, 3);
+    // Characters, not bytes: 你好 is 2.
+    assert_eq!(stats.max_record_chars, ("Be brief.你好你好！ByeBye.".chars().count()) as u64);
+}
+
+#[test]
+fn openai_jsonl_alpaca_and_apollo_are_detected() {
+    let jsonl = "{\"messages\":[{\"role\":\"user\",\"content\":\"q\"},{\"role\":\"assistant\",\"content\":\"a\"}]}\n\n\
+                 {\"messages\":[{\"role\":\"user\",\"content\":\"q2\"}]}\n";
+    let (fmt, stats, problems) = scan(jsonl.as_bytes(), None).unwrap();
+    assert_eq!((fmt, stats.records, stats.turns), (Some(Format::OpenAi), 2, 3));
+    assert_eq!(problems.len(), 1);
+    assert!(problems[0].message.contains("last turn"), "{problems:?}");
+
+    let alpaca = r#"[{"instruction": "Add", "input": "2 and 2", "output": "4"}, {"instruction": "", "output": 5}]"#;
+    let (fmt, stats, problems) = scan(alpaca.as_bytes(), None).unwrap();
+    assert_eq!((fmt, stats.records, stats.turns), (Some(Format::Alpaca), 2, 4));
+    let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
+    assert_eq!(paths, ["$[1].instruction", "$[1].output"]);
+
+    let apollo = r#"[["What is a fever?", "A high temperature.", "Why?", "Infection."], ["odd"], "A passage of a medical book."]"#;
+    let (fmt, stats, problems) = scan(apollo.as_bytes(), None).unwrap();
+    assert_eq!((fmt, stats.records, stats.turns), (Some(Format::Apollo), 3, 6));
+    assert_eq!(problems.len(), 1);
+    assert_eq!(problems[0].path, "$[1]");
+}
+
+#[test]
+fn broken_files_name_the_record() {
+    // Truncated in the third record.
+    let e =
+        scan(br#"[{"conversations": []}, {"conversations": []}, {"conversations": [{"from": "hu"#, None).unwrap_err();
+    match e {
+        DataError::Json { record, line, .. } => assert_eq!((record, line), (2, 1)),
+        e => panic!("{e}"),
+    }
+    // Invalid UTF-8 inside a string of the second line.
+    let e = scan(b"{\"messages\": []}\n{\"messages\": [{\"role\": \"user\", \"content\": \"\xff\xfe\"}]}\n", None)
+        .unwrap_err();
+    assert!(matches!(e, DataError::Json { record: 1, line: 2, .. }), "{e}");
+    // Not a format: told, with the record.
+    let e = scan(br#"[{"text": "x"}]"#, None).unwrap_err();
+    assert!(e.to_string().contains("record 0 is in no known format"), "{e}");
+    // Trailing garbage after the array.
+    assert!(scan(br#"[] x"#, None).is_err());
+    // An empty file has no records.
+    let (fmt, stats, _) = scan(b"  \n", None).unwrap();
+    assert_eq!((fmt, stats.records), (None, 0));
+    // A named format overrides detection.
+    let (_, _, problems) = scan(br#"[{"instruction": "x", "output": "y"}]"#, Some(Format::Conversations)).unwrap();
+    assert!(problems[0].message.contains("no `conversations`"));
+}
+
+#[test]
+fn a_large_file_streams_record_by_record() {
+    let mut f = tempfile::NamedTempFile::new().unwrap();
+    let n = 20_000;
+    f.write_all(b"[").unwrap();
+    for i in 0..n {
+        if i > 0 {
+            f.write_all(b",").unwrap();
+        }
+        write!(f, r#"{{"id":"{i}","conversations":[{{"from":"human","value":"question {i}"}},{{"from":"gpt","value":"answer {i}"}}]}}"#).unwrap();
+    }
+    f.write_all(b"]").unwrap();
+    let mut seen = Vec::new();
+    let (_, count) = read_records(f.path(), None, |_, rec| seen.push(rec.index)).unwrap();
+    assert_eq!(count, n);
+    assert!(seen.iter().copied().eq(0..n), "records arrive in order, one by one");
+}
