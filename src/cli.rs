@@ -100,6 +100,30 @@ pub enum DataCommand {
     Validate(DataArgs),
     /// Records, turns per role, characters and a length histogram of a training data file
     Stats(DataArgs),
+    /// Rewrite a training data file in another format, keeping every turn (written atomically)
+    Convert(DataConvertArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DataConvertArgs {
+    /// The file: a JSON array or JSON lines
+    #[arg(value_name = "FILE")]
+    pub file: std::path::PathBuf,
+    /// The target format: conversations (LLM Zoo, ShareGPT), alpaca, openai or apollo
+    #[arg(long, value_name = "FORMAT")]
+    pub to: String,
+    /// Where to write (`.jsonl`: JSON lines; anything else: a JSON array)
+    #[arg(long, short, value_name = "OUT")]
+    pub out: std::path::PathBuf,
+    /// The input's format [default: detected from the first record]
+    #[arg(long, value_name = "FORMAT")]
+    pub format: Option<String>,
+    /// Leave out records with problems or that the target cannot hold (else the first one stops the conversion)
+    #[arg(long)]
+    pub skip_invalid: bool,
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

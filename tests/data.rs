@@ -52,4 +52,21 @@ fn validate_lists_problems_and_exits_1_stats_counts() {
     let o = common::run_zoo(home.path(), &["data", "stats", &p(&good), "--format", "csv"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("unknown format `csv`"));
+
+    // convert: to JSON lines and back, every turn kept; a multi-turn record refused by Alpaca.
+    let jsonl = home.path().join("out.jsonl");
+    let o = common::run_zoo(
+        home.path(),
+        &["data", "convert", &p(&good), "--to", "conversations", "-o", &p(&jsonl), "--json"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!((v["records_written"].as_u64(), v["to"].as_str()), (Some(1), Some("conversations")));
+    let o = common::run_zoo(
+        home.path(),
+        &["data", "convert", &p(&bad), "--to", "alpaca", "-o", &p(&home.path().join("a.json"))],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("record 1 cannot be written as alpaca"));
+    assert!(!home.path().join("a.json").exists());
 }

@@ -8,7 +8,7 @@ use zoo_data::{Format, Problem, Stats, check_record, read_records};
 use zoo_ops::view::{Doc, Table};
 
 use super::Ctx;
-use crate::cli::{DataArgs, DataCommand};
+use crate::cli::{DataArgs, DataCommand, DataConvertArgs};
 use crate::output::{print, write_json};
 use crate::{EXIT_NOT_FOUND, EXIT_OK};
 
@@ -26,6 +26,7 @@ pub fn data(ctx: &Ctx, out: &mut dyn Write, c: DataCommand) -> anyhow::Result<u8
     let (a, validate) = match c {
         DataCommand::Validate(a) => (a, true),
         DataCommand::Stats(a) => (a, false),
+        DataCommand::Convert(a) => return convert(ctx, out, a),
     };
     let r = scan(&a)?;
     if a.json {
@@ -36,14 +37,35 @@ pub fn data(ctx: &Ctx, out: &mut dyn Write, c: DataCommand) -> anyhow::Result<u8
     Ok(if validate && r.stats.problems > 0 { EXIT_NOT_FOUND } else { EXIT_OK })
 }
 
+fn format_arg(name: &str) -> anyhow::Result<Format> {
+    Format::from_name(name)
+        .ok_or_else(|| anyhow::anyhow!("unknown format `{name}`; known: {}", Format::NAMES.join(", ")))
+}
+
+fn convert(ctx: &Ctx, out: &mut dyn Write, a: DataConvertArgs) -> anyhow::Result<u8> {
+    let from = a.format.as_deref().map(format_arg).transpose()?;
+    let to = format_arg(&a.to)?;
+    let r = zoo_data::convert(&a.file, from, to, &a.out, a.skip_invalid)?;
+    if a.json {
+        write_json(out, &r)?;
+    } else {
+        let left_out = if r.skipped > 0 { format!(", {} left out (--skip-invalid)", r.skipped) } else { String::new() };
+        let mut d = Doc::new();
+        d.line(format!(
+            "{} → {}: {} of {} records written as {}{left_out}",
+            r.input,
+            r.output,
+            r.records_written,
+            r.records_read,
+            r.to.name()
+        ));
+        print(out, &d, ctx.style)?;
+    }
+    Ok(EXIT_OK)
+}
+
 fn scan(a: &DataArgs) -> anyhow::Result<DataReport> {
-    let format = match &a.format {
-        None => None,
-        Some(n) => Some(
-            Format::from_name(n)
-                .ok_or_else(|| anyhow::anyhow!("unknown format `{n}`; known: {}", Format::NAMES.join(", ")))?,
-        ),
-    };
+    let format = a.format.as_deref().map(format_arg).transpose()?;
     let mut stats = Stats::default();
     let mut problem_list = Vec::new();
     let (format, _) = read_records(&a.file, format, |fmt, rec| {

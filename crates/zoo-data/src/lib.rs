@@ -9,11 +9,13 @@
 //! - `apollo`: ApolloCorpus, a JSON array of texts (pre-training) or of `[q, a, q, a, ...]`
 //!   lists (QA).
 //!
-//! Status: `validate` and `stats` (issue #19); convert, sample, split, dedup and render are to come.
+//! Status: `validate`, `stats` and `convert` (issue #19); sample, split, dedup and render are to come.
 
+mod convert;
 mod read;
 mod validate;
 
+pub use convert::{ConvertReport, convert, to_value};
 pub use read::{Format, Record, Turn, read_records};
 pub use validate::{Problem, Stats, check_record};
 

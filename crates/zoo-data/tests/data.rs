@@ -125,3 +125,61 @@ fn a_large_file_streams_record_by_record() {
     assert_eq!(count, n);
     assert!(seen.iter().copied().eq(0..n), "records arrive in order, one by one");
 }
+
+/// Every record's turns, in order.
+fn turns_of(path: &std::path::Path) -> Vec<Vec<(String, String)>> {
+    let mut all = Vec::new();
+    read_records(path, None, |fmt, rec| {
+        let (turns, problems) = check_record(fmt, &rec);
+        assert!(problems.is_empty(), "{problems:?}");
+        all.push(turns.into_iter().map(|t| (t.role.to_string(), t.text)).collect());
+    })
+    .unwrap();
+    all
+}
+
+#[test]
+fn conversions_round_trip_every_turn() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("phoenix.json");
+    std::fs::write(
+        &src,
+        r#"[{"id": "x1", "conversations": [{"from": "system", "value": "Be kind."}, {"from": "human", "value": "你好"},
+              {"from": "gpt", "value": "你好！"}, {"from": "human", "value": "Quote: \"hi\"\n"}, {"from": "gpt", "value": "ok"}]},
+            {"id": "x2", "conversations": [{"from": "human", "value": "q"}, {"from": "chatgpt", "value": "a"}]}]"#,
+    )
+    .unwrap();
+    let original = turns_of(&src);
+    let jsonl = dir.path().join("chat.jsonl");
+    let r = zoo_data::convert(&src, None, Format::OpenAi, &jsonl, false).unwrap();
+    assert_eq!((r.records_read, r.records_written, r.skipped), (2, 2, 0));
+    assert_eq!(std::fs::read_to_string(&jsonl).unwrap().lines().count(), 2, "JSON lines");
+    assert_eq!(turns_of(&jsonl), original);
+    let back = dir.path().join("back.json");
+    zoo_data::convert(&jsonl, None, Format::Conversations, &back, false).unwrap();
+    assert_eq!(turns_of(&back), original);
+    let apollo = dir.path().join("apollo.json");
+    // A system text does not fit ApolloCorpus: refused with the record, nothing written.
+    let e = zoo_data::convert(&src, None, Format::Apollo, &apollo, false).unwrap_err();
+    assert!(e.to_string().contains("record 0 cannot be written as apollo"), "{e}");
+    assert!(!apollo.exists(), "a failed conversion leaves no file");
+    let r = zoo_data::convert(&src, None, Format::Apollo, &apollo, true).unwrap();
+    assert_eq!((r.records_written, r.skipped), (1, 1));
+    assert_eq!(turns_of(&apollo), original[1..]);
+    // Conversations keep their ids.
+    let same = dir.path().join("same.json");
+    zoo_data::convert(&src, None, Format::Conversations, &same, false).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&same).unwrap()).unwrap();
+    assert_eq!(v[0]["id"], "x1");
+    // Multi-turn records do not fit Alpaca; single exchanges do, and come back the same.
+    let e = zoo_data::convert(&src, None, Format::Alpaca, &dir.path().join("a.json"), false).unwrap_err();
+    assert!(e.to_string().contains("do not fit Alpaca"), "{e}");
+    let alpaca = dir.path().join("alpaca.json");
+    std::fs::write(&alpaca, r#"[{"instruction": "Add", "input": "2 and 2", "output": "4"}]"#).unwrap();
+    let conv = dir.path().join("from-alpaca.json");
+    zoo_data::convert(&alpaca, None, Format::Conversations, &conv, false).unwrap();
+    let again = dir.path().join("again.json");
+    zoo_data::convert(&conv, None, Format::Alpaca, &again, false).unwrap();
+    assert_eq!(turns_of(&again), turns_of(&alpaca));
+    assert_eq!(turns_of(&again)[0][0].1, "Add\n\n2 and 2");
+}
