@@ -14,7 +14,6 @@ use serde_json::{Value, json};
 use crate::api::{ApiError, Checked};
 use crate::cluster::{self, ControllerClient};
 use crate::engine::{Finish, GenEvent};
-use crate::server::ServeConfig;
 
 /// Starts one generation on a worker of `model`; returns the model's name and the events.
 pub async fn start(
@@ -22,7 +21,6 @@ pub async fn start(
     model: Option<&str>,
     input: Value,
     c: &Checked,
-    config: &ServeConfig,
 ) -> Result<(String, BoxStream<'static, GenEvent>), ApiError> {
     let unavailable = |e: cluster::ClusterError| ApiError::unavailable(format!("the cluster did not answer: {e}"));
     let models = client.list_models().await.map_err(unavailable)?;
@@ -57,7 +55,6 @@ pub async fn start(
     if let (Some(p), Some(i)) = (params.as_object_mut(), input.as_object()) {
         p.extend(i.clone());
     }
-    let _ = config;
     let chunks = cluster::generate_stream(&worker, params)
         .await
         .map_err(|e| ApiError::unavailable(format!("the worker {worker} did not answer: {e}")))?;

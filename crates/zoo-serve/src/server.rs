@@ -385,9 +385,11 @@ fn seed_now() -> u64 {
 
 async fn start(state: &Arc<AppState>, model: Option<&str>, input: Input, c: &Checked) -> Result<Started, ApiError> {
     if let Backend::Cluster(client) = &state.backend {
-        return crate::front::start(client, model, input_json(&input), c, &state.config)
-            .await
-            .map(|(model, events)| Started { model, prompt_tokens: 0, events });
+        return crate::front::start(client, model, input_json(&input), c).await.map(|(model, events)| Started {
+            model,
+            prompt_tokens: 0,
+            events,
+        });
     }
     let engine = state.engine(model)?;
     let m = Arc::clone(&engine.model);
