@@ -100,9 +100,6 @@ pub async fn controller(a: ControllerArgs) -> anyhow::Result<u8> {
         sweep_interval: Duration::from_secs((a.heart_beat_expiration / 3).max(1)),
         ..ControllerConfig::default()
     };
-    let addr = format!("{}:{}", a.host, a.port);
-    let listener =
-        tokio::net::TcpListener::bind(&addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
-    zoo_serve::controller::serve_controller(listener, cfg, shutdown_signal()).await?;
+    zoo_serve::controller::run_controller(&a.host, a.port, cfg, shutdown_signal()).await?;
     Ok(0)
 }

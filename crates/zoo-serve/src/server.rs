@@ -126,11 +126,7 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     bound: impl FnOnce(SocketAddr),
 ) -> zoo_ops::Result<()> {
-    let addr = format!("{}:{}", config.host, config.port);
-    let listener = tokio::net::TcpListener::bind(&addr)
-        .await
-        .map_err(|e| zoo_ops::OpsError::Invalid(format!("cannot listen on {addr}: {e}")))?;
-    let local = listener.local_addr().map_err(|e| zoo_ops::OpsError::Invalid(format!("{addr}: {e}")))?;
+    let (listener, local) = bind(&config.host, config.port).await?;
     let backend = match &config.controller {
         Some(url) => Backend::Cluster(ControllerClient::new(url)),
         None => Backend::Local(RwLock::new(Vec::new())),
@@ -196,6 +192,16 @@ pub async fn serve(
     };
     loader.abort();
     result.map_err(|e| zoo_ops::OpsError::Invalid(format!("the server stopped: {e}")))
+}
+
+/// Listens on `host:port` (port 0: any free one); returns the listener and its address.
+pub(crate) async fn bind(host: &str, port: u16) -> zoo_ops::Result<(tokio::net::TcpListener, SocketAddr)> {
+    let addr = format!("{host}:{port}");
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .map_err(|e| zoo_ops::OpsError::Invalid(format!("cannot listen on {addr}: {e}")))?;
+    let local = listener.local_addr().map_err(|e| zoo_ops::OpsError::Invalid(format!("{addr}: {e}")))?;
+    Ok((listener, local))
 }
 
 /// The routes, over `state`.
@@ -379,7 +385,8 @@ struct Started {
     events: BoxStream<'static, GenEvent>,
 }
 
-fn seed_now() -> u64 {
+/// A seed for a request that names none.
+pub(crate) fn seed_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0x5eed)
 }
 

@@ -32,7 +32,7 @@ use zoo_ops::{Control, Zoo};
 use crate::cluster::{SERVER_ERROR_MSG, error_code as codes};
 use crate::engine::{Engine, GenEvent, GenRequest, SubmitError};
 use crate::metrics::ModelMetrics;
-use crate::server::{ServeConfig, load_model, served_name};
+use crate::server::{ServeConfig, bind, load_model, seed_now, served_name};
 
 /// How a worker runs.
 #[derive(Debug, Clone)]
@@ -68,11 +68,7 @@ pub async fn run_worker(
     let name = served_name(&spec);
     let names = if config.model_names.is_empty() { vec![name.clone()] } else { config.model_names.clone() };
     let engine = Engine::start(name, model, config.serve.engine.clone(), Arc::new(ModelMetrics::default()));
-    let addr = format!("{}:{}", config.serve.host, config.serve.port);
-    let listener = tokio::net::TcpListener::bind(&addr)
-        .await
-        .map_err(|e| zoo_ops::OpsError::Invalid(format!("cannot listen on {addr}: {e}")))?;
-    let local = listener.local_addr().map_err(|e| zoo_ops::OpsError::Invalid(format!("{addr}: {e}")))?;
+    let (listener, local) = bind(&config.serve.host, config.serve.port).await?;
     let worker_name = config.worker_address.clone().unwrap_or_else(|| format!("http://{local}"));
     bound(local);
     let state =
@@ -278,9 +274,7 @@ async fn begin(
         top_p: (top_p < 1.0).then_some(top_p),
         repetition_penalty: f64_of("repetition_penalty", 1.0) as f32,
         repeat_last_n: 64,
-        seed: p.get("seed").and_then(Value::as_u64).unwrap_or_else(|| {
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1)
-        }),
+        seed: p.get("seed").and_then(Value::as_u64).unwrap_or_else(seed_now),
     };
     let prompt_tokens = ids.len();
     let req = GenRequest {

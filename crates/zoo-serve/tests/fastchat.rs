@@ -256,19 +256,26 @@ except openai.BadRequestError as e:
 print(json.dumps(out))
 "#;
 
+/// Runs the real heartbeat loop for `worker` (serving model `fake`) against `controller` until
+/// the returned sender is dropped.
+fn beat(controller: &str, worker: &str, interval: Duration, queue_length: i64) -> watch::Sender<bool> {
+    let (tx, stop) = watch::channel(false);
+    tokio::spawn(heartbeat_loop(
+        ControllerClient::new(controller),
+        worker.to_string(),
+        vec!["fake".into()],
+        interval,
+        move || queue_length,
+        stop,
+    ));
+    tx
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn fastchat_openai_server_reaches_a_worker_through_our_controller() {
     let (controller, _stop_controller) = our_controller().await;
     let (worker, calls) = fake_worker().await;
-    let (_stop_beats, stop) = watch::channel(false);
-    tokio::spawn(heartbeat_loop(
-        ControllerClient::new(&controller),
-        worker.clone(),
-        vec!["fake".into()],
-        Duration::from_secs(1),
-        || 0,
-        stop,
-    ));
+    let _stop_beats = beat(&controller, &worker, Duration::from_secs(1), 0);
     let port = free_port().to_string();
     let api = Child::spawn(&[
         "-m",
@@ -351,15 +358,7 @@ async fn our_client_and_heart_beats_work_with_fastchats_controller() {
     wait_ready(&format!("{url}/test_connection"), &ctl).await;
     let client = ControllerClient::new(&url);
     let (worker, _calls) = fake_worker().await;
-    let (_stop_beats, stop) = watch::channel(false);
-    tokio::spawn(heartbeat_loop(
-        ControllerClient::new(&url),
-        worker.clone(),
-        vec!["fake".into()],
-        Duration::from_millis(200),
-        || 2,
-        stop,
-    ));
+    let _stop_beats = beat(&url, &worker, Duration::from_millis(200), 2);
     for _ in 0..300 {
         if client.list_models().await.expect("lists") == ["fake"] {
             break;
@@ -402,15 +401,7 @@ async fn our_client_and_heart_beats_work_with_fastchats_controller() {
 async fn the_test_message_script_streams_through_our_controller() {
     let (controller, _stop_controller) = our_controller().await;
     let (worker, calls) = fake_worker().await;
-    let (_stop_beats, stop) = watch::channel(false);
-    tokio::spawn(heartbeat_loop(
-        ControllerClient::new(&controller),
-        worker.clone(),
-        vec!["fake".into()],
-        Duration::from_secs(1),
-        || 0,
-        stop,
-    ));
+    let _stop_beats = beat(&controller, &worker, Duration::from_secs(1), 0);
     let client = ControllerClient::new(&controller);
     for _ in 0..300 {
         if !client.list_models().await.expect("lists").is_empty() {
