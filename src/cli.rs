@@ -82,8 +82,9 @@ pub enum Command {
     /// The dashboard: browse and filter the zoo, pull, verify, quantize, chat, evaluate and vote
     /// (`?` lists the keys; `q` quits)
     Tui(TuiArgs),
-    /// Check and count training data files (LLM Zoo/ShareGPT, Alpaca, OpenAI JSONL, ApolloCorpus)
-    #[command(subcommand)]
+    /// Check, count, convert, sample, split, deduplicate and render training data files (LLM
+    /// Zoo/ShareGPT, Alpaca, OpenAI JSONL, ApolloCorpus)
+    #[command(subcommand, after_long_help = DATA_EXAMPLES)]
     Data(DataCommand),
     /// Serve models over HTTP: the OpenAI API, a web chat page at /, /health and /metrics
     #[command(after_long_help = SERVE_EXAMPLES)]
@@ -98,10 +99,142 @@ pub enum Command {
 pub enum DataCommand {
     /// Every problem of a training data file, with its record and JSON path (exit 1 when any)
     Validate(DataArgs),
-    /// Records, turns per role, characters and a length histogram of a training data file
-    Stats(DataArgs),
+    /// Records, turns per role, languages, characters and, with --tokenizer, tokens in a model's
+    /// prompt format: length histogram, percentiles, records over the context length
+    Stats(DataStatsArgs),
     /// Rewrite a training data file in another format, keeping every turn (written atomically)
     Convert(DataConvertArgs),
+    /// A uniform random sample of the records, in file order (reproducible with --seed)
+    Sample(DataSampleArgs),
+    /// Divide the records among files by weight, e.g. --part train.jsonl=0.9 --part test.jsonl=0.1
+    /// (exact sizes; reproducible with --seed)
+    Split(DataSplitArgs),
+    /// Leave out repeated records: exact (same turns), and with --near near duplicates (MinHash)
+    Dedup(DataDedupArgs),
+    /// The exact LLM Zoo training text of each conversation as token ids with its assistant-only
+    /// loss mask (labels −100 elsewhere), as JSON lines
+    Render(DataRenderArgs),
+}
+
+pub const DATA_EXAMPLES: &str = "Examples:
+  zoo data validate sharegpt.json              # every problem, with record and JSON path
+  zoo data stats data.json --tokenizer smollm2-135m-instruct --plot lengths.svg
+  zoo data convert alpaca.json --to openai -o train.jsonl
+  zoo data sample data.json -n 1000 --seed 7 -o small.json
+  zoo data split data.json --part train.jsonl=0.9 --part test.jsonl=0.1 --seed 7
+  zoo data dedup data.json --near 0.8 -o unique.json
+  zoo data render data.json --model phoenix-inst-chat-7b -o train.jsonl";
+
+/// The options every file-writing `zoo data` command shares.
+#[derive(Debug, Args)]
+pub struct DataInput {
+    /// The file: a JSON array or JSON lines
+    #[arg(value_name = "FILE")]
+    pub file: std::path::PathBuf,
+    /// The input's format [default: detected from the first record]
+    #[arg(long, value_name = "FORMAT")]
+    pub format: Option<String>,
+    /// Draws every random choice: the same seed gives the same output, byte for byte
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub seed: u64,
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("size").required(true).args(["count", "fraction"])))]
+pub struct DataSampleArgs {
+    #[command(flatten)]
+    pub input: DataInput,
+    /// How many records (all of them when the file has fewer)
+    #[arg(short = 'n', long = "count", value_name = "N")]
+    pub count: Option<usize>,
+    /// This share of the records, in (0, 1]: exactly round(F × records)
+    #[arg(long, value_name = "F")]
+    pub fraction: Option<f64>,
+    /// Where to write (`.jsonl`: JSON lines; anything else: a JSON array); records as read
+    #[arg(long, short, value_name = "OUT")]
+    pub out: std::path::PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct DataSplitArgs {
+    #[command(flatten)]
+    pub input: DataInput,
+    /// An output and its weight, OUT=WEIGHT (repeat: --part train.jsonl=0.9 --part test.jsonl=0.1)
+    #[arg(long = "part", value_name = "OUT=WEIGHT", required = true)]
+    pub parts: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DataDedupArgs {
+    #[command(flatten)]
+    pub input: DataInput,
+    /// Where to write the records kept (`.jsonl`: JSON lines; anything else: a JSON array)
+    #[arg(long, short, value_name = "OUT")]
+    pub out: std::path::PathBuf,
+    /// Also leave out near duplicates: estimated Jaccard similarity of character shingles with
+    /// a kept record at least this, in (0, 1] (MinHash with LSH)
+    #[arg(long, value_name = "THRESHOLD")]
+    pub near: Option<f64>,
+    /// Shingle length in characters (near duplicates)
+    #[arg(long, default_value_t = 5, value_name = "N")]
+    pub shingle: usize,
+    /// MinHash functions (near duplicates)
+    #[arg(long, default_value_t = 128, value_name = "N")]
+    pub perms: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct DataStatsArgs {
+    #[command(flatten)]
+    pub common: DataArgs,
+    /// Count tokens with this model's tokenizer and prompt format (MODEL: a registry name, hub
+    /// id, folder or file; only its tokenizer and configuration are read)
+    #[arg(long, value_name = "MODEL")]
+    pub tokenizer: Option<String>,
+    /// The prompt format to count in [default: the model's own, as `zoo chat` uses it]
+    #[arg(long, value_name = "NAME", requires = "tokenizer")]
+    pub template: Option<String>,
+    /// Count records longer than this many tokens [default: the model's context length]
+    #[arg(long, value_name = "TOKENS", requires = "tokenizer")]
+    pub context: Option<usize>,
+    /// Save the length histogram as a chart: FILE.svg or FILE.png
+    #[arg(long, value_name = "FILE")]
+    pub plot: Option<std::path::PathBuf>,
+    /// Worker threads [default: every core]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub threads: Option<u32>,
+}
+
+#[derive(Debug, Args)]
+pub struct DataRenderArgs {
+    /// The file: a JSON array or JSON lines
+    #[arg(value_name = "FILE")]
+    pub file: std::path::PathBuf,
+    /// The model whose tokenizer renders the text (a registry name, hub id, folder or file)
+    #[arg(long, value_name = "MODEL")]
+    pub model: String,
+    /// Where to write (`.jsonl`: JSON lines; anything else: a JSON array)
+    #[arg(long, short, value_name = "OUT")]
+    pub out: std::path::PathBuf,
+    /// Cut each text at this many tokens (LLM Zoo's model_max_length)
+    #[arg(long, default_value_t = 2048, value_name = "TOKENS", value_parser = clap::value_parser!(u32).range(2..))]
+    pub max_length: u32,
+    /// Add each record's training text
+    #[arg(long)]
+    pub text: bool,
+    /// Train on ShareGPT's other assistant names (chatgpt, bing, bard, assistant) and `user`
+    /// too (LLM Zoo rendered them as `unknown` and did not train on them)
+    #[arg(long)]
+    pub normalize_roles: bool,
+    /// The input's format [default: detected from the first record]
+    #[arg(long, value_name = "FORMAT")]
+    pub format: Option<String>,
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

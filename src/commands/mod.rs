@@ -114,7 +114,7 @@ pub async fn run(cli: Cli, matches: &ArgMatches, style: Style) -> anyhow::Result
         Command::Cache(c) => ops::cache(&ctx, &mut out, c).await?,
         Command::Add(a) => ops::add(&ctx, &mut out, a).await?,
         Command::Eval(e) => eval::eval(&ctx, &mut out, e).await?,
-        Command::Data(d) => data::data(&ctx, &mut out, d)?,
+        Command::Data(d) => data::data(&ctx, &mut out, d).await?,
         Command::Run(_)
         | Command::Chat(_)
         | Command::Tui(_)

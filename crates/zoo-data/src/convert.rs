@@ -10,7 +10,7 @@
 //! not the split. A `.jsonl` output is JSON lines, anything else a JSON array.
 
 use std::io::{BufWriter, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -77,6 +77,69 @@ pub fn to_value(turns: &[Turn], to: Format, id: Option<&Value>) -> std::result::
     })
 }
 
+/// Records streamed to a file written atomically (`zoo data convert|sample|split|dedup`): JSON
+/// lines for a `.jsonl` name, else a JSON array. Nothing is at the path until
+/// [`commit`](Self::commit); dropped before, it leaves nothing there.
+pub(crate) struct RecordWriter {
+    path: PathBuf,
+    lines: bool,
+    written: usize,
+    w: BufWriter<zoo_atomic_write::AtomicFile>,
+}
+
+impl RecordWriter {
+    pub(crate) fn create(path: &Path) -> Result<RecordWriter> {
+        let file = zoo_atomic_write::AtomicFile::create(path).map_err(|e| atomic_error(path, e))?;
+        let lines = path.extension().is_some_and(|e| e == "jsonl");
+        let mut w =
+            RecordWriter { path: path.to_path_buf(), lines, written: 0, w: BufWriter::with_capacity(1 << 16, file) };
+        if !lines {
+            w.w.write_all(b"[").map_err(|e| w.io(e))?;
+        }
+        Ok(w)
+    }
+
+    fn io(&self, e: std::io::Error) -> DataError {
+        DataError::Io { path: self.path.clone(), source: e }
+    }
+
+    pub(crate) fn write(&mut self, v: &Value) -> Result<()> {
+        let sep: &[u8] = match (self.lines, self.written) {
+            (true, _) => b"",
+            (false, 0) => b"\n",
+            (false, _) => b",\n",
+        };
+        let r =
+            self.w.write_all(sep).and_then(|_| serde_json::to_writer(&mut self.w, v).map_err(std::io::Error::other));
+        r.and_then(|_| if self.lines { self.w.write_all(b"\n") } else { Ok(()) }).map_err(|e| self.io(e))?;
+        self.written += 1;
+        Ok(())
+    }
+
+    /// Ends the file and flushes it; what is left to do is to commit it (fsync, rename), which
+    /// [`split`](crate::split) does for all its files at once.
+    pub(crate) fn finish(mut self) -> Result<(zoo_atomic_write::AtomicFile, usize)> {
+        if !self.lines {
+            self.w.write_all(b"\n]\n").map_err(|e| self.io(e))?;
+        }
+        let RecordWriter { path, written, w, .. } = self;
+        let file = w.into_inner().map_err(|e| DataError::Io { path, source: e.into_error() })?;
+        Ok((file, written))
+    }
+
+    /// Finishes the file and puts it in place; the number of records written.
+    pub(crate) fn commit(self) -> Result<usize> {
+        let path = self.path.clone();
+        let (file, written) = self.finish()?;
+        file.commit().map_err(|e| atomic_error(&path, e))?;
+        Ok(written)
+    }
+}
+
+pub(crate) fn atomic_error(path: &Path, e: zoo_atomic_write::Error) -> DataError {
+    DataError::Format { path: path.to_path_buf(), message: e.to_string() }
+}
+
 /// Converts `input` (format `from`, else detected) to `to`, writing `output`.
 pub fn convert(
     input: &Path,
@@ -85,17 +148,9 @@ pub fn convert(
     output: &Path,
     skip_invalid: bool,
 ) -> Result<ConvertReport> {
-    let io = |e: std::io::Error| DataError::Io { path: output.to_path_buf(), source: e };
-    let atomic = |e: zoo_atomic_write::Error| DataError::Format { path: output.to_path_buf(), message: e.to_string() };
-    let lines = output.extension().is_some_and(|e| e == "jsonl");
-    let file = zoo_atomic_write::AtomicFile::create(output).map_err(atomic)?;
-    let mut w = BufWriter::with_capacity(1 << 20, file);
-    let mut written = 0usize;
+    let mut w = RecordWriter::create(output)?;
     let mut skipped = 0usize;
     let mut failure: Option<DataError> = None;
-    if !lines {
-        w.write_all(b"[").map_err(io)?;
-    }
     let (format, read) = read_records(input, from, |fmt, rec| {
         if failure.is_some() {
             return;
@@ -107,19 +162,7 @@ pub fn convert(
             None => to_value(&turns, to, id),
         };
         match value {
-            Ok(v) => {
-                let sep: &[u8] = match (lines, written) {
-                    (true, _) => b"",
-                    (false, 0) => b"\n",
-                    (false, _) => b",\n",
-                };
-                let r = w.write_all(sep).and_then(|_| serde_json::to_writer(&mut w, &v).map_err(std::io::Error::other));
-                let r = r.and_then(|_| if lines { w.write_all(b"\n") } else { Ok(()) });
-                match r {
-                    Ok(()) => written += 1,
-                    Err(e) => failure = Some(io(e)),
-                }
-            }
+            Ok(v) => failure = w.write(&v).err(),
             Err(_) if skip_invalid => skipped += 1,
             Err(why) => {
                 failure = Some(DataError::Format {
@@ -136,11 +179,7 @@ pub fn convert(
     if let Some(e) = failure {
         return Err(e);
     }
-    if !lines {
-        w.write_all(b"\n]\n").map_err(io)?;
-    }
-    let file = w.into_inner().map_err(|e| io(e.into_error()))?;
-    file.commit().map_err(atomic)?;
+    let written = w.commit()?;
     Ok(ConvertReport {
         input: input.display().to_string(),
         output: output.display().to_string(),

@@ -9,14 +9,26 @@
 //! - `apollo`: ApolloCorpus, a JSON array of texts (pre-training) or of `[q, a, q, a, ...]`
 //!   lists (QA).
 //!
-//! Status: `validate`, `stats` and `convert` (issue #19); sample, split, dedup and render are to come.
+//! Operations: `scan` (validate and stats: problems, counts, languages, and token counts with a
+//! tokenizer the caller gives), `convert`, `sample`, `split`, `dedup`, and `render` (LLM Zoo's
+//! training text and loss mask, tokenized by the caller's encoder). No model code here: the
+//! tokenizer comes from zoo-ops (`zoo_ops::chat::load_text`) through a closure.
 
 mod convert;
 mod read;
+mod render;
+mod reshape;
+mod scan;
 mod validate;
 
 pub use convert::{ConvertReport, convert, to_value};
 pub use read::{Format, Record, Turn, read_records};
+pub use render::{LLMZOO_SYSTEM, RenderOptions, RenderReport, Rendered, render_conversation, render_file};
+pub use reshape::{
+    DUPLICATES_LISTED, DedupOptions, DedupReport, Duplicate, DuplicateKind, MAX_PERMS, SampleReport, SampleSize,
+    SplitPart, SplitReport, dedup, lsh_params, sample, split,
+};
+pub use scan::{LanguageCount, ScanOptions, ScanReport, TokenCounter, TokenStats, scan};
 pub use validate::{Problem, Stats, check_record};
 
 use std::path::PathBuf;
@@ -27,9 +39,12 @@ pub enum DataError {
     Io { path: PathBuf, source: std::io::Error },
     /// The file stops being JSON: at this record, line and column.
     #[error("{path}: record {record}: not valid JSON at line {line}, column {column}: {message}")]
-    Json { path: PathBuf, record: usize, line: usize, column: usize, message: String },
+    Json { path: PathBuf, record: usize, line: usize, column: usize, message: String, eof: bool },
     #[error("{path}: {message}")]
     Format { path: PathBuf, message: String },
+    /// An option out of range: a sample size, split weights, a similarity threshold.
+    #[error("{0}")]
+    Argument(String),
 }
 
 pub type Result<T> = std::result::Result<T, DataError>;

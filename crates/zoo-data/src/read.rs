@@ -100,6 +100,7 @@ pub fn read_records(
         line: e.line(),
         column: e.column(),
         message: e.to_string(),
+        eof: e.is_eof(),
     };
     match first {
         None => {}

@@ -149,6 +149,32 @@ pub struct Stats {
 }
 
 impl Stats {
+    /// Adds another part's counts (the format is kept).
+    pub fn merge(&mut self, o: &Stats) {
+        self.records += o.records;
+        self.turns += o.turns;
+        for (k, n) in &o.turns_by_role {
+            *self.turns_by_role.entry(k).or_default() += n;
+        }
+        self.chars += o.chars;
+        self.max_record_chars = self.max_record_chars.max(o.max_record_chars);
+        for &(bound, n) in &o.length_histogram {
+            self.count_length(bound, n);
+        }
+        self.records_with_problems += o.records_with_problems;
+        self.problems += o.problems;
+    }
+
+    fn count_length(&mut self, bound: u64, n: usize) {
+        match self.length_histogram.iter_mut().find(|(b, _)| *b == bound) {
+            Some((_, m)) => *m += n,
+            None => {
+                self.length_histogram.push((bound, n));
+                self.length_histogram.sort_unstable();
+            }
+        }
+    }
+
     pub fn add(&mut self, turns: &[Turn], problems: usize) {
         self.records += 1;
         self.turns += turns.len();
@@ -159,14 +185,7 @@ impl Stats {
         }
         self.chars += chars;
         self.max_record_chars = self.max_record_chars.max(chars);
-        let bound = chars.max(1).next_power_of_two();
-        match self.length_histogram.iter_mut().find(|(b, _)| *b == bound) {
-            Some((_, n)) => *n += 1,
-            None => {
-                self.length_histogram.push((bound, 1));
-                self.length_histogram.sort_unstable();
-            }
-        }
+        self.count_length(chars.max(1).next_power_of_two(), 1);
         if problems > 0 {
             self.records_with_problems += 1;
             self.problems += problems;

@@ -23,7 +23,7 @@ pub use config::{Arch, ModelConfig};
 pub use error::{InferError, Result};
 pub use generate::{FinishReason, Generation, Generator, Sampler, SamplingParams, Session, Step, step_batch};
 pub use models::{CausalLm, Logits};
-pub use runner::{GenerationDefaults, LoadOptions, LoadedModel, load, load_with};
+pub use runner::{GenerationDefaults, LoadOptions, LoadedModel, TextSide, load, load_text, load_with};
 pub use state::{SeqInput, SeqState};
 pub use threads::Threads;
 pub use tokenizer::Tokenizer;

@@ -110,6 +110,56 @@ fn folder_template(dir: &Path, tok_cfg: &Value) -> Result<Option<String>> {
     })
 }
 
+/// The text side of a model, without its weights: what tokenizing and prompt rendering need
+/// (`zoo data stats --tokenizer`, `zoo data render`).
+pub struct TextSide {
+    pub tokenizer: Option<Tokenizer>,
+    pub chat_template: Option<String>,
+    /// From `config.json` or GGUF metadata; `None` for a folder with no `config.json`.
+    pub context_length: Option<usize>,
+    pub source: PathBuf,
+}
+
+/// Reads the tokenizer, chat template and context length of the model at `path` (a folder,
+/// a tokenizer-only folder, or a `.gguf` file) without loading any weights.
+pub fn load_text(path: &Path) -> Result<TextSide> {
+    if path.is_dir() && !path.join("config.json").is_file() && path.join("tokenizer.json").is_file() {
+        let tok_cfg = read_json(&path.join("tokenizer_config.json"))?.unwrap_or(Value::Null);
+        return Ok(TextSide {
+            tokenizer: Tokenizer::from_folder(path)?,
+            chat_template: folder_template(path, &tok_cfg)?,
+            context_length: None,
+            source: path.to_path_buf(),
+        });
+    }
+    match layout(path)? {
+        Layout::Hf(dir) => {
+            let cfg_path = dir.join("config.json");
+            let text =
+                std::fs::read_to_string(&cfg_path).map_err(|e| InferError::Io { path: cfg_path.clone(), source: e })?;
+            let config = ModelConfig::from_hf_json(&cfg_path, &text)?;
+            let tok_cfg = read_json(&dir.join("tokenizer_config.json"))?.unwrap_or(Value::Null);
+            Ok(TextSide {
+                tokenizer: Tokenizer::from_folder(&dir)?,
+                chat_template: folder_template(&dir, &tok_cfg)?,
+                context_length: Some(config.context_length),
+                source: dir,
+            })
+        }
+        Layout::Gguf(file) => {
+            let ck = Checkpoint::open(&file)?;
+            let g = ck.gguf().ok_or_else(|| InferError::config(&file, "not a GGUF file"))?;
+            let tokenizer = match g.get("tokenizer.ggml.model") {
+                Some(_) => Some(Tokenizer::from_gguf(g)?),
+                None => None,
+            };
+            let context_length = ModelConfig::from_gguf(g).ok().map(|c| c.context_length);
+            let chat_template = g.get("tokenizer.chat_template").and_then(|v| v.as_str()).map(str::to_string);
+            Ok(TextSide { tokenizer, chat_template, context_length, source: file })
+        }
+    }
+}
+
 /// Loads the model at `path` (a folder or a `.gguf` file) on every core.
 pub fn load(path: &Path) -> Result<LoadedModel> {
     load_with(path, &LoadOptions::default())

