@@ -180,6 +180,12 @@ fn tokens_view(d: &mut Doc, t: &zoo_data::TokenStats, by: &TokensBy) {
         by.model, by.format, t.total, t.mean, t.p50, t.p90, t.p99, t.max
     ));
     d.table(bars("tokens up to", &t.histogram));
+    if t.untokenized > 0 {
+        d.line(format!(
+            "{} records could not be rendered in the format and are not counted (see the problems)",
+            t.untokenized
+        ));
+    }
     if let Some(c) = t.context {
         d.line(format!(
             "{} records ({:.2}%) are longer than the context, {c} tokens",
