@@ -88,10 +88,14 @@ fn dedup(ctx: &Ctx, out: &mut dyn Write, a: DataDedupArgs) -> anyhow::Result<u8>
     done(ctx, out, a.input.json, &r, line)
 }
 
+/// The worker threads of `stats` and `render`: every core the process may use.
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 fn scan_options(a: &DataArgs) -> anyhow::Result<ScanOptions<'static>> {
     let format = a.format.as_deref().map(format_arg).transpose()?;
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    Ok(ScanOptions { format, max_problems: a.max_problems, threads, ..ScanOptions::default() })
+    Ok(ScanOptions { format, max_problems: a.max_problems, threads: cores(), ..ScanOptions::default() })
 }
 
 /// The text side of MODEL (tokenizer and prompt format), read with progress and Ctrl-C.
@@ -233,7 +237,7 @@ async fn render(ctx: &Ctx, out: &mut dyn Write, a: DataRenderArgs) -> anyhow::Re
     extra.extend(["</s>", "<s>", "<unk>"]);
     let tok = tm.tokenizer.with_special_tokens(&extra)?.truncating(max)?;
     let encode = |text: &str| tok.encode(text, true).map_err(|e| e.to_string());
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = cores();
     let opts =
         zoo_data::RenderOptions { max_length: max, with_text: a.text, normalize_roles: a.normalize_roles, threads };
     let r = zoo_data::render_file(&a.file, format, &encode, opts, &a.out)?;

@@ -15,6 +15,7 @@
 //! tokenizer comes from zoo-ops (`zoo_ops::chat::load_text`) through a closure.
 
 mod convert;
+mod pipeline;
 mod read;
 mod render;
 mod reshape;

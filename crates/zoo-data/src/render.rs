@@ -22,15 +22,14 @@
 //! their order.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, mpsc};
 
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::convert::RecordWriter;
-use crate::read::{Format, Record, read_records};
-use crate::validate::check_record;
+use crate::pipeline::map_chunks;
+use crate::read::{Format, Record};
+use crate::validate::{check_record, role_of};
 use crate::{DataError, Result};
 
 /// LLM Zoo's system string (it ends with two newlines).
@@ -102,13 +101,11 @@ fn turns_of(format: Format, rec: &Record, normalize: bool) -> std::result::Resul
     }
     if normalize {
         for (from, _) in &mut turns {
-            let lower = from.to_lowercase();
-            let canon = match lower.as_str() {
-                "human" | "user" => "human",
-                "gpt" | "assistant" | "chatgpt" | "bing" | "bard" => "gpt",
-                _ => continue,
-            };
-            *from = canon.to_string();
+            match role_of(&from.to_lowercase()) {
+                Some("user") => *from = "human".to_string(),
+                Some("assistant") => *from = "gpt".to_string(),
+                _ => {}
+            }
         }
     }
     Ok(turns)
@@ -187,9 +184,8 @@ pub struct RenderOptions {
     pub threads: usize,
 }
 
-/// Renders every record of `input` to `out`, atomically, in record order. Records are rendered
-/// by `threads` workers in chunks; the writer puts them back in order, and at most a few chunks
-/// per worker are in flight, so memory does not grow with the file.
+/// Renders every record of `input` to `out`, atomically, in record order, on `threads` workers
+/// (`pipeline.rs`: memory does not grow with the file).
 pub fn render_file(
     input: &Path,
     format: Option<Format>,
@@ -198,7 +194,6 @@ pub fn render_file(
     out: &Path,
 ) -> Result<RenderReport> {
     let mut w = RecordWriter::create(out)?;
-    let threads = o.threads.max(1);
     let mut report = RenderReport {
         input: input.display().to_string(),
         output: out.display().to_string(),
@@ -209,108 +204,39 @@ pub fn render_file(
         trained_tokens: 0,
         cut: 0,
     };
-    let failed = AtomicBool::new(false);
-    let (jobs_tx, jobs_rx) = mpsc::sync_channel::<(usize, Format, Vec<Record>)>(threads * 2);
-    let jobs_rx = Mutex::new(jobs_rx);
-    let (done_tx, done_rx) = mpsc::channel::<(usize, Vec<Outcome>)>();
-    // One permit per chunk in flight (sent to a worker, not yet written).
-    let (permit_tx, permit_rx) = mpsc::sync_channel::<()>(threads * 4);
     let bad = |message: String| DataError::Format { path: input.to_path_buf(), message };
-    let (read, written) = std::thread::scope(|s| {
-        for _ in 0..threads {
-            let done_tx = done_tx.clone();
-            let jobs_rx = &jobs_rx;
-            s.spawn(move || {
-                loop {
-                    let next = match jobs_rx.lock() {
-                        Ok(r) => r.recv(),
-                        Err(_) => break,
-                    };
-                    let Ok((seq, fmt, chunk)) = next else { break };
-                    let outcomes = chunk.iter().map(|r| render_record(fmt, r, encode, &o)).collect();
-                    if done_tx.send((seq, outcomes)).is_err() {
-                        break;
-                    }
+    let mut failed = None;
+    let work = |fmt: Format, records: &[Record]| -> Vec<Outcome> {
+        records.iter().map(|r| render_record(fmt, r, encode, &o)).collect()
+    };
+    let (read, _) = map_chunks(input, format, o.threads, CHUNK, work, |outcomes| {
+        for outcome in outcomes {
+            let r = match outcome {
+                Ok(Some(r)) => r,
+                Ok(None) => {
+                    report.empty += 1;
+                    continue;
                 }
-            });
-        }
-        drop(done_tx);
-        let (report, failed, w) = (&mut report, &failed, &mut w);
-        let writer = s.spawn(move || -> Result<()> {
-            let mut pending = std::collections::BTreeMap::new();
-            let mut next = 0usize;
-            let mut first_error = None;
-            for (seq, outcomes) in done_rx {
-                pending.insert(seq, outcomes);
-                while let Some(outcomes) = pending.remove(&next) {
-                    next += 1;
-                    let _ = permit_rx.recv();
-                    for outcome in outcomes {
-                        if first_error.is_some() {
-                            break;
-                        }
-                        let r = match outcome {
-                            Ok(Some(r)) => r,
-                            Ok(None) => {
-                                report.empty += 1;
-                                continue;
-                            }
-                            Err(m) => {
-                                first_error = Some(bad(m));
-                                failed.store(true, Ordering::Relaxed);
-                                break;
-                            }
-                        };
-                        report.tokens += r.input_ids.len() as u64;
-                        report.trained_tokens += r.labels.iter().filter(|&&l| l != -100).count() as u64;
-                        report.cut += usize::from(r.input_ids.len() >= o.max_length);
-                        let v = serde_json::to_value(&r).map_err(|e| bad(e.to_string()));
-                        if let Err(e) = v.and_then(|v| w.write(&v)) {
-                            first_error = Some(e);
-                            failed.store(true, Ordering::Relaxed);
-                            break;
-                        }
-                        report.records_written += 1;
-                    }
+                Err(m) => {
+                    failed = Some(bad(m));
+                    return false;
                 }
+            };
+            report.tokens += r.input_ids.len() as u64;
+            report.trained_tokens += r.labels.iter().filter(|&&l| l != -100).count() as u64;
+            report.cut += usize::from(r.input_ids.len() >= o.max_length);
+            let v = serde_json::to_value(&r).map_err(|e| bad(e.to_string()));
+            if let Err(e) = v.and_then(|v| w.write(&v)) {
+                failed = Some(e);
+                return false;
             }
-            match first_error {
-                Some(e) => Err(e),
-                None => Ok(()),
-            }
-        });
-        let mut seq = 0usize;
-        let mut chunk = Vec::with_capacity(CHUNK);
-        let mut chunk_fmt = None;
-        let mut send = |fmt: Format, chunk: Vec<Record>| {
-            // Blocks while enough chunks are in flight; fails only when the writer has stopped.
-            if permit_tx.send(()).is_ok() {
-                let _ = jobs_tx.send((seq, fmt, chunk));
-                seq += 1;
-            }
-        };
-        let read = read_records(input, format, |fmt, rec| {
-            if failed.load(Ordering::Relaxed) {
-                return;
-            }
-            chunk_fmt = Some(fmt);
-            chunk.push(rec);
-            if chunk.len() == CHUNK {
-                send(fmt, std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK)));
-            }
-        });
-        if let (Some(fmt), false) = (chunk_fmt, chunk.is_empty()) {
-            send(fmt, chunk);
+            report.records_written += 1;
         }
-        drop(jobs_tx);
-        drop(permit_tx);
-        let written = match writer.join() {
-            Ok(r) => r,
-            Err(p) => std::panic::resume_unwind(p),
-        };
-        (read, written)
+        true
     });
-    written?;
+    if let Some(e) = failed {
+        return Err(e);
+    }
     report.records_read = read?.1;
     w.commit()?;
     Ok(report)

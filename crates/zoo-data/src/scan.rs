@@ -2,10 +2,9 @@
 //! counted, and (for `stats`) measured in tokens of a model's tokenizer and prompt format and
 //! given a language.
 //!
-//! The file is read on the calling thread and records go, in small chunks over a bounded
-//! channel, to `threads` workers (tokenizing is the slow part); each worker keeps its own
-//! counts, merged at the end, so memory holds a few chunks and the counts, whatever the size of
-//! the file. A file cut short (or broken) part way is still counted up to the last complete
+//! The file is read on the calling thread and records go, in small chunks, to `threads`
+//! workers (tokenizing is the slow part; `pipeline.rs`); each chunk's counts are merged in file
+//! order, so memory holds a few chunks and the counts, whatever the size of the file. A file cut short (or broken) part way is still counted up to the last complete
 //! record, and the break is reported as a problem of the record it cuts.
 //!
 //! Decisions: token lengths are kept in a log-linear histogram (exact below 1,024, within 1/64
@@ -15,11 +14,11 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::{Mutex, mpsc};
 
 use serde::Serialize;
 
-use crate::read::{Format, Record, Turn, read_records};
+use crate::pipeline::map_chunks;
+use crate::read::{Format, Record, Turn};
 use crate::validate::{Problem, Stats, check_record};
 use crate::{DataError, Result};
 
@@ -218,9 +217,11 @@ impl Acc {
         }
     }
 
-    fn merge(&mut self, o: Acc) {
+    /// Adds the counts of the records after these (problems stay in record order, `max` kept).
+    fn merge(&mut self, o: Acc, max: usize) {
         self.stats.merge(&o.stats);
-        self.problems.extend(o.problems);
+        let room = max.saturating_sub(self.problems.len());
+        self.problems.extend(o.problems.into_iter().take(room));
         self.tokens.merge(&o.tokens);
         self.over_context += o.over_context;
         for (k, n) in o.languages {
@@ -252,52 +253,17 @@ const CHUNK: usize = 32;
 
 /// Reads, checks and counts every record of `path`.
 pub fn scan(path: &Path, o: &ScanOptions) -> Result<ScanReport> {
-    let threads = o.threads.max(1);
-    let (tx, rx) = mpsc::sync_channel::<(Format, Vec<Record>)>(threads * 2);
-    let rx = Mutex::new(rx);
-    let (read, mut acc, detected) = std::thread::scope(|s| {
-        let workers: Vec<_> = (0..threads)
-            .map(|_| {
-                s.spawn(|| {
-                    let mut acc = Acc::default();
-                    loop {
-                        // The lock is held only to receive; a poisoned lock means a worker panicked.
-                        let next = match rx.lock() {
-                            Ok(r) => r.recv(),
-                            Err(_) => break,
-                        };
-                        let Ok((fmt, chunk)) = next else { break };
-                        for rec in &chunk {
-                            acc.take(fmt, rec, o);
-                        }
-                    }
-                    acc
-                })
-            })
-            .collect();
-        let mut chunk = Vec::with_capacity(CHUNK);
-        let mut chunk_fmt = None;
-        let read = read_records(path, o.format, |fmt, rec| {
-            chunk_fmt = Some(fmt);
-            chunk.push(rec);
-            if chunk.len() == CHUNK {
-                let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
-                // Workers only stop when the sender is dropped.
-                let _ = tx.send((fmt, full));
-            }
-        });
-        if let (Some(fmt), false) = (chunk_fmt, chunk.is_empty()) {
-            let _ = tx.send((fmt, chunk));
+    let mut acc = Acc::default();
+    let work = |fmt: Format, records: &[Record]| {
+        let mut part = Acc::default();
+        for rec in records {
+            part.take(fmt, rec, o);
         }
-        drop(tx);
-        let mut acc = Acc::default();
-        for w in workers {
-            match w.join() {
-                Ok(a) => acc.merge(a),
-                Err(p) => std::panic::resume_unwind(p),
-            }
-        }
-        (read, acc, chunk_fmt)
+        part
+    };
+    let (read, detected) = map_chunks(path, o.format, o.threads, CHUNK, work, |part| {
+        acc.merge(part, o.max_problems);
+        true
     });
     let mut error = None;
     match read {
@@ -318,7 +284,6 @@ pub fn scan(path: &Path, o: &ScanOptions) -> Result<ScanReport> {
         }
         Err(e) => return Err(e),
     }
-    acc.problems.sort_by_key(|p| p.record);
     acc.problems.truncate(o.max_problems.max(usize::from(error.is_some())));
     let records = acc.stats.records;
     let share = |n: usize| if records == 0 { 0.0 } else { n as f64 / records as f64 };

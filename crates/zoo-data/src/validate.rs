@@ -20,7 +20,8 @@ pub struct Problem {
     pub message: String,
 }
 
-fn role_of(from: &str) -> Option<&'static str> {
+/// A role as FastChat's ShareGPT cleaning reads it: `user`, `assistant`, `system`.
+pub(crate) fn role_of(from: &str) -> Option<&'static str> {
     Some(match from {
         "human" | "user" => "user",
         "gpt" | "assistant" | "chatgpt" | "bing" | "bard" => "assistant",
