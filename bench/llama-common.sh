@@ -1,4 +1,4 @@
-# Sourced by bench/quantize.sh, bench/compat.sh, bench/decode.sh (llama.cpp side of the quantization benchmarks).
+# Sourced by bench/quantize.sh, bench/compat.sh, bench/decode.sh, bench/speed-matrix.sh (llama.cpp side of the quantization benchmarks).
 # Sets: REPO ZOO_BIN LLAMA_BIN LLAMA_SRC SMOL_Q41 SMOL_HF SMOL_F16 REF_JSON W; defines zoo_has, median_time.
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 ZOO_BIN="${ZOO_BIN:-$REPO/target/release/zoo}"
@@ -9,7 +9,11 @@ if [ ! -f "$LLAMA_ROOT/env.sh" ] || [ ! -x "$LLAMA_ROOT/bin/llama-greedy" ]; the
   "$REPO/scripts/llama-cpp.sh" >/dev/null
 fi
 source "$LLAMA_ROOT/env.sh"
-{ read -r SMOL_Q41; read -r SMOL_HF; read -r SMOL_F16; } < <("$REPO/scripts/smollm2.sh")
+# LLAMA_COMMON_SMOLLM2=0: leave SMOL_* unset (bench/speed-matrix.sh makes its own; scripts/smollm2.sh needs the
+# .venv-ref torch venv).
+if [ "${LLAMA_COMMON_SMOLLM2:-1}" != 0 ]; then
+  { read -r SMOL_Q41; read -r SMOL_HF; read -r SMOL_F16; } < <("$REPO/scripts/smollm2.sh")
+fi
 REF_JSON="${SMOLLM2_FIXTURES:-$REPO/tests/fixtures/reference/smollm2}/reference.json"
 W="${ZOO_BENCH_DIR:-/tmp/zoo-bench-llama}"
 mkdir -p "$W"

@@ -739,7 +739,8 @@ pub struct QuantizeArgs {
     /// Output GGUF file (must not exist unless --overwrite)
     #[arg(long, short = 'o', value_name = "FILE.gguf")]
     pub out: PathBuf,
-    /// Output type: f32, f16, bf16, q4_0, q4_1, q5_0, q5_1, q8_0, q4_k, q5_k, q6_k, or the mix q4_k_m
+    /// Output type: f32, f16, bf16, q4_0, q4_1, q5_0, q5_1, q8_0, q4_k, q5_k, q6_k, the mixes q4_k_m
+    /// and q5_k_m (llama-quantize's), or gptq-int4 (a GPTQ folder, not a GGUF)
     #[arg(long = "type", short = 't', value_name = "TYPE", default_value = "q8_0", value_parser = parse_out_type)]
     pub out_type: QuantTarget,
     /// Keep every tensor name as it is and write no architecture metadata

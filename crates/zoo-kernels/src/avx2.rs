@@ -33,8 +33,8 @@ pub fn available() -> bool {
 const RT: usize = 4;
 /// Bytes ahead of the current block that decode prefetches (0: none).
 const PREFETCH: usize = 2048;
-/// Activation rows per k-quant tile.
-const CK: usize = 4;
+/// Activation rows per k-quant tile (then 4, then 1 for the rest).
+const CK: usize = 8;
 
 /// Computes `out[i * n + r]` for every weight row `r` in `rows` and activation row `i < m` of a
 /// legacy-type matrix. `w` holds whole rows of `nb` blocks, `acts` `m` rows of `nb` blocks.
@@ -188,6 +188,10 @@ trait Legacy {
     const SIGNED: bool;
     /// True if blocks have an offset.
     const OFFSET: bool;
+    /// True if the offset is stored (an f16 after the scale: Q4_1, Q5_1); otherwise it is
+    /// `IMPLIED * d` (Q4_0: -8, Q5_0: -16; Q8_0 has none).
+    const PAIRED: bool = false;
+    const IMPLIED: f32 = 0.0;
     /// The 32 values of the block at `p`.
     unsafe fn quants(p: *const u8) -> __m256i;
     /// (scale, offset) of the block at `p`.
@@ -204,6 +208,7 @@ impl Legacy for Q4_0 {
     const BYTES: usize = 18;
     const SIGNED: bool = false;
     const OFFSET: bool = true;
+    const IMPLIED: f32 = -8.0;
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn quants(p: *const u8) -> __m256i {
@@ -221,6 +226,7 @@ impl Legacy for Q4_1 {
     const BYTES: usize = 20;
     const SIGNED: bool = false;
     const OFFSET: bool = true;
+    const PAIRED: bool = true;
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn quants(p: *const u8) -> __m256i {
@@ -237,6 +243,7 @@ impl Legacy for Q5_0 {
     const BYTES: usize = 22;
     const SIGNED: bool = false;
     const OFFSET: bool = true;
+    const IMPLIED: f32 = -16.0;
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn quants(p: *const u8) -> __m256i {
@@ -254,6 +261,7 @@ impl Legacy for Q5_1 {
     const BYTES: usize = 24;
     const SIGNED: bool = false;
     const OFFSET: bool = true;
+    const PAIRED: bool = true;
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn quants(p: *const u8) -> __m256i {
@@ -292,6 +300,26 @@ fn transpose_add(p: [__m256i; 4]) -> __m256i {
     let s01 = _mm256_add_epi32(_mm256_unpacklo_epi32(p0, p1), _mm256_unpackhi_epi32(p0, p1));
     let s23 = _mm256_add_epi32(_mm256_unpacklo_epi32(p2, p3), _mm256_unpackhi_epi32(p2, p3));
     _mm256_add_epi32(_mm256_unpacklo_epi64(s01, s23), _mm256_unpackhi_epi64(s01, s23))
+}
+
+/// The scales and offsets of 4 blocks (one per weight row of a tile) as two vectors: the four
+/// f16 words gathered into one register and converted at once (four scalar converts stored
+/// to an array and reloaded as a vector stall on store forwarding).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn scales4<B: Legacy>(p: [*const u8; 4]) -> (__m128, __m128) {
+    // SAFETY: every block has at least 4 bytes (scale, then offset or values).
+    let word = |q: *const u8| unsafe { q.cast::<i32>().read_unaligned() };
+    let words = _mm_set_epi32(word(p[3]), word(p[2]), word(p[1]), word(p[0]));
+    if B::PAIRED {
+        // [d0 m0 d1 m1 d2 m2 d3 m3] → [d0 d1 d2 d3 | m0 m1 m2 m3].
+        let v = _mm256_permutevar8x32_ps(_mm256_cvtph_ps(words), _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7));
+        (_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v))
+    } else {
+        let packed = _mm_shuffle_epi8(words, _mm_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, -1, -1, -1, -1, -1, -1, -1, -1));
+        let d = _mm_cvtph_ps(packed);
+        (d, _mm_mul_ps(d, _mm_set1_ps(B::IMPLIED)))
+    }
 }
 
 /// Writes a tile's results: `res[r][c]` is `out[(i0 + c) * n + r0 + r]`.
@@ -400,11 +428,10 @@ macro_rules! legacy_kernels {
                 let mut acc = [_mm256_setzero_ps(); C];
                 for b in 0..nb {
                     let mut qx = [_mm256_setzero_si256(); 4];
-                    let mut dx = [0.0f32; 4];
-                    let mut mx = [0.0f32; 4];
+                    // SAFETY: block `b < nb` of a row of `nb` blocks.
+                    let ps: [*const u8; 4] = std::array::from_fn(|r| unsafe { w[r].add(b * B::BYTES) });
                     for r in 0..4 {
-                        // SAFETY: block `b < nb` of a row of `nb` blocks.
-                        let p = unsafe { w[r].add(b * B::BYTES) };
+                        let p = ps[r];
                         if C == 1 && PREFETCH > 0 {
                             // Decode streams weights from DRAM: ask for lines well ahead so one core keeps
                             // more misses in flight than the hardware prefetcher alone does. Rows of a tile
@@ -413,13 +440,11 @@ macro_rules! legacy_kernels {
                             _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(PREFETCH).cast());
                         }
                         qx[r] = unsafe { B::quants(p) };
-                        (dx[r], mx[r]) = unsafe { B::scales(p) };
                     }
                     // Q8_0: maddubs wants an unsigned first operand, so use |x| and move x's sign onto the
                     // activation (ggml's trick; activations are within ±127, so nothing overflows).
                     let ux: [__m256i; 4] = if B::SIGNED { qx.map(|q| _mm256_sign_epi8(q, q)) } else { qx };
-                    // SAFETY: `dx` and `mx` are 4 f32s each.
-                    let (d4, m4) = unsafe { (_mm_loadu_ps(dx.as_ptr()), _mm_loadu_ps(mx.as_ptr())) };
+                    let (d4, m4) = unsafe { scales4::<B>(ps) };
                     let d8 = _mm256_set_m128(d4, d4);
                     // The offset term goes into the low half only (the halves are added at the end).
                     let m8 = _mm256_set_m128(_mm_setzero_ps(), m4);
@@ -561,14 +586,17 @@ impl KQuant for Q4K {
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn block<const C: usize>(p: *const u8, a: &[*const BlockQ8K; C], b: usize, acc: &mut [__m256; C]) {
         let m4 = _mm256_set1_epi8(0x0F);
-        // Unpack the 256 values once: 8 registers of 32, sub-block order.
-        let mut q = [_mm256_setzero_si256(); 8];
-        for j in 0..4 {
-            let bits = unsafe { load32(p.add(16 + 32 * j)) };
-            q[2 * j] = _mm256_and_si256(bits, m4);
-            q[2 * j + 1] = _mm256_and_si256(_mm256_srli_epi16::<4>(bits), m4);
-        }
-        unsafe { k4_block::<C>(p, &q, a, b, acc) };
+        // Sub-block j (32 values, 0..16): the low nibbles of byte row j/2 for even j, the high
+        // ones for odd j; unpacked when used, so few registers stay live.
+        let q = |j: usize| {
+            let bits = unsafe { load32(p.add(16 + 32 * (j / 2))) };
+            if j.is_multiple_of(2) {
+                _mm256_and_si256(bits, m4)
+            } else {
+                _mm256_and_si256(_mm256_srli_epi16::<4>(bits), m4)
+            }
+        };
+        unsafe { k4_block::<C>(p, q, a, b, acc) };
     }
 }
 
@@ -581,56 +609,56 @@ impl KQuant for Q5K {
         let sixteen = _mm256_set1_epi8(0x10);
         // Bit j of qh[l] is the fifth bit of value l of sub-block j.
         let hbits = unsafe { load32(p.add(16)) };
-        let fifth = |j: usize| {
+        let q = |j: usize| {
+            let bits = unsafe { load32(p.add(48 + 32 * (j / 2))) };
+            let low = if j.is_multiple_of(2) { bits } else { _mm256_srli_epi16::<4>(bits) };
             let bit = _mm256_set1_epi8((1u8 << j) as i8);
-            _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hbits, bit), bit), sixteen)
+            let fifth = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hbits, bit), bit), sixteen);
+            _mm256_or_si256(_mm256_and_si256(low, m4), fifth)
         };
-        // Unpack the 256 values (0..32) once: 8 registers of 32, sub-block order.
-        let mut q = [_mm256_setzero_si256(); 8];
-        for j in 0..4 {
-            let bits = unsafe { load32(p.add(48 + 32 * j)) };
-            q[2 * j] = _mm256_or_si256(_mm256_and_si256(bits, m4), fifth(2 * j));
-            q[2 * j + 1] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(bits), m4), fifth(2 * j + 1));
-        }
-        unsafe { k4_block::<C>(p, &q, a, b, acc) };
+        unsafe { k4_block::<C>(p, q, a, b, acc) };
     }
 }
 
-/// The rest of a Q4_K / Q5_K block, once its 256 unsigned values are unpacked into `q` (values
-/// below 32, so `maddubs` pairs stay within i16): scales via `madd`, minimums via the Q8_K
+/// The rest of a Q4_K / Q5_K block given `q(j)`, its 32 unsigned values of sub-block `j`
+/// (below 32, so `maddubs` pairs stay within i16): one sub-block at a time against all `C`
+/// activation rows (integer sums per row, scaled once per block), minimums via the Q8_K
 /// 16-value sums (`d`, `dmin` and the packed scales sit at the same offsets in both types).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn k4_block<const C: usize>(
     p: *const u8,
-    q: &[__m256i; 8],
+    q: impl Fn(usize) -> __m256i,
     a: &[*const BlockQ8K; C],
     b: usize,
     acc: &mut [__m256; C],
 ) {
+    // SAFETY (all blocks below): `p` is a whole weight block, `a[c].add(b)` a whole activation
+    // block (the caller's contract).
     let (d, dmin) = unsafe { (f16_at(p), f16_at(p.add(2))) };
     let (sc, mn) = q4k_scales(unsafe { &*p.add(4).cast::<[u8; 12]>() });
-    let s: [__m256i; 8] = std::array::from_fn(|j| _mm256_set1_epi16(i16::from(sc[j])));
+    let y: [&BlockQ8K; C] = std::array::from_fn(|c| unsafe { &*a[c].add(b) });
+    let mut sumi = [_mm256_setzero_si256(); C];
+    for (j, &scale) in sc.iter().enumerate() {
+        let qj = q(j);
+        let s = _mm256_set1_epi16(i16::from(scale));
+        for c in 0..C {
+            let qy = unsafe { load32(y[c].qs.as_ptr().add(32 * j).cast()) };
+            sumi[c] = _mm256_add_epi32(sumi[c], _mm256_madd_epi16(s, _mm256_maddubs_epi16(qj, qy)));
+        }
+    }
     // SAFETY: `mn` is 8 bytes.
     let mins = _mm_cvtepu8_epi16(unsafe { _mm_loadl_epi64(mn.as_ptr().cast()) });
     for c in 0..C {
-        // SAFETY: block `b` of an activation row of `nb` blocks.
-        let y = unsafe { &*a[c].add(b) };
-        // Minimums: Σ_j min_j (bsums[2j] + bsums[2j+1]).
-        let bs = unsafe { _mm256_loadu_si256(y.bsums.as_ptr().cast()) };
+        // Minimums: Σ_j min_j (bsums[2j] + bsums[2j+1]), folded into the low lanes of the
+        // 8-lane sum (the lanes are summed at the end).
+        let bs = unsafe { _mm256_loadu_si256(y[c].bsums.as_ptr().cast()) };
         let pair_sums = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256::<1>(bs));
         let msum = _mm_madd_epi16(mins, pair_sums);
-        let mut sumi = _mm256_setzero_si256();
-        for j in 0..8 {
-            let qy = unsafe { load32(y.qs.as_ptr().add(32 * j).cast()) };
-            let p16 = _mm256_madd_epi16(s[j], _mm256_maddubs_epi16(q[j], qy));
-            sumi = _mm256_add_epi32(sumi, p16);
-        }
-        // Fold the 4 minimum lanes into the 8-lane sum: the lanes are summed at the end.
         let mlanes = _mm256_cvtepi32_ps(_mm256_castsi128_si256(msum));
         let mlanes = _mm256_blend_ps::<0x0F>(_mm256_setzero_ps(), mlanes);
-        let t = _mm256_fmadd_ps(_mm256_set1_ps(d * y.d), _mm256_cvtepi32_ps(sumi), acc[c]);
-        acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(-dmin * y.d), mlanes, t);
+        let t = _mm256_fmadd_ps(_mm256_set1_ps(d * y[c].d), _mm256_cvtepi32_ps(sumi[c]), acc[c]);
+        acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(-dmin * y[c].d), mlanes, t);
     }
 }
 
@@ -639,48 +667,45 @@ impl KQuant for Q6K {
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn block<const C: usize>(p: *const u8, a: &[*const BlockQ8K; C], b: usize, acc: &mut [__m256; C]) {
+        // SAFETY (all blocks below): `p` is a whole weight block, `a[c].add(b)` a whole
+        // activation block (the caller's contract).
         let d = unsafe { f16_at(p.add(208)) };
         let m4 = _mm256_set1_epi8(0x0F);
         let m2 = _mm256_set1_epi8(3);
-        let m32 = _mm256_set1_epi8(32);
-        // Unpack to unsigned 6-bit values (q + 32), in element order, 8 registers of 32.
-        let mut q = [_mm256_setzero_si256(); 8];
-        for h in 0..2 {
-            let ql0 = unsafe { load32(p.add(64 * h)) };
-            let ql1 = unsafe { load32(p.add(64 * h + 32)) };
-            let qh = unsafe { load32(p.add(128 + 32 * h)) };
-            let hi = |s: i32| -> __m256i {
-                let shifted = match s {
-                    0 => qh,
-                    2 => _mm256_srli_epi16::<2>(qh),
-                    4 => _mm256_srli_epi16::<4>(qh),
-                    _ => _mm256_srli_epi16::<6>(qh),
-                };
-                _mm256_slli_epi16::<4>(_mm256_and_si256(shifted, m2))
-            };
-            q[4 * h] = _mm256_or_si256(_mm256_and_si256(ql0, m4), hi(0));
-            q[4 * h + 1] = _mm256_or_si256(_mm256_and_si256(ql1, m4), hi(2));
-            q[4 * h + 2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(ql0), m4), hi(4));
-            q[4 * h + 3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(ql1), m4), hi(6));
-        }
-        // Scales: register j covers sub-blocks 2j and 2j+1 (16 values each): 8 lanes each.
         // SAFETY: bytes 192..208 of the block are its 16 i8 scales.
         let sc = unsafe { &*p.add(192).cast::<[i8; 16]>() };
-        let mut s = [_mm256_setzero_si256(); 8];
-        for (sj, pair) in s.iter_mut().zip(sc.as_chunks::<2>().0) {
-            let [s0, s1] = *pair;
-            *sj = _mm256_set_m128i(_mm_set1_epi16(i16::from(s1)), _mm_set1_epi16(i16::from(s0)));
+        let y: [&BlockQ8K; C] = std::array::from_fn(|c| unsafe { &*a[c].add(b) });
+        // Σ (q - 32) y = Σ q y - 32 Σ y: the second sum per 16 values is the activation
+        // block's `bsums`, so the offset costs one `madd` per activation row and block.
+        let scales16 = _mm256_cvtepi8_epi16(unsafe { _mm_loadu_si128(sc.as_ptr().cast()) });
+        let mut sumi = [_mm256_setzero_si256(); C];
+        for j in 0..8 {
+            // Values 32j..32j+32 (element order), unsigned 6-bit (q + 32): the low 4 bits from
+            // `ql` (byte row (j/4)*2 + j%2, high nibbles for j%4 >= 2), the top 2 from `qh`.
+            let (h, w) = (j / 4, j % 4);
+            let ql = unsafe { load32(p.add(64 * h + 32 * (w % 2))) };
+            let qh = unsafe { load32(p.add(128 + 32 * h)) };
+            let low = if w < 2 { _mm256_and_si256(ql, m4) } else { _mm256_and_si256(_mm256_srli_epi16::<4>(ql), m4) };
+            let shifted = match w {
+                0 => qh,
+                1 => _mm256_srli_epi16::<2>(qh),
+                2 => _mm256_srli_epi16::<4>(qh),
+                _ => _mm256_srli_epi16::<6>(qh),
+            };
+            let qj = _mm256_or_si256(low, _mm256_slli_epi16::<4>(_mm256_and_si256(shifted, m2)));
+            // Sub-blocks 2j (low lane) and 2j + 1 (high lane), 16 values each.
+            let s = _mm256_set_m128i(_mm_set1_epi16(i16::from(sc[2 * j + 1])), _mm_set1_epi16(i16::from(sc[2 * j])));
+            for c in 0..C {
+                let qy = unsafe { load32(y[c].qs.as_ptr().add(32 * j).cast()) };
+                sumi[c] = _mm256_add_epi32(sumi[c], _mm256_madd_epi16(s, _mm256_maddubs_epi16(qj, qy)));
+            }
         }
         for c in 0..C {
-            let y = unsafe { &*a[c].add(b) };
-            let mut sumi = _mm256_setzero_si256();
-            for j in 0..8 {
-                let qy = unsafe { load32(y.qs.as_ptr().add(32 * j).cast()) };
-                // Σ (q - 32) y = Σ q y - 32 Σ y, both through maddubs (|values| small enough).
-                let p16 = _mm256_sub_epi16(_mm256_maddubs_epi16(q[j], qy), _mm256_maddubs_epi16(m32, qy));
-                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(s[j], p16));
-            }
-            acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(d * y.d), _mm256_cvtepi32_ps(sumi), acc[c]);
+            let bs = unsafe { _mm256_loadu_si256(y[c].bsums.as_ptr().cast()) };
+            // 32 Σ_s scale_s bsums_s, as 8 lanes to subtract.
+            let off = _mm256_slli_epi32::<5>(_mm256_madd_epi16(scales16, bs));
+            let t = _mm256_sub_epi32(sumi[c], off);
+            acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(d * y[c].d), _mm256_cvtepi32_ps(t), acc[c]);
         }
     }
 }
@@ -705,6 +730,12 @@ unsafe fn k_rows_impl<K: KQuant>(
             let res = unsafe { k_tile::<K, CK>(wp, &a, nb) };
             store(out, &[res], r, i, n);
             i += CK;
+        }
+        while i + 4 <= m {
+            let a: [*const BlockQ8K; 4] = std::array::from_fn(|c| ap(i + c));
+            let res = unsafe { k_tile::<K, 4>(wp, &a, nb) };
+            store(out, &[res], r, i, n);
+            i += 4;
         }
         while i < m {
             let res = unsafe { k_tile::<K, 1>(wp, &[ap(i)], nb) };

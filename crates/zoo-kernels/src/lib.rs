@@ -25,7 +25,7 @@ mod scalar;
 
 use std::fmt;
 
-pub use dense16::{Half, matmul_half};
+pub use dense16::{Half, matmul_dense, matmul_dense_with, matmul_half};
 pub use gemv::{DenseRows, gemv};
 pub use greedy::{CodedHead, GreedyHead, SplitHead, gemv_greedy};
 pub use matmul::{matmul, matmul_with};

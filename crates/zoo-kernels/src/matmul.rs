@@ -21,6 +21,10 @@ const MIN_ROWS_PER_TASK: usize = 64;
 /// Tasks per thread for big matrices: a few, so a thread slowed by a neighbour's process does
 /// not hold everyone up, while each task still streams long contiguous runs of weights.
 const TASKS_PER_THREAD: usize = 4;
+/// Weight bytes per cache sub-band of a task's rows (see `Job::blocked`).
+const SUBBAND_BYTES: usize = 48 * 1024;
+/// Activation bytes per cache chunk of a prompt's rows (see `Job::blocked`).
+const ACT_CHUNK_BYTES: usize = 160 * 1024;
 /// Activation values below which quantizing them is not worth waking the pool.
 const PARALLEL_QUANT_MIN: usize = 1 << 15;
 
@@ -100,34 +104,75 @@ impl Job<'_, '_> {
         });
     }
 
+    /// Runs `kernel(acts of rows i0.., m', weight rows, out from row i0)` over cache blocks of
+    /// one task's rows: sub-bands of about [`SUBBAND_BYTES`] of weights against chunks of about
+    /// [`ACT_CHUNK_BYTES`] of activations, so that both stay in L2 while a sub-band meets every
+    /// chunk (without blocking, a prompt's activations, 640 KB at k = 4096 and m = 128, stream
+    /// from L3 once per 4 weight rows). One activation row (decode) is one chunk.
+    fn blocked<A>(
+        &self,
+        acts: &[A],
+        rows: Range<usize>,
+        out: &Disjoint<'_, f32>,
+        kernel: impl Fn(&[A], usize, Range<usize>, &Disjoint<'_, f32>),
+    ) {
+        let row_bytes = self.nb * self.w.qtype.type_size();
+        let act_bytes = self.nb * std::mem::size_of::<A>();
+        let sub = (SUBBAND_BYTES / row_bytes.max(1)).max(4).next_multiple_of(4);
+        let chunk = if self.m <= 8 { self.m } else { (ACT_CHUNK_BYTES / act_bytes.max(1)).clamp(8, self.m) / 8 * 8 };
+        // One chunk: nothing to keep in cache across chunks, so no sub-bands either.
+        let sub = if chunk >= self.m { rows.len().max(1) } else { sub };
+        let mut r = rows.start;
+        while r < rows.end {
+            let re = (r + sub).min(rows.end);
+            let mut i0 = 0;
+            while i0 < self.m {
+                let mc = chunk.min(self.m - i0);
+                let a = acts.get(i0 * self.nb..(i0 + mc) * self.nb).unwrap_or_default();
+                // SAFETY: the view covers output rows `i0..i0 + mc`; this task still writes only
+                // its own weight rows' columns.
+                let o = unsafe { out.view(i0 * self.n, mc * self.n) };
+                kernel(a, mc, r..re, &o);
+                i0 += mc;
+            }
+            r = re;
+        }
+    }
+
     fn legacy_rows(&self, acts: &[BlockQ8], rows: Range<usize>, out: &Disjoint<'_, f32>) {
+        self.blocked(acts, rows, out, |a, m, rows, o| self.legacy_block(a, m, rows, o));
+    }
+
+    fn k_rows(&self, acts: &[BlockQ8K], rows: Range<usize>, out: &Disjoint<'_, f32>) {
+        self.blocked(acts, rows, out, |a, m, rows, o| self.k_block(a, m, rows, o));
+    }
+
+    fn legacy_block(&self, acts: &[BlockQ8], m: usize, rows: Range<usize>, out: &Disjoint<'_, f32>) {
         let t = self.w.qtype;
         #[cfg(target_arch = "x86_64")]
         if self.backend.is_x86()
-            && crate::avx2::legacy_rows(self.backend, t, self.w.data, acts, self.m, self.nb, rows.clone(), self.n, out)
+            && crate::avx2::legacy_rows(self.backend, t, self.w.data, acts, m, self.nb, rows.clone(), self.n, out)
         {
             return;
         }
         for r in rows {
             let Some(wrow) = self.w.row(r) else { return };
-            for (i, a) in acts.chunks_exact(self.nb).take(self.m).enumerate() {
+            for (i, a) in acts.chunks_exact(self.nb).take(m).enumerate() {
                 // SAFETY: this task owns column `r` of every output row.
                 unsafe { out.set(i * self.n + r, scalar::dot_legacy(t, wrow, a)) };
             }
         }
     }
 
-    fn k_rows(&self, acts: &[BlockQ8K], rows: Range<usize>, out: &Disjoint<'_, f32>) {
+    fn k_block(&self, acts: &[BlockQ8K], m: usize, rows: Range<usize>, out: &Disjoint<'_, f32>) {
         let t = self.w.qtype;
         #[cfg(target_arch = "x86_64")]
-        if self.backend.is_x86()
-            && crate::avx2::k_rows(t, self.w.data, acts, self.m, self.nb, rows.clone(), self.n, out)
-        {
+        if self.backend.is_x86() && crate::avx2::k_rows(t, self.w.data, acts, m, self.nb, rows.clone(), self.n, out) {
             return;
         }
         for r in rows {
             let Some(wrow) = self.w.row(r) else { return };
-            for (i, a) in acts.chunks_exact(self.nb).take(self.m).enumerate() {
+            for (i, a) in acts.chunks_exact(self.nb).take(m).enumerate() {
                 // SAFETY: this task owns column `r` of every output row.
                 unsafe { out.set(i * self.n + r, scalar::dot_k(t, wrow, a)) };
             }
@@ -191,9 +236,24 @@ impl<'a, T> Disjoint<'a, T> {
         Disjoint { ptr: s.as_mut_ptr(), len: s.len(), _borrow: PhantomData }
     }
 
-    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pub fn len(&self) -> usize {
         self.len
+    }
+
+    /// A raw pointer to element `i` (clamped to one past the end), for kernels that write
+    /// through strides; the caller must keep every write inside the slice and its own elements.
+    pub fn ptr_at(&self, i: usize) -> *mut T {
+        self.ptr.wrapping_add(i.min(self.len))
+    }
+
+    /// The elements `start..start + len` (clamped to this slice) as a slice of their own,
+    /// indexed from 0.
+    ///
+    /// # Safety
+    /// The same disjointness contract holds for the view as for this slice.
+    pub unsafe fn view(&self, start: usize, len: usize) -> Disjoint<'a, T> {
+        let start = start.min(self.len);
+        Disjoint { ptr: self.ptr.wrapping_add(start), len: len.min(self.len - start), _borrow: PhantomData }
     }
 
     /// Writes element `i` (ignored if out of bounds).

@@ -97,6 +97,9 @@ fn shapes(t: QuantType) -> Vec<(usize, usize, usize)> {
         (19, 256, 128),
         (6, 1536, 1),
         (5, 576, 128),
+        // Cache blocking (`Job::blocked`): at k = 4096 a prompt of 45 rows is two activation
+        // chunks (32 + 13: tiles of 8, 4 and 1) and 70 weight rows several sub-bands.
+        (70, 4096, 45),
     ];
     all.into_iter().filter(|&(_, k, _)| k % t.block_size() == 0).collect()
 }
@@ -126,11 +129,13 @@ fn every_type_matches_f64_reference() {
                     results.push((label, out));
                 }
             }
-            // Backends and thread counts agree with each other far more tightly.
+            // Backends and thread counts agree with each other far more tightly (f32 rounding
+            // in a different order: a bound growing with the number of terms).
+            let tol = 1e-5 * (k as f32 / 256.0).max(1.0);
             let (first_label, first) = &results[0];
             for (label, out) in &results[1..] {
                 for (a, b) in first.iter().zip(out) {
-                    assert!((a - b).abs() <= 1e-5 * (a.abs() + b.abs()) + 1e-5, "{first_label} vs {label}: {a} vs {b}");
+                    assert!((a - b).abs() <= tol * (a.abs() + b.abs()) + tol, "{first_label} vs {label}: {a} vs {b}");
                 }
             }
         }

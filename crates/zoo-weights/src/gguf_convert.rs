@@ -42,12 +42,14 @@ pub enum OutType {
     Pure(QuantType),
     /// llama.cpp's Q4_K_M mix.
     Q4KM,
+    /// llama.cpp's Q5_K_M mix (Q5_K where Q4_K_M has Q4_K; the same Q6_K tensors).
+    Q5KM,
 }
 
 impl OutType {
     /// Every accepted name, for help texts.
-    pub const NAMES: [&str; 12] =
-        ["f32", "f16", "bf16", "q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q4_k", "q5_k", "q6_k", "q4_k_m"];
+    pub const NAMES: [&str; 13] =
+        ["f32", "f16", "bf16", "q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q4_k", "q5_k", "q6_k", "q4_k_m", "q5_k_m"];
 
     /// Parses `f16`, `q4_0`, `q4_k_m`, ... in any case.
     pub fn from_name(name: &str) -> Option<OutType> {
@@ -56,6 +58,7 @@ impl OutType {
             "f16" => Some(OutType::F16),
             "bf16" => Some(OutType::BF16),
             "q4_k_m" => Some(OutType::Q4KM),
+            "q5_k_m" => Some(OutType::Q5KM),
             other => QuantType::from_name(other).map(OutType::Pure),
         }
     }
@@ -73,6 +76,7 @@ impl OutType {
             OutType::Pure(QuantType::Q5_1) => 9,
             OutType::Pure(QuantType::Q4K) => 14, // Q4_K_S
             OutType::Q4KM => 15,
+            OutType::Q5KM => 17,
             OutType::Pure(QuantType::Q5K) => 16, // Q5_K_S
             OutType::Pure(QuantType::Q6K) => 18,
         }

@@ -105,7 +105,11 @@ impl Linear {
     /// `x`: (t, cols) → (t, rows).
     pub fn forward(&self, pool: &ThreadPool, x: &Tensor) -> Result<Tensor> {
         let y = match &self.weight {
-            MatrixWeight::Dense(w) => x.matmul(&w.t()?)?,
+            MatrixWeight::Dense(w) => match with_f32(w, |_| ()) {
+                Some(()) => x.apply_op1_no_bwd(&DenseMatMul { w, pool })?,
+                // Not a contiguous f32 CPU tensor: candle's product.
+                None => x.matmul(&w.t()?)?,
+            },
             MatrixWeight::Quant(q) => x.apply_op1_no_bwd(&QMatMul { w: q, pool })?,
             MatrixWeight::Half(h) => x.apply_op1_no_bwd(&HalfMatMul { w: h, pool })?,
             MatrixWeight::Split(w) => split_matmul(pool, w, x)?,
@@ -355,6 +359,41 @@ impl CustomOp1 for HalfMatMul<'_> {
         let mut shape = dims.to_vec();
         if let Some(last) = shape.last_mut() {
             *last = h.rows;
+        }
+        Ok((CpuStorage::F32(out), Shape::from(shape)))
+    }
+}
+
+/// The candle op running f32 weights through the kernels' packed GEMM on this model's pool
+/// (candle's own product would run on a second thread pool).
+struct DenseMatMul<'a> {
+    w: &'a Tensor,
+    pool: &'a ThreadPool,
+}
+
+impl CustomOp1 for DenseMatMul<'_> {
+    fn name(&self) -> &'static str {
+        "zoo-densematmul"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (rows, cols) = self.w.dims2()?;
+        let (start, end) = layout
+            .contiguous_offsets()
+            .ok_or_else(|| candle_core::Error::Msg("dense product: input is not contiguous".into()))?;
+        let x = storage.as_slice::<f32>()?.get(start..end).unwrap_or_default();
+        let dims = layout.shape().dims();
+        if dims.last().copied() != Some(cols) || x.len() % cols.max(1) != 0 {
+            return Err(candle_core::Error::Msg(format!("dense product: input width does not match {cols} columns")));
+        }
+        let m = x.len() / cols.max(1);
+        let mut out = vec![0f32; m * rows];
+        with_f32(self.w, |v| zoo_kernels::matmul_dense(self.pool, DenseRows::F32(v), rows, cols, x, m, &mut out))
+            .ok_or_else(|| candle_core::Error::Msg("dense product: weight is not a contiguous f32 tensor".into()))?
+            .map_err(candle_core::Error::wrap)?;
+        let mut shape = dims.to_vec();
+        if let Some(last) = shape.last_mut() {
+            *last = rows;
         }
         Ok((CpuStorage::F32(out), Shape::from(shape)))
     }

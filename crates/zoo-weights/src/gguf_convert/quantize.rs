@@ -35,7 +35,7 @@ fn pick_type(out: OutType, name: &str, shape: &[u64], n_layer: usize) -> (GgmlTy
         OutType::F16 => return (GgmlType::F16, None),
         OutType::BF16 => return (GgmlType::BF16, None),
         OutType::Pure(q) => q,
-        OutType::Q4KM => {
+        OutType::Q4KM | OutType::Q5KM => {
             let layer = name.strip_prefix("blk.").and_then(|r| r.split('.').next()).and_then(|i| i.parse().ok());
             let more = layer.is_some_and(|i| use_more_bits(i, n_layer));
             // llama.cpp files BLOOM's fused `attn_qkv` under attn_v (`category_is_attn_v`), and
@@ -43,6 +43,8 @@ fn pick_type(out: OutType, name: &str, shape: &[u64], n_layer: usize) -> (GgmlTy
             let attn_v = name.ends_with(".attn_v.weight") || name.ends_with(".attn_qkv.weight");
             if name == "output.weight" || (more && (attn_v || name.ends_with(".ffn_down.weight"))) {
                 QuantType::Q6K
+            } else if out == OutType::Q5KM {
+                QuantType::Q5K
             } else {
                 QuantType::Q4K
             }
@@ -338,6 +340,16 @@ mod tests {
         assert_eq!(t("blk.5.attn_qkv.weight", &[192, 64]), GgmlType::Q5_0);
         assert_eq!(t("blk.6.attn_qkv.weight", &[192, 64]), GgmlType::Q8_0);
         assert_eq!(pick_type(OutType::Pure(QuantType::Q4_0), "w", &[2, 48], 0).0, GgmlType::F16);
+        // Q5_K_M: the same Q6_K tensors as Q4_K_M, Q5_K instead of Q4_K, the same fallbacks
+        // (checked against llama-quantize's Q5_K_M of the 7B-shaped model, bench/speed-matrix.sh).
+        let t5 = |name: &str, shape: &[u64]| pick_type(OutType::Q5KM, name, shape, 32).0;
+        assert_eq!(t5("output.weight", &[100, 256]), GgmlType::Q6_K);
+        assert_eq!(t5("blk.0.attn_v.weight", &[256, 256]), GgmlType::Q6_K);
+        assert_eq!(t5("blk.5.attn_v.weight", &[256, 256]), GgmlType::Q5_K);
+        assert_eq!(t5("blk.31.ffn_down.weight", &[256, 512]), GgmlType::Q6_K);
+        assert_eq!(t5("blk.4.attn_q.weight", &[256, 256]), GgmlType::Q5_K);
+        assert_eq!(t5("blk.4.attn_q.weight", &[64, 64]), GgmlType::Q5_1);
+        assert_eq!(OutType::from_name("Q5_K_M"), Some(OutType::Q5KM));
         // Pure Q5_K falls back as llama-quantize does: Q5_1, then F16.
         let q5 = |shape: &[u64]| pick_type(OutType::Pure(QuantType::Q5K), "blk.0.ffn_down.weight", shape, 2).0;
         assert_eq!(q5(&[64, 256]), GgmlType::Q5_K);
