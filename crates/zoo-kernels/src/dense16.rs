@@ -83,19 +83,8 @@ pub fn matmul_dense_with(
 ) -> Result<(), KernelError> {
     let need = |a: usize, b: usize| a.checked_mul(b).ok_or(KernelError::Overflow);
     let wlen = need(rows, cols)?;
-    let ok = match w {
-        DenseRows::F32(v) => v.len() == wlen,
-        DenseRows::Half(_, b) => b.len() == need(wlen, 2)?,
-        _ => true,
-    };
-    if !ok {
-        let got = match w {
-            DenseRows::F32(v) => v.len(),
-            DenseRows::Half(_, b) => b.len(),
-            _ => 0,
-        };
-        let expected = if matches!(w, DenseRows::Half(..)) { need(wlen, 2)? } else { wlen };
-        return Err(KernelError::InputLength { expected, got });
+    if w.len() != wlen || !w.well_formed(rows) {
+        return Err(KernelError::InputLength { expected: wlen, got: w.len() });
     }
     let xlen = need(m, cols)?;
     if x.len() != xlen {
@@ -124,15 +113,35 @@ pub fn matmul_dense_with(
         }
     }
     if backend.is_x86() && m >= GEMM_MIN_ROWS {
-        gemm_bands(pool, w, rows, cols, x, m, out);
+        gemm_bands(pool, w, rows, cols, x, m, out, backend);
     } else {
         small_m(pool, w, rows, cols, x, m, out, backend);
     }
     Ok(())
 }
 
+/// Weight rows `r0..` of `w` (`cols` values each) as f32 into `dst` (whole rows; what fits).
+fn rows_f32(w: DenseRows<'_>, r0: usize, cols: usize, backend: Backend, dst: &mut [f32]) {
+    let (start, end) = (r0 * cols, r0 * cols + dst.len());
+    match w {
+        DenseRows::F32(v) => dst.iter_mut().zip(v.get(start..end).unwrap_or_default()).for_each(|(d, s)| *d = *s),
+        DenseRows::Half(kind, b) => widen(kind, backend, b.get(2 * start..2 * end).unwrap_or_default(), dst),
+        _ => {}
+    }
+}
+
 /// The packed GEMM over bands of weight rows (see the module docs). Lengths are checked.
-fn gemm_bands(pool: &ThreadPool, w: DenseRows<'_>, rows: usize, cols: usize, x: &[f32], m: usize, out: &mut [f32]) {
+#[allow(clippy::too_many_arguments)]
+fn gemm_bands(
+    pool: &ThreadPool,
+    w: DenseRows<'_>,
+    rows: usize,
+    cols: usize,
+    x: &[f32],
+    m: usize,
+    out: &mut [f32],
+    backend: Backend,
+) {
     let threads = pool.threads().max(1);
     // Bands of whole 16-row groups; at least two per thread when the matrix allows.
     let by_bytes = (BAND_BYTES / (cols * 4)).max(16);
@@ -179,25 +188,13 @@ fn gemm_bands(pool: &ThreadPool, w: DenseRows<'_>, rows: usize, cols: usize, x: 
                 )
             }
         };
-        match w {
-            DenseRows::F32(v) => product(v.get(r0 * cols..r1 * cols).unwrap_or_default()),
-            DenseRows::Half(kind, b) => {
-                let src = b.get(2 * r0 * cols..2 * r1 * cols).unwrap_or_default();
-                BAND.with(|cell| match cell.try_borrow_mut() {
-                    Ok(mut buf) => {
-                        buf.resize(nr * cols, 0.0);
-                        widen(kind, Backend::detect(), src, &mut buf);
-                        product(&buf);
-                    }
-                    Err(_) => {
-                        let mut buf = vec![0f32; nr * cols];
-                        widen(kind, Backend::detect(), src, &mut buf);
-                        product(&buf);
-                    }
-                });
-            }
-            _ => {}
+        if let DenseRows::F32(v) = w {
+            return product(v.get(r0 * cols..r1 * cols).unwrap_or_default());
         }
+        crate::matmul::with_scratch(&BAND, nr * cols, 0.0, |buf| {
+            rows_f32(w, r0, cols, backend, buf);
+            product(buf);
+        });
     });
 }
 
@@ -220,17 +217,7 @@ fn small_m(
         let r0 = t * ROWS_PER_TASK;
         let r1 = (r0 + ROWS_PER_TASK).min(rows);
         let mut buf = vec![0f32; (r1 - r0) * cols];
-        for (r, row) in (r0..r1).zip(buf.chunks_exact_mut(cols.max(1))) {
-            match w {
-                DenseRows::F32(v) => {
-                    row.iter_mut().zip(v.get(r * cols..(r + 1) * cols).unwrap_or_default()).for_each(|(d, s)| *d = *s)
-                }
-                DenseRows::Half(kind, b) => {
-                    widen(kind, backend, b.get(r * cols * 2..(r + 1) * cols * 2).unwrap_or_default(), row)
-                }
-                _ => {}
-            }
-        }
+        rows_f32(w, r0, cols, backend, &mut buf);
         for i in 0..m {
             let xi = x.get(i * cols..(i + 1) * cols).unwrap_or_default();
             for (k, wr) in buf.chunks_exact(cols.max(1)).enumerate() {

@@ -59,7 +59,7 @@ impl DenseRows<'_> {
         }
     }
 
-    fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         match self {
             DenseRows::F32(v) => v.len(),
             DenseRows::Half(_, b) => b.len() / 2,
@@ -70,7 +70,7 @@ impl DenseRows<'_> {
 
     /// Whether the byte lengths are whole values (and both planes of a split or coded matrix
     /// agree, and a coded one has facts for each of its `rows`).
-    fn well_formed(&self, rows: usize) -> bool {
+    pub(crate) fn well_formed(&self, rows: usize) -> bool {
         match self {
             DenseRows::F32(_) => true,
             DenseRows::Half(_, b) => b.len() % 2 == 0,

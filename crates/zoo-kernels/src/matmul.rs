@@ -181,7 +181,7 @@ impl Job<'_, '_> {
 }
 
 /// Runs `f` on this thread's scratch buffer resized to `len` (a fresh one if it is in use).
-fn with_scratch<T: Copy, R>(
+pub(crate) fn with_scratch<T: Copy, R>(
     key: &'static LocalKey<RefCell<Vec<T>>>,
     len: usize,
     zero: T,

@@ -106,12 +106,12 @@ impl Linear {
     pub fn forward(&self, pool: &ThreadPool, x: &Tensor) -> Result<Tensor> {
         let y = match &self.weight {
             MatrixWeight::Dense(w) => match with_f32(w, |_| ()) {
-                Some(()) => x.apply_op1_no_bwd(&DenseMatMul { w, pool })?,
+                Some(()) => x.apply_op1_no_bwd(&DenseMatMul { w: DenseWeight::F32(w), pool })?,
                 // Not a contiguous f32 CPU tensor: candle's product.
                 None => x.matmul(&w.t()?)?,
             },
             MatrixWeight::Quant(q) => x.apply_op1_no_bwd(&QMatMul { w: q, pool })?,
-            MatrixWeight::Half(h) => x.apply_op1_no_bwd(&HalfMatMul { w: h, pool })?,
+            MatrixWeight::Half(h) => x.apply_op1_no_bwd(&DenseMatMul { w: DenseWeight::Half(h), pool })?,
             MatrixWeight::Split(w) => split_matmul(pool, w, x)?,
             MatrixWeight::Coded(w) => coded_matmul(pool, w, x)?,
         };
@@ -331,43 +331,17 @@ impl CustomOp1 for QMatMul<'_> {
     }
 }
 
-/// The candle op running 16-bit weights without widening them in memory.
-struct HalfMatMul<'a> {
-    w: &'a HalfWeight,
-    pool: &'a ThreadPool,
+/// The dense weights [`DenseMatMul`] multiplies: an f32 tensor (contiguous on the CPU) or
+/// 16-bit bytes, which stay 16-bit in memory.
+enum DenseWeight<'a> {
+    F32(&'a Tensor),
+    Half(&'a HalfWeight),
 }
 
-impl CustomOp1 for HalfMatMul<'_> {
-    fn name(&self) -> &'static str {
-        "zoo-halfmatmul"
-    }
-
-    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let h = self.w;
-        let (start, end) = layout
-            .contiguous_offsets()
-            .ok_or_else(|| candle_core::Error::Msg(format!("{}: input is not contiguous", h.name)))?;
-        let x = storage.as_slice::<f32>()?.get(start..end).unwrap_or_default();
-        let dims = layout.shape().dims();
-        if dims.last().copied() != Some(h.cols) || x.len() % h.cols.max(1) != 0 {
-            return Err(candle_core::Error::Msg(format!("{}: input width does not match {} columns", h.name, h.cols)));
-        }
-        let m = x.len() / h.cols.max(1);
-        let mut out = vec![0f32; m * h.rows];
-        zoo_kernels::matmul_half(self.pool, h.kind, &h.bytes, h.rows, h.cols, x, m, &mut out)
-            .map_err(candle_core::Error::wrap)?;
-        let mut shape = dims.to_vec();
-        if let Some(last) = shape.last_mut() {
-            *last = h.rows;
-        }
-        Ok((CpuStorage::F32(out), Shape::from(shape)))
-    }
-}
-
-/// The candle op running f32 weights through the kernels' packed GEMM on this model's pool
-/// (candle's own product would run on a second thread pool).
+/// The candle op running dense weights through the kernels' `matmul_dense` on this model's pool
+/// (candle's own product would run on a second thread pool, and widen 16-bit weights).
 struct DenseMatMul<'a> {
-    w: &'a Tensor,
+    w: DenseWeight<'a>,
     pool: &'a ThreadPool,
 }
 
@@ -377,20 +351,30 @@ impl CustomOp1 for DenseMatMul<'_> {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (rows, cols) = self.w.dims2()?;
+        let (name, rows, cols) = match &self.w {
+            DenseWeight::F32(w) => {
+                let (rows, cols) = w.dims2()?;
+                ("f32 weight", rows, cols)
+            }
+            DenseWeight::Half(h) => (h.name.as_str(), h.rows, h.cols),
+        };
         let (start, end) = layout
             .contiguous_offsets()
-            .ok_or_else(|| candle_core::Error::Msg("dense product: input is not contiguous".into()))?;
+            .ok_or_else(|| candle_core::Error::Msg(format!("{name}: input is not contiguous")))?;
         let x = storage.as_slice::<f32>()?.get(start..end).unwrap_or_default();
         let dims = layout.shape().dims();
         if dims.last().copied() != Some(cols) || x.len() % cols.max(1) != 0 {
-            return Err(candle_core::Error::Msg(format!("dense product: input width does not match {cols} columns")));
+            return Err(candle_core::Error::Msg(format!("{name}: input width does not match {cols} columns")));
         }
         let m = x.len() / cols.max(1);
         let mut out = vec![0f32; m * rows];
-        with_f32(self.w, |v| zoo_kernels::matmul_dense(self.pool, DenseRows::F32(v), rows, cols, x, m, &mut out))
-            .ok_or_else(|| candle_core::Error::Msg("dense product: weight is not a contiguous f32 tensor".into()))?
-            .map_err(candle_core::Error::wrap)?;
+        let run = |w: DenseRows<'_>, out: &mut [f32]| zoo_kernels::matmul_dense(self.pool, w, rows, cols, x, m, out);
+        match &self.w {
+            DenseWeight::F32(w) => with_f32(w, |v| run(DenseRows::F32(v), &mut out))
+                .ok_or_else(|| candle_core::Error::Msg(format!("{name}: not a contiguous f32 tensor")))?,
+            DenseWeight::Half(h) => run(DenseRows::Half(h.kind, &h.bytes), &mut out),
+        }
+        .map_err(candle_core::Error::wrap)?;
         let mut shape = dims.to_vec();
         if let Some(last) = shape.last_mut() {
             *last = rows;
