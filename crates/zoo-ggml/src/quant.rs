@@ -15,7 +15,7 @@
 
 mod k;
 
-pub use k::unpack_scale_min_k4;
+pub use k::{pack_scale_min_k4, unpack_scale_min_k4};
 mod legacy;
 
 use std::fmt;

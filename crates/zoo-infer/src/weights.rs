@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use candle_core::{Device, Tensor};
 use half::{bf16, f16};
-use zoo_kernels::{Half, QuantType, ThreadPool};
+use zoo_kernels::{Half, Layout, QMatrix, QuantType, ThreadPool, packed};
 use zoo_weights::gptq::{GptqLinear, GptqModel};
 use zoo_weights::mem::HugeBytes;
 use zoo_weights::{Checkpoint, Dtype, TensorInfo};
@@ -19,7 +19,8 @@ use crate::error::{InferError, Result};
 /// The largest single tensor read (a 250880 × 4096 f32 embedding is 3.8 GiB).
 const MAX_TENSOR_BYTES: u64 = 16 << 30;
 
-/// A block-quantized matrix: `rows` output features of `cols` inputs, GGML block bytes.
+/// A block-quantized matrix: `rows` output features of `cols` inputs, GGML block bytes, in the
+/// file's row-major layout or re-laid for the kernels (see [`QWeight::pack`]).
 #[derive(Debug)]
 pub struct QWeight {
     pub name: String,
@@ -27,6 +28,74 @@ pub struct QWeight {
     pub rows: usize,
     pub cols: usize,
     pub bytes: HugeBytes,
+    pub layout: Layout,
+}
+
+impl QWeight {
+    /// A row-major matrix as read from a file.
+    pub fn new(name: String, qtype: QuantType, rows: usize, cols: usize, bytes: HugeBytes) -> QWeight {
+        QWeight { name, qtype, rows, cols, bytes, layout: Layout::Rows }
+    }
+
+    /// The kernels' view of it.
+    pub fn matrix(&self) -> std::result::Result<QMatrix<'_>, zoo_kernels::KernelError> {
+        match self.layout {
+            Layout::Rows => QMatrix::new(&self.bytes, self.qtype, self.rows, self.cols),
+            Layout::Packed8 => QMatrix::packed(&self.bytes, self.qtype, self.rows, self.cols),
+        }
+    }
+
+    /// Re-lays the matrix into groups of 8 interleaved rows (`zoo_kernels::packed`, as
+    /// llama.cpp's CPU repack) when its row count allows (a multiple of 8): the faster kernels
+    /// for prompts and decode. Legacy types and Q6_K keep their size and are re-laid in place,
+    /// one group at a time; Q4_K and Q5_K go into a new buffer 2–3% larger (their scales
+    /// unpacked) and the old one is freed. Returns whether it did.
+    pub fn pack(&mut self) -> Result<bool> {
+        let Some(len) = (self.layout == Layout::Rows)
+            .then_some(())
+            .and_then(|()| packed::packed_len(self.qtype, self.rows, self.cols))
+        else {
+            return Ok(false);
+        };
+        let wrap = |e: zoo_kernels::KernelError| InferError::Invalid(format!("{}: {e}", self.name));
+        if len == self.bytes.len() {
+            // One group at a time through a small buffer: no second copy of the matrix.
+            let group = self.bytes.len() / (self.rows / packed::GROUP);
+            let mut plain = vec![0u8; group];
+            for g in self.bytes.chunks_exact_mut(group) {
+                plain.copy_from_slice(g);
+                packed::pack(self.qtype, &plain, packed::GROUP, self.cols, g).map_err(wrap)?;
+            }
+        } else {
+            let mut bytes = HugeBytes::zeroed(len);
+            packed::pack(self.qtype, &self.bytes, self.rows, self.cols, &mut bytes).map_err(wrap)?;
+            self.bytes = bytes;
+        }
+        self.layout = Layout::Packed8;
+        Ok(true)
+    }
+
+    /// Row `r` as f32 into `dst` (`cols` values), whatever the layout.
+    pub fn dequantize_row(&self, r: usize, dst: &mut [f32]) -> Result<()> {
+        let row_bytes =
+            self.qtype.row_bytes(self.cols).map_err(|e| InferError::Invalid(format!("{}: {e}", self.name)))?;
+        let src = match self.layout {
+            Layout::Rows => self.bytes.get(r * row_bytes..(r + 1) * row_bytes).map(std::borrow::Cow::Borrowed),
+            Layout::Packed8 => {
+                let group = self.bytes.len() / (self.rows / packed::GROUP).max(1);
+                let g = r / packed::GROUP;
+                self.bytes.get(g * group..(g + 1) * group).map(|src| {
+                    let mut plain = vec![0u8; packed::GROUP * row_bytes];
+                    packed::unpack_group(self.qtype, src, &mut plain);
+                    let j = r % packed::GROUP;
+                    std::borrow::Cow::Owned(plain.get(j * row_bytes..(j + 1) * row_bytes).unwrap_or_default().to_vec())
+                })
+            }
+        };
+        let src = src.ok_or_else(|| InferError::Invalid(format!("{}: row {r} out of range", self.name)))?;
+        zoo_kernels::dequantize_row(self.qtype, &src, dst)?;
+        Ok(())
+    }
 }
 
 /// A 16-bit float matrix (f16 or bf16) kept as stored: half the memory and half the bytes read
@@ -220,7 +289,14 @@ impl MatrixWeight {
             }
             MatrixWeight::Quant(q) => {
                 let mut v = vec![0f32; q.rows * q.cols];
-                zoo_kernels::dequantize_row(q.qtype, &q.bytes, &mut v)?;
+                match q.layout {
+                    Layout::Rows => zoo_kernels::dequantize_row(q.qtype, &q.bytes, &mut v)?,
+                    Layout::Packed8 => {
+                        for (r, dst) in v.chunks_exact_mut(q.cols.max(1)).enumerate() {
+                            q.dequantize_row(r, dst)?;
+                        }
+                    }
+                }
                 Tensor::from_vec(v, (q.rows, q.cols), &Device::Cpu)?
             }
             MatrixWeight::Split(w) => {
@@ -531,7 +607,7 @@ impl WeightSource {
                 dtype: g.name().to_string(),
             })?;
             let bytes = self.read_resident(t)?;
-            return Ok(MatrixWeight::Quant(Arc::new(QWeight { name: t.name.clone(), qtype, rows, cols, bytes })));
+            return Ok(MatrixWeight::Quant(Arc::new(QWeight::new(t.name.clone(), qtype, rows, cols, bytes))));
         }
         let kind = match t.dtype {
             Dtype::F16 => Some(Half::F16),
@@ -570,7 +646,7 @@ fn gptq_matrix(g: &GptqModel, m: &GptqLinear, rows: usize, cols: usize) -> Resul
         zoo_weights::quant::quantize_row(qtype, src, dst)
             .map_err(|e| InferError::Invalid(format!("{}: {}: {e}", path.display(), m.name)))?;
     }
-    Ok(MatrixWeight::Quant(Arc::new(QWeight { name: m.name.clone(), qtype, rows, cols, bytes })))
+    Ok(MatrixWeight::Quant(Arc::new(QWeight::new(m.name.clone(), qtype, rows, cols, bytes))))
 }
 
 /// Refuses tensors over [`MAX_TENSOR_BYTES`] before anything is allocated for them.

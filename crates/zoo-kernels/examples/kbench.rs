@@ -1,5 +1,6 @@
 //! Kernel timing for development: `cargo run --release -p zoo-kernels --example kbench --
-//! [TYPES] [M...]`, e.g. `q4_0,q4_k,f16 1 128 512`. Prints GFLOP/s (2·m·n·k per call) for the
+//! [TYPES] [M...]`, e.g. `q4_0,q4_k,f16 1 128 512` (`q4_0+p`, `q4_k+p`: weights packed into
+//! groups of 8 rows, as the runner loads them). Prints GFLOP/s (2·m·n·k per call) for the
 //! LLaMA-7B matrix shapes (4096×4096, 11008×4096, 4096×11008), median of a few calls, on
 //! `ZOO_THREADS` (default 2) threads and the backend `ZOO_KERNELS` picks.
 //! Not a test and not the benchmark of record (bench/speed-matrix.sh is): a quick look.
@@ -25,7 +26,11 @@ fn main() {
     for ty in types.split(',') {
         for (n, k) in [(4096usize, 4096usize), (11008, 4096), (4096, 11008)] {
             let w: Vec<f32> = (0..n * k).map(|_| rnd() * 0.04).collect();
-            let (bytes, qt) = match ty {
+            let (name, pack) = match ty.strip_suffix("+p") {
+                Some(name) => (name, true),
+                None => (ty, false),
+            };
+            let (bytes, qt) = match name {
                 "f16" | "bf16" | "f32" => (Vec::new(), None),
                 name => {
                     let Some(t) = QuantType::from_name(&name.to_uppercase()) else {
@@ -34,6 +39,14 @@ fn main() {
                     };
                     let mut b = vec![0u8; n * t.row_bytes(k).unwrap_or(0)];
                     zoo_ggml::quant::quantize_row(t, &w, &mut b).ok();
+                    if pack {
+                        let mut p = vec![0u8; zoo_kernels::packed::packed_len(t, n, k).unwrap_or(0)];
+                        if let Err(e) = zoo_kernels::packed::pack(t, &b, n, k, &mut p) {
+                            eprintln!("{e}");
+                            return;
+                        }
+                        b = p;
+                    }
                     (b, Some(t))
                 }
             };
@@ -51,7 +64,8 @@ fn main() {
                     let t0 = Instant::now();
                     let r = match (qt, ty) {
                         (Some(t), _) => {
-                            QMatrix::new(&bytes, t, n, k).and_then(|q| zoo_kernels::matmul(&pool, &q, &x, m, &mut out))
+                            let q = if pack { QMatrix::packed(&bytes, t, n, k) } else { QMatrix::new(&bytes, t, n, k) };
+                            q.and_then(|q| zoo_kernels::matmul(&pool, &q, &x, m, &mut out))
                         }
                         (None, "f32") => zoo_kernels::matmul_dense(&pool, DenseRows::F32(&w), n, k, &x, m, &mut out),
                         (None, "bf16") => zoo_kernels::matmul_half(&pool, Half::Bf16, &half, n, k, &x, m, &mut out),

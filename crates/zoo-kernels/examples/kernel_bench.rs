@@ -120,12 +120,18 @@ fn decode_step(t: QuantType, backend: Backend) {
             let mut step = || {
                 for layer in &layers {
                     for (w, n, k) in layer {
-                        let wm = QMatrix { data: w, qtype: t, rows: *n, cols: *k };
+                        let wm = QMatrix { data: w, qtype: t, rows: *n, cols: *k, layout: zoo_kernels::Layout::Rows };
                         let _ = matmul_with(&pool, &wm, &x[..m * k], m, &mut out[..m * n], backend);
                     }
                 }
                 // Prefill only needs the logits of the last token.
-                let wm = QMatrix { data: &output, qtype: QuantType::Q8_0, rows: 49152, cols: 576 };
+                let wm = QMatrix {
+                    data: &output,
+                    qtype: QuantType::Q8_0,
+                    rows: 49152,
+                    cols: 576,
+                    layout: zoo_kernels::Layout::Rows,
+                };
                 let _ = matmul_with(&pool, &wm, &x[..576], 1, &mut out[..49152], backend);
             };
             step();

@@ -20,6 +20,7 @@ pub mod dense16;
 pub mod gemv;
 pub mod greedy;
 mod matmul;
+pub mod packed;
 mod pool;
 mod scalar;
 
@@ -29,6 +30,7 @@ pub use dense16::{Half, matmul_dense, matmul_dense_with, matmul_half};
 pub use gemv::{DenseRows, gemv};
 pub use greedy::{CodedHead, GreedyHead, SplitHead, gemv_greedy};
 pub use matmul::{matmul, matmul_with};
+pub use packed::Layout;
 pub use pool::ThreadPool;
 pub use zoo_ggml::quant::QuantType;
 
@@ -47,6 +49,9 @@ pub enum KernelError {
     Overflow,
     /// A dequantization failed (lengths), as reported by `zoo_ggml`.
     Dequantize(String),
+    /// A packed layout ([`Layout::Packed8`]) asked of a type without one, or of a row count
+    /// that is not a multiple of [`packed::GROUP`].
+    Packed { qtype: QuantType, rows: usize },
 }
 
 impl fmt::Display for KernelError {
@@ -66,6 +71,9 @@ impl fmt::Display for KernelError {
             }
             KernelError::Overflow => f.write_str("matrix size overflows usize"),
             KernelError::Dequantize(msg) => write!(f, "dequantize: {msg}"),
+            KernelError::Packed { qtype, rows } => {
+                write!(f, "{qtype}: {rows} rows have no packed layout (a packed layout needs a multiple of 8 rows)")
+            }
         }
     }
 }
@@ -83,13 +91,23 @@ pub struct QMatrix<'a> {
     pub qtype: QuantType,
     pub rows: usize,
     pub cols: usize,
+    /// The file's row-major layout, or re-laid at load by [`packed::pack`].
+    pub layout: Layout,
 }
 
 impl<'a> QMatrix<'a> {
     /// A matrix view, after checking that `cols` is a whole number of blocks and that `data`
     /// holds exactly `rows` rows.
     pub fn new(data: &'a [u8], qtype: QuantType, rows: usize, cols: usize) -> Result<Self, KernelError> {
-        let w = QMatrix { data, qtype, rows, cols };
+        let w = QMatrix { data, qtype, rows, cols, layout: Layout::Rows };
+        w.validate()?;
+        Ok(w)
+    }
+
+    /// A view of a matrix in the [`Layout::Packed8`] layout (made by [`packed::pack`]), after
+    /// checking that the type and row count have one and that `data` holds all of it.
+    pub fn packed(data: &'a [u8], qtype: QuantType, rows: usize, cols: usize) -> Result<Self, KernelError> {
+        let w = QMatrix { data, qtype, rows, cols, layout: Layout::Packed8 };
         w.validate()?;
         Ok(w)
     }
@@ -107,15 +125,23 @@ impl<'a> QMatrix<'a> {
     /// Checks the invariants [`QMatrix::new`] checks (the fields are public, so [`matmul`]
     /// checks them again).
     pub fn validate(&self) -> Result<(), KernelError> {
-        let expected = self.rows.checked_mul(self.row_bytes()?).ok_or(KernelError::Overflow)?;
+        let plain = self.rows.checked_mul(self.row_bytes()?).ok_or(KernelError::Overflow)?;
+        let expected = match self.layout {
+            Layout::Rows => plain,
+            Layout::Packed8 => packed::packed_len(self.qtype, self.rows, self.cols)
+                .ok_or(KernelError::Packed { qtype: self.qtype, rows: self.rows })?,
+        };
         if self.data.len() != expected {
             return Err(KernelError::DataLength { qtype: self.qtype, expected, got: self.data.len() });
         }
         Ok(())
     }
 
-    /// The bytes of row `r`, if it exists.
+    /// The bytes of row `r`, if it exists (`None` in a packed layout, where rows interleave).
     pub fn row(&self, r: usize) -> Option<&'a [u8]> {
+        if self.layout != Layout::Rows {
+            return None;
+        }
         let rb = self.row_bytes().ok()?;
         self.data.get(r.checked_mul(rb)?..r.checked_add(1)?.checked_mul(rb)?)
     }

@@ -8,12 +8,14 @@ use std::ops::Range;
 use std::thread::LocalKey;
 
 use crate::act::{self, BlockQ8, BlockQ8K};
-use crate::{Backend, KernelError, QMatrix, QuantType, ThreadPool, scalar};
+use crate::{Backend, KernelError, Layout, QMatrix, QuantType, ThreadPool, packed, scalar};
 
 thread_local! {
     /// Quantized activations of the current call; kept so decode steps do not allocate.
     static SCRATCH_Q8: RefCell<Vec<BlockQ8>> = const { RefCell::new(Vec::new()) };
     static SCRATCH_Q8K: RefCell<Vec<BlockQ8K>> = const { RefCell::new(Vec::new()) };
+    /// One packed group unpacked to rows (the portable path over packed weights).
+    static SCRATCH_GROUP: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Fewest weight rows worth a task of their own.
@@ -88,13 +90,52 @@ struct Job<'a, 'b> {
 }
 
 impl Job<'_, '_> {
+    /// Weight rows a task's range must be a multiple of: a register tile, or a packed group.
+    fn tile_rows(&self) -> usize {
+        match self.w.layout {
+            Layout::Rows => 4,
+            Layout::Packed8 => packed::GROUP,
+        }
+    }
+
+    /// The rows of a packed matrix: the SIMD kernels, or (portable path) each group unpacked
+    /// into a scratch buffer and multiplied by `dot` row by row.
+    fn packed_block<A>(
+        &self,
+        acts: &[A],
+        m: usize,
+        rows: Range<usize>,
+        out: &Disjoint<'_, f32>,
+        simd: impl FnOnce() -> bool,
+        dot: fn(QuantType, &[u8], &[A]) -> f32,
+    ) {
+        if simd() {
+            return;
+        }
+        let row_bytes = self.nb * self.w.qtype.type_size();
+        let group_bytes = packed::packed_len(self.w.qtype, packed::GROUP, self.w.cols).unwrap_or(0);
+        with_scratch(&SCRATCH_GROUP, packed::GROUP * row_bytes, 0u8, |plain| {
+            for g in rows.start / packed::GROUP..rows.end.div_ceil(packed::GROUP) {
+                let Some(src) = self.w.data.get(g * group_bytes..(g + 1) * group_bytes) else { return };
+                packed::unpack_group(self.w.qtype, src, plain);
+                for (j, wrow) in plain.chunks_exact(row_bytes.max(1)).enumerate() {
+                    let r = g * packed::GROUP + j;
+                    for (i, a) in acts.chunks_exact(self.nb).take(m).enumerate() {
+                        // SAFETY: this task owns column `r` of every output row.
+                        unsafe { out.set(i * self.n + r, dot(self.w.qtype, wrow, a)) };
+                    }
+                }
+            }
+        });
+    }
+
     /// Splits the weight rows into contiguous chunks and runs `f` on each, in parallel.
     fn run(&self, pool: &ThreadPool, out: &mut [f32], f: impl Fn(Range<usize>, &Disjoint<'_, f32>) + Sync) {
         let threads = pool.threads();
         let per_thread = (self.n / (threads * MIN_ROWS_PER_TASK)).clamp(1, TASKS_PER_THREAD);
         let tasks = (threads * per_thread).min(self.n.div_ceil(4)).max(1);
-        // Chunks are multiples of 4 rows so every chunk is whole register tiles.
-        let chunk = self.n.div_ceil(tasks).next_multiple_of(4);
+        // Chunks are multiples of 4 rows (8 packed) so every chunk is whole register tiles.
+        let chunk = self.n.div_ceil(tasks).next_multiple_of(self.tile_rows());
         let tasks = self.n.div_ceil(chunk);
         let out = Disjoint::new(out);
         pool.run(tasks, &|t| {
@@ -118,7 +159,7 @@ impl Job<'_, '_> {
     ) {
         let row_bytes = self.nb * self.w.qtype.type_size();
         let act_bytes = self.nb * std::mem::size_of::<A>();
-        let sub = (SUBBAND_BYTES / row_bytes.max(1)).max(4).next_multiple_of(4);
+        let sub = (SUBBAND_BYTES / row_bytes.max(1)).max(4).next_multiple_of(self.tile_rows());
         let chunk = if self.m <= 8 { self.m } else { (ACT_CHUNK_BYTES / act_bytes.max(1)).clamp(8, self.m) / 8 * 8 };
         // One chunk: nothing to keep in cache across chunks, so no sub-bands either.
         let sub = if chunk >= self.m { rows.len().max(1) } else { sub };
@@ -149,6 +190,27 @@ impl Job<'_, '_> {
 
     fn legacy_block(&self, acts: &[BlockQ8], m: usize, rows: Range<usize>, out: &Disjoint<'_, f32>) {
         let t = self.w.qtype;
+        if self.w.layout == Layout::Packed8 {
+            let simd = || {
+                #[cfg(target_arch = "x86_64")]
+                if self.backend.is_x86() {
+                    let a = packed::avx2::Acts::Q8(acts);
+                    return packed::avx2::groups(
+                        self.backend,
+                        t,
+                        self.w.data,
+                        a,
+                        m,
+                        self.nb,
+                        rows.clone(),
+                        self.n,
+                        out,
+                    );
+                }
+                false
+            };
+            return self.packed_block(acts, m, rows.clone(), out, simd, scalar::dot_legacy);
+        }
         #[cfg(target_arch = "x86_64")]
         if self.backend.is_x86()
             && crate::avx2::legacy_rows(self.backend, t, self.w.data, acts, m, self.nb, rows.clone(), self.n, out)
@@ -166,6 +228,27 @@ impl Job<'_, '_> {
 
     fn k_block(&self, acts: &[BlockQ8K], m: usize, rows: Range<usize>, out: &Disjoint<'_, f32>) {
         let t = self.w.qtype;
+        if self.w.layout == Layout::Packed8 {
+            let simd = || {
+                #[cfg(target_arch = "x86_64")]
+                if self.backend.is_x86() {
+                    let a = packed::avx2::Acts::Q8K(acts);
+                    return packed::avx2::groups(
+                        self.backend,
+                        t,
+                        self.w.data,
+                        a,
+                        m,
+                        self.nb,
+                        rows.clone(),
+                        self.n,
+                        out,
+                    );
+                }
+                false
+            };
+            return self.packed_block(acts, m, rows.clone(), out, simd, scalar::dot_k);
+        }
         #[cfg(target_arch = "x86_64")]
         if self.backend.is_x86() && crate::avx2::k_rows(t, self.w.data, acts, m, self.nb, rows.clone(), self.n, out) {
             return;

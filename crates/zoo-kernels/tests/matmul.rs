@@ -142,6 +142,61 @@ fn every_type_matches_f64_reference() {
     }
 }
 
+/// Weights re-laid into packed groups of 8 rows (`zoo_kernels::packed`): every backend and
+/// thread count equals the f64 reference, and the product over the file's layout.
+#[test]
+fn packed_layouts_match_f64_reference_and_the_row_layout() {
+    let pools = [ThreadPool::new(1), ThreadPool::new(3)];
+    let mut rng = Rng(1234);
+    // (n, k, m): one group and many, decode, odd prompts (every tile width and the one-row
+    // remainder), and k = 4096 crossing cache sub-bands and activation chunks.
+    let shapes =
+        [(8, 256, 1), (16, 512, 1), (40, 256, 3), (24, 1536, 17), (8, 256, 128), (72, 4096, 45), (64, 4096, 1)];
+    for t in QuantType::ALL {
+        if zoo_kernels::packed::group_block_bytes(t).is_none() {
+            continue;
+        }
+        for (n, k, m) in shapes {
+            if k % t.block_size() != 0 {
+                continue;
+            }
+            let bytes = quantized_matrix(t, n, k, &mut rng);
+            let mut packed = vec![0u8; zoo_kernels::packed::packed_len(t, n, k).unwrap()];
+            zoo_kernels::packed::pack(t, &bytes, n, k, &mut packed).unwrap();
+            let rows = QMatrix::new(&bytes, t, n, k).unwrap();
+            let w = QMatrix::packed(&packed, t, n, k).unwrap();
+            let mut wd = vec![0.0f32; n * k];
+            dequantize_row(t, &bytes, &mut wd).unwrap();
+            let x = rng.vec(m * k, 1.0);
+            let exact = reference(&wd, &dequantized_acts(t, &x), n, k, m);
+            let tol = 1e-5 * (k as f32 / 256.0).max(1.0);
+            for pool in &pools {
+                for backend in backends() {
+                    let label = format!("{t} packed n={n} k={k} m={m} {backend:?} threads={}", pool.threads());
+                    let mut out = vec![f32::NAN; m * n];
+                    matmul_with(pool, &w, &x, m, &mut out, backend).unwrap();
+                    check(&label, &out, &exact, 1e-4);
+                    let mut plain = vec![f32::NAN; m * n];
+                    matmul_with(pool, &rows, &x, m, &mut plain, backend).unwrap();
+                    for (a, b) in out.iter().zip(&plain) {
+                        assert!((a - b).abs() <= tol * (a.abs() + b.abs()) + tol, "{label}: packed {a}, rows {b}");
+                    }
+                }
+            }
+        }
+    }
+    // A layout that does not exist for the type or the row count is refused, not misread.
+    let bytes = quantized_matrix(QuantType::Q4_0, 12, 64, &mut rng);
+    assert!(matches!(QMatrix::packed(&bytes, QuantType::Q4_0, 12, 64), Err(KernelError::Packed { .. })));
+    let bytes = quantized_matrix(QuantType::Q5K, 4, 256, &mut rng);
+    assert!(matches!(QMatrix::packed(&bytes, QuantType::Q5K, 4, 256), Err(KernelError::Packed { .. })));
+    let bytes = quantized_matrix(QuantType::Q4_0, 8, 64, &mut rng);
+    assert!(matches!(
+        QMatrix::packed(&bytes[..bytes.len() - 1], QuantType::Q4_0, 8, 64),
+        Err(KernelError::DataLength { .. })
+    ));
+}
+
 #[test]
 fn default_entry_point_uses_a_working_backend() {
     let mut rng = Rng(7);
@@ -264,13 +319,14 @@ fn bad_inputs_are_errors() {
     assert!(matches!(QMatrix::new(&data, QuantType::Q4_1, 4, 48), Err(KernelError::Cols { .. })));
     assert!(matches!(QMatrix::new(&data, QuantType::Q4K, 1, 576), Err(KernelError::Cols { .. })));
     // A hand-built (public fields) bad matrix is caught by matmul too.
-    let w = QMatrix { data: &data, qtype: QuantType::Q8_0, rows: 3, cols: 64 };
+    let w = QMatrix { data: &data, qtype: QuantType::Q8_0, rows: 3, cols: 64, layout: zoo_kernels::Layout::Rows };
     let mut out = vec![0.0; 3];
     assert!(matmul(&pool, &w, &[0.0; 64], 1, &mut out).is_err());
-    let w = QMatrix { data: &data, qtype: QuantType::Q8_0, rows: 3, cols: 33 };
+    let w = QMatrix { data: &data, qtype: QuantType::Q8_0, rows: 3, cols: 33, layout: zoo_kernels::Layout::Rows };
     assert!(matmul(&pool, &w, &[0.0; 33], 1, &mut out).is_err());
     // Huge shapes overflow instead of wrapping.
-    let w = QMatrix { data: &data, qtype: QuantType::Q8_0, rows: usize::MAX, cols: 64 };
+    let w =
+        QMatrix { data: &data, qtype: QuantType::Q8_0, rows: usize::MAX, cols: 64, layout: zoo_kernels::Layout::Rows };
     assert!(matches!(matmul(&pool, &w, &[0.0; 64], 1, &mut out), Err(KernelError::Overflow)));
 
     let data = vec![0u8; 3 * 2 * 34];

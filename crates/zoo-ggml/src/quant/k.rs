@@ -39,7 +39,7 @@ fn put(it: &mut slice::IterMut<'_, u8>, bytes: &[u8]) {
 // ---------------------------------------------------------------------------------------------
 
 /// Packs eight 6-bit scales and mins as ggml's `quantize_row_q4_K_ref` does.
-fn pack_scale_min_k4(ls: [u8; 8], lm: [u8; 8]) -> [u8; 12] {
+pub fn pack_scale_min_k4(ls: [u8; 8], lm: [u8; 8]) -> [u8; 12] {
     let [s0, s1, s2, s3, s4, s5, s6, s7] = ls;
     let [m0, m1, m2, m3, m4, m5, m6, m7] = lm;
     [

@@ -33,12 +33,7 @@ impl Embedding {
                 let src = h.bytes.get(start..start + row_bytes).unwrap_or_default();
                 zoo_kernels::dense16::widen(h.kind, zoo_kernels::Backend::detect(), src, dst);
             }
-            MatrixWeight::Quant(q) => {
-                let row_bytes = q.bytes.len() / q.rows.max(1);
-                let start = id as usize * row_bytes;
-                let src = q.bytes.get(start..start + row_bytes).unwrap_or_default();
-                zoo_kernels::dequantize_row(q.qtype, src, dst)?;
-            }
+            MatrixWeight::Quant(q) => q.dequantize_row(id as usize, dst)?,
         }
         Ok(())
     }
@@ -68,12 +63,9 @@ impl Embedding {
                 Ok(Tensor::from_vec(out, (ids.len(), self.hidden), &Device::Cpu)?)
             }
             MatrixWeight::Quant(q) => {
-                let row_bytes = q.bytes.len() / q.rows.max(1);
                 let mut out = vec![0f32; ids.len() * self.hidden];
                 for (dst, &id) in out.chunks_exact_mut(self.hidden).zip(ids) {
-                    let start = id as usize * row_bytes;
-                    let src = q.bytes.get(start..start + row_bytes).unwrap_or_default();
-                    zoo_kernels::dequantize_row(q.qtype, src, dst)?;
+                    q.dequantize_row(id as usize, dst)?;
                 }
                 Ok(Tensor::from_vec(out, (ids.len(), self.hidden), &Device::Cpu)?)
             }

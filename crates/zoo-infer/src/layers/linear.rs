@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use candle_core::{CpuStorage, CustomOp1, Device, Layout, Shape, Tensor};
-use zoo_kernels::{DenseRows, QMatrix, ThreadPool};
+use zoo_kernels::{DenseRows, ThreadPool};
 
 use crate::error::{InferError, Result};
 use crate::models::Logits;
@@ -89,17 +89,33 @@ impl Linear {
             })
             .collect();
         let Some(first) = quant.first() else { return Ok(None) };
-        if quant.len() != parts.len() || quant.iter().any(|q| q.qtype != first.qtype || q.cols != first.cols) {
+        if quant.len() != parts.len()
+            || quant
+                .iter()
+                .any(|q| q.qtype != first.qtype || q.cols != first.cols || q.layout != zoo_kernels::Layout::Rows)
+        {
             return Ok(None);
         }
-        let weight = QWeight {
-            name: quant.iter().map(|q| q.name.as_str()).collect::<Vec<_>>().join("+"),
-            qtype: first.qtype,
-            rows: quant.iter().map(|q| q.rows).sum(),
-            cols: first.cols,
-            bytes: joined(quant.iter().map(|q| &*q.bytes)),
-        };
+        let weight = QWeight::new(
+            quant.iter().map(|q| q.name.as_str()).collect::<Vec<_>>().join("+"),
+            first.qtype,
+            quant.iter().map(|q| q.rows).sum(),
+            first.cols,
+            joined(quant.iter().map(|q| &*q.bytes)),
+        );
         Ok(Some(Linear::new(MatrixWeight::Quant(Arc::new(weight)), bias)))
+    }
+
+    /// The layer with its quantized weights re-laid for the kernels where their type has a
+    /// packed layout ([`QWeight::pack`]). Weights shared with another holder (an output head
+    /// tied to the embedding table, which is read by rows) stay as they are.
+    pub fn packed(mut self) -> Result<Linear> {
+        if let MatrixWeight::Quant(q) = &mut self.weight
+            && let Some(q) = Arc::get_mut(q)
+        {
+            q.pack()?;
+        }
+        Ok(self)
     }
 
     /// `x`: (t, cols) → (t, rows).
@@ -128,8 +144,7 @@ impl Linear {
     pub fn forward_row(&self, pool: &ThreadPool, x: &[f32], out: &mut [f32]) -> Result<()> {
         match &self.weight {
             MatrixWeight::Quant(q) => {
-                let w = QMatrix::new(&q.bytes, q.qtype, q.rows, q.cols)?;
-                zoo_kernels::matmul(pool, &w, x, 1, out)?;
+                zoo_kernels::matmul(pool, &q.matrix()?, x, 1, out)?;
             }
             MatrixWeight::Half(h) => {
                 zoo_kernels::gemv(pool, DenseRows::Half(h.kind, &h.bytes), h.rows, h.cols, x, out)?;
@@ -314,7 +329,7 @@ impl CustomOp1 for QMatMul<'_> {
         }
         let m = x.len() / q.cols.max(1);
         let mut out = vec![0f32; m * q.rows];
-        let w = QMatrix::new(&q.bytes, q.qtype, q.rows, q.cols).map_err(candle_core::Error::wrap)?;
+        let w = q.matrix().map_err(candle_core::Error::wrap)?;
         // The kernel runs every activation row against each tile of weight rows; a batch of
         // many sequences goes through in slices whose quantized activations stay in cache.
         for (xs, os) in
@@ -401,16 +416,42 @@ mod tests {
                 *b = ((i * 31 + j * 17) % 255) as u8;
             }
         }
-        let q = QWeight { name: "w".into(), qtype: zoo_kernels::QuantType::Q8_0, rows, cols, bytes };
-        let lin = Linear::new(MatrixWeight::Quant(Arc::new(q)), None);
+        let q = QWeight::new("w".into(), zoo_kernels::QuantType::Q8_0, rows, cols, bytes);
+        let plain = Linear::new(MatrixWeight::Quant(Arc::new(q)), None);
+        let dense = plain.weight().to_dense().unwrap();
+        // The same layer with its weights packed for the kernels (a second, unshared copy).
+        let packed = Linear::new(MatrixWeight::Dense(dense.clone()), None);
+        let MatrixWeight::Quant(q) = plain.weight() else { unreachable!() };
+        let copy = QWeight::new("w".into(), q.qtype, q.rows, q.cols, zoo_weights::mem::HugeBytes::copy_of(&q.bytes));
+        let packed = Linear { weight: MatrixWeight::Quant(Arc::new(copy)), ..packed }.packed().unwrap();
+        let MatrixWeight::Quant(pq) = packed.weight() else { unreachable!() };
+        assert_eq!(pq.layout, zoo_kernels::Layout::Packed8);
+        // Dequantizing the packed weights gives the matrix back.
+        assert_eq!(packed.weight().to_dense().unwrap().to_vec2::<f32>().unwrap(), dense.to_vec2::<f32>().unwrap());
         let pool = ThreadPool::new(2);
         let x = values(m * cols, 11);
-        let y = lin.forward(&pool, &Tensor::from_slice(&x, (m, cols), &Device::Cpu).unwrap()).unwrap();
-        let y = y.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        let mut row = vec![0f32; rows];
-        for (i, xr) in x.chunks_exact(cols).enumerate() {
-            lin.forward_row(&pool, xr, &mut row).unwrap();
-            assert_eq!(&y[i * rows..(i + 1) * rows], row.as_slice(), "row {i}");
+        for lin in [&plain, &packed] {
+            let y = lin.forward(&pool, &Tensor::from_slice(&x, (m, cols), &Device::Cpu).unwrap()).unwrap();
+            let y = y.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let mut row = vec![0f32; rows];
+            for (i, xr) in x.chunks_exact(cols).enumerate() {
+                lin.forward_row(&pool, xr, &mut row).unwrap();
+                assert_eq!(&y[i * rows..(i + 1) * rows], row.as_slice(), "row {i}");
+            }
+        }
+    }
+
+    /// A head tied to the embedding table shares its weights: packing leaves both in the
+    /// file's row layout, which the embedding reads by rows.
+    #[test]
+    fn shared_weights_are_not_packed() {
+        let bytes = zoo_weights::mem::HugeBytes::zeroed(8 * 64 / 32 * 18);
+        let q = Arc::new(QWeight::new("w".into(), zoo_kernels::QuantType::Q4_0, 8, 64, bytes));
+        let table = MatrixWeight::Quant(Arc::clone(&q));
+        let head = Linear::new(MatrixWeight::Quant(q), None).packed().unwrap();
+        for w in [&table, head.weight()] {
+            let MatrixWeight::Quant(q) = w else { unreachable!() };
+            assert_eq!(q.layout, zoo_kernels::Layout::Rows);
         }
     }
 }

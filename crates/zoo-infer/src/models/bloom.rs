@@ -56,11 +56,11 @@ impl Bloom {
             let p = format!("transformer.h.{i}");
             blocks.push(Block {
                 ln1: Norm::layer(src, &format!("{p}.input_layernorm"), h, eps)?,
-                qkv: Linear::load(src, &format!("{p}.self_attention.query_key_value"), 3 * h, h, true)?,
-                dense: Linear::load(src, &format!("{p}.self_attention.dense"), h, h, true)?,
+                qkv: Linear::load(src, &format!("{p}.self_attention.query_key_value"), 3 * h, h, true)?.packed()?,
+                dense: Linear::load(src, &format!("{p}.self_attention.dense"), h, h, true)?.packed()?,
                 ln2: Norm::layer(src, &format!("{p}.post_attention_layernorm"), h, eps)?,
-                up: Linear::load(src, &format!("{p}.mlp.dense_h_to_4h"), cfg.intermediate_size, h, true)?,
-                down: Linear::load(src, &format!("{p}.mlp.dense_4h_to_h"), h, cfg.intermediate_size, true)?,
+                up: Linear::load(src, &format!("{p}.mlp.dense_h_to_4h"), cfg.intermediate_size, h, true)?.packed()?,
+                down: Linear::load(src, &format!("{p}.mlp.dense_4h_to_h"), h, cfg.intermediate_size, true)?.packed()?,
             });
         }
         let head_w = if own_head { src.head_matrix("lm_head.weight", cfg.vocab_size, h)? } else { embed_w.clone() };
@@ -70,7 +70,7 @@ impl Bloom {
             embed_norm: Norm::layer(src, "transformer.word_embeddings_layernorm", h, eps)?,
             blocks,
             ln_f: Norm::layer(src, "transformer.ln_f", h, eps)?,
-            lm_head: Linear::new(head_w, None),
+            lm_head: Linear::new(head_w, None).packed()?,
             slopes: layers::alibi_slopes(cfg.num_heads),
             qkv_blocked: src.is_gguf(),
             threads,

@@ -29,9 +29,9 @@ impl Proj {
         Ok(match Linear::fuse(&refs)? {
             Some(l) => {
                 let widths = parts.iter().map(|p| p.weight().rows()).collect::<Result<Vec<usize>>>()?;
-                Proj::Fused(l, widths)
+                Proj::Fused(l.packed()?, widths)
             }
-            None => Proj::Apart(parts),
+            None => Proj::Apart(parts.into_iter().map(Linear::packed).collect::<Result<_>>()?),
         })
     }
 
@@ -133,10 +133,10 @@ impl Llama {
             layers.push(Layer {
                 attn_norm: rms(&format!("{p}.input_layernorm"))?,
                 qkv: Proj::new(vec![q, k, v])?,
-                o: Linear::load(src, &format!("{p}.self_attn.o_proj"), h, nh * hd, false)?,
+                o: Linear::load(src, &format!("{p}.self_attn.o_proj"), h, nh * hd, false)?.packed()?,
                 mlp_norm: rms(&format!("{p}.post_attention_layernorm"))?,
                 gate_up: Proj::new(vec![gate, up])?,
-                down: Linear::load(src, &format!("{p}.mlp.down_proj"), h, cfg.intermediate_size, false)?,
+                down: Linear::load(src, &format!("{p}.mlp.down_proj"), h, cfg.intermediate_size, false)?.packed()?,
             });
         }
         let norm = rms("model.norm")?;
@@ -166,7 +166,8 @@ impl Llama {
             embed_scale: (cfg.arch == Arch::Gemma).then(|| f64::from((h as f32).sqrt())),
             layers,
             norm,
-            lm_head: Linear::new(head_w, None),
+            // A head tied to the embedding table shares its weights and keeps their layout.
+            lm_head: Linear::new(head_w, None).packed()?,
             rope,
             alibi,
             threads,

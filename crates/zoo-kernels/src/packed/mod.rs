@@ -1,0 +1,471 @@
+//! Weights re-laid at load for the kernels: groups of [`GROUP`] (8) rows interleaved block by
+//! block, as llama.cpp's CPU "repack" buffers do for Q4_0 and Q4_K (`block_q4_0x8`,
+//! `block_q4_Kx8`), here for every GGML block type (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K,
+//! Q6_K), with a layout of our own chosen for the AVX2 `maddubs` kernels in [`avx2`]:
+//!
+//! - one 32-bit lane of a 256-bit register holds 4 consecutive quants of one row, and the 8
+//!   lanes hold the same 4 positions of the 8 rows of a group; the activation's 4 matching
+//!   bytes are broadcast to every lane, so `maddubs` + `madd` leave the 8 rows' partial sums
+//!   in 8 lanes: no horizontal sums, no transposes, and the 8 results of a group are stored
+//!   with one instruction;
+//! - the group's 8 scales (and offsets) sit together (one F16C convert for 8 rows), and the
+//!   k-quants' 6-bit scales and mins are unpacked to bytes, in the order the kernel uses them;
+//! - high bits (Q5_0, Q5_1, Q5_K: the fifth; Q6_K: the top two) sit in planes of their own,
+//!   arranged so that one load and a shift give the bits of several weight vectors.
+//!
+//! A packed matrix is one contiguous stream per group (one hardware-prefetch stream instead of
+//! eight) and reads the same weight bytes as the file's layout: exactly for the legacy types
+//! and Q6_K (re-laid in place), 32 bytes more per group of 8 super-blocks for Q4_K (+2.8%)
+//! and Q5_K (+2.3%), for the unpacked scales. Only row counts that are a multiple of 8 are
+//! packed; other matrices, and embedding tables (looked up by row), keep the file's layout.
+//!
+//! Legacy types (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0), per block index `b` of a group (8 blocks'
+//! bytes): `d[8]` (f16) | `m[8]` (Q4_1, Q5_1) | the fifth bits (Q5_0, Q5_1) | for `k` in 0..4
+//! (Q8_0: 0..8), for row `r` in 0..8: bytes `4k..4k+4` of row `r`'s quant bytes (low nibbles
+//! are values `4k..4k+4`, high nibbles values `16+4k..`); see [`pack_legacy`].
+//!
+//! Q5_K: see [`pack_q5k`]; Q6_K: see [`pack_q6k`].
+//!
+//! Q4_K, per super-block index `b` of a group (8 × 144 + 32 = 1184 bytes):
+//! `d[8]`, `dmin[8]` (f16) | scales `[s][r]` (u8, 64 bytes) | mins `[p][r][2]` (u8: the mins
+//! of sub-blocks `2p` and `2p+1` of row `r`, 64 bytes) | for chunk `j` in 0..4, for `k` in
+//! 0..8, for `r` in 0..8: bytes `32j+4k..32j+4k+4` of row `r`'s 128 quant bytes (low nibbles:
+//! sub-block `2j`, high nibbles: sub-block `2j+1`).
+
+// Within one block, every index is a loop counter over a local array of fixed length (256
+// values, 8 scales, 8 rows) bounded by its loop; slices of the caller's bytes go through `get`.
+#![allow(clippy::indexing_slicing)]
+
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod avx2;
+
+use zoo_ggml::quant::{pack_scale_min_k4, unpack_scale_min_k4};
+
+use crate::{KernelError, QuantType};
+
+/// Rows per interleaved group.
+pub const GROUP: usize = 8;
+
+/// How a [`crate::QMatrix`]'s bytes are laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Layout {
+    /// As in the file: row after row, each `cols / block_size` blocks.
+    #[default]
+    Rows,
+    /// Groups of [`GROUP`] rows interleaved block by block (see the module docs); made by
+    /// [`pack`].
+    Packed8,
+}
+
+/// Bytes of one packed block index of a group (all [`GROUP`] rows), if `t` can be packed.
+pub fn group_block_bytes(t: QuantType) -> Option<usize> {
+    match t {
+        QuantType::Q4_0 | QuantType::Q4_1 | QuantType::Q5_0 | QuantType::Q5_1 | QuantType::Q8_0 => {
+            Some(GROUP * t.type_size())
+        }
+        QuantType::Q4K => Some(GROUP * 144 + 32),
+        QuantType::Q5K => Some(GROUP * 144 + 32 + GROUP * 32),
+        QuantType::Q6K => Some(GROUP * 210),
+    }
+}
+
+/// Bytes of the packed form of a `rows × cols` matrix of `t`, or `None` when it is not packed
+/// (a type without a packed form, rows not a multiple of [`GROUP`], or cols not whole blocks).
+pub fn packed_len(t: QuantType, rows: usize, cols: usize) -> Option<usize> {
+    let gb = group_block_bytes(t)?;
+    if rows == 0 || !rows.is_multiple_of(GROUP) || !cols.is_multiple_of(t.block_size()) {
+        return None;
+    }
+    (rows / GROUP).checked_mul(cols / t.block_size())?.checked_mul(gb)
+}
+
+/// Re-lays `src` (`rows` rows of `cols` values of `t`, the file's layout) into `dst`, which
+/// must hold [`packed_len`] bytes.
+pub fn pack(t: QuantType, src: &[u8], rows: usize, cols: usize, dst: &mut [u8]) -> Result<(), KernelError> {
+    let (gb, nb, row_bytes) = shape(t, rows, cols, src.len(), dst.len())?;
+    for (g, out) in src.chunks_exact(GROUP * row_bytes).zip(dst.chunks_exact_mut(nb * gb)) {
+        let rows: [&[u8]; GROUP] = std::array::from_fn(|r| g.get(r * row_bytes..(r + 1) * row_bytes).unwrap_or(&[]));
+        for (b, o) in out.chunks_exact_mut(gb).enumerate() {
+            match t {
+                QuantType::Q4_0 | QuantType::Q4_1 | QuantType::Q5_0 | QuantType::Q5_1 | QuantType::Q8_0 => {
+                    let tb = t.type_size();
+                    pack_legacy(t, rows.map(|r| r.get(b * tb..(b + 1) * tb).unwrap_or(&[])), o)
+                }
+                QuantType::Q6K => pack_q6k(rows.map(|r| r.get(b * 210..(b + 1) * 210).unwrap_or(&[])), o),
+                QuantType::Q5K => pack_q5k(rows.map(|r| r.get(b * 176..(b + 1) * 176).unwrap_or(&[])), o),
+                _ => pack_q4k(rows.map(|r| r.get(b * 144..(b + 1) * 144).unwrap_or(&[])), o),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The inverse of [`pack`] for one group: `group` (`nb` packed block indices) back into 8 rows
+/// of the file's layout in `dst` (`8 * row_bytes` bytes).
+pub fn unpack_group(t: QuantType, group: &[u8], dst: &mut [u8]) {
+    let Some(gb) = group_block_bytes(t) else { return };
+    let nb = group.len() / gb;
+    let row_bytes = dst.len() / GROUP;
+    let tb = t.type_size();
+    let mut rows: Vec<&mut [u8]> = dst.chunks_exact_mut(row_bytes.max(1)).collect();
+    for (b, p) in group.chunks_exact(gb).enumerate().take(nb) {
+        let mut blocks: Vec<&mut [u8]> = rows.iter_mut().filter_map(|r| r.get_mut(b * tb..(b + 1) * tb)).collect();
+        if blocks.len() != GROUP {
+            return;
+        }
+        match t {
+            QuantType::Q4_0 | QuantType::Q4_1 | QuantType::Q5_0 | QuantType::Q5_1 | QuantType::Q8_0 => {
+                unpack_legacy(t, p, &mut blocks)
+            }
+            QuantType::Q6K => unpack_q6k(p, &mut blocks),
+            QuantType::Q5K => unpack_q5k(p, &mut blocks),
+            _ => unpack_q4k(p, &mut blocks),
+        }
+    }
+}
+
+/// The inverse of [`pack`] for a whole matrix.
+pub fn unpack(t: QuantType, src: &[u8], rows: usize, cols: usize, dst: &mut [u8]) -> Result<(), KernelError> {
+    let (gb, nb, row_bytes) = shape(t, rows, cols, dst.len(), src.len())?;
+    for (g, out) in src.chunks_exact(nb * gb).zip(dst.chunks_exact_mut(GROUP * row_bytes)) {
+        unpack_group(t, g, out);
+    }
+    Ok(())
+}
+
+/// (group block bytes, blocks per row, row bytes), after checking both lengths.
+fn shape(
+    t: QuantType,
+    rows: usize,
+    cols: usize,
+    plain: usize,
+    packed: usize,
+) -> Result<(usize, usize, usize), KernelError> {
+    let row_bytes = t.row_bytes(cols).map_err(|_| KernelError::Cols { qtype: t, cols, block_size: t.block_size() })?;
+    let expected = rows.checked_mul(row_bytes).ok_or(KernelError::Overflow)?;
+    if plain != expected {
+        return Err(KernelError::DataLength { qtype: t, expected, got: plain });
+    }
+    let want = packed_len(t, rows, cols).ok_or(KernelError::Packed { qtype: t, rows })?;
+    if packed != want {
+        return Err(KernelError::DataLength { qtype: t, expected: want, got: packed });
+    }
+    Ok((group_block_bytes(t).unwrap_or(1), cols / t.block_size(), row_bytes))
+}
+
+/// Where a legacy block keeps its parts: (offset `m` at, fifth bits at, quants at, quant bytes).
+fn legacy_parts(t: QuantType) -> (Option<usize>, Option<usize>, usize, usize) {
+    match t {
+        QuantType::Q4_1 => (Some(2), None, 4, 16),
+        QuantType::Q5_0 => (None, Some(2), 6, 16),
+        QuantType::Q5_1 => (Some(2), Some(4), 8, 16),
+        QuantType::Q8_0 => (None, None, 2, 32),
+        _ => (None, None, 2, 16),
+    }
+}
+
+/// The value whose fifth bit is bit `e` of byte `b` of a lane of the packed fifth-bit plane:
+/// vectors 0..4 are the low nibbles (values `4e + b`), 4..8 the high ones (`16 + 4(e-4) + b`).
+fn fifth_value(e: usize, b: usize) -> usize {
+    if e < 4 { 4 * e + b } else { 16 + 4 * (e - 4) + b }
+}
+
+/// Legacy types, per block index of a group: `d[8]` | `m[8]` (Q4_1, Q5_1) | fifth bits (Q5_0,
+/// Q5_1: 32 bytes, lane `r` byte `b` bit `e` for the value [`fifth_value`]`(e, b)` of row `r`)
+/// | quants: for `k` in 0..4 (Q8_0: 0..8), for row `r`: quant bytes `4k..4k+4` of row `r`.
+fn pack_legacy(t: QuantType, blocks: [&[u8]; GROUP], out: &mut [u8]) {
+    let (m_at, h_at, q_at, q_len) = legacy_parts(t);
+    let mut off = 16;
+    for (r, b) in blocks.iter().enumerate() {
+        copy(out, 2 * r, b, 0, 2);
+        if let Some(m) = m_at {
+            copy(out, 16 + 2 * r, b, m, 2);
+        }
+    }
+    if m_at.is_some() {
+        off += 16;
+    }
+    if let Some(h) = h_at {
+        for (r, b) in blocks.iter().enumerate() {
+            let qh = b.get(h..h + 4).and_then(|x| x.try_into().ok()).map_or(0, u32::from_le_bytes);
+            for by in 0..4 {
+                let bits = (0..8).fold(0u8, |acc, e| acc | ((((qh >> fifth_value(e, by)) & 1) as u8) << e));
+                set(out, off + 4 * r + by, bits);
+            }
+        }
+        off += 32;
+    }
+    for (r, b) in blocks.iter().enumerate() {
+        for k in 0..q_len / 4 {
+            copy(out, off + 32 * k + 4 * r, b, q_at + 4 * k, 4);
+        }
+    }
+}
+
+fn unpack_legacy(t: QuantType, p: &[u8], blocks: &mut [&mut [u8]]) {
+    let (m_at, h_at, q_at, q_len) = legacy_parts(t);
+    let mut off = 16;
+    for (r, b) in blocks.iter_mut().enumerate() {
+        copy(b, 0, p, 2 * r, 2);
+        if let Some(m) = m_at {
+            copy(b, m, p, 16 + 2 * r, 2);
+        }
+    }
+    if m_at.is_some() {
+        off += 16;
+    }
+    if let Some(h) = h_at {
+        for (r, b) in blocks.iter_mut().enumerate() {
+            let mut qh = 0u32;
+            for by in 0..4 {
+                let bits = p.get(off + 4 * r + by).copied().unwrap_or(0);
+                for e in 0..8 {
+                    qh |= u32::from((bits >> e) & 1) << fifth_value(e, by);
+                }
+            }
+            if let Some(dst) = b.get_mut(h..h + 4) {
+                dst.copy_from_slice(&qh.to_le_bytes());
+            }
+        }
+        off += 32;
+    }
+    for (r, b) in blocks.iter_mut().enumerate() {
+        for k in 0..q_len / 4 {
+            copy(b, q_at + 4 * k, p, off + 32 * k + 4 * r, 4);
+        }
+    }
+}
+
+fn pack_q4k(blocks: [&[u8]; GROUP], out: &mut [u8]) {
+    for (r, b) in blocks.iter().enumerate() {
+        copy(out, 2 * r, b, 0, 2);
+        copy(out, 16 + 2 * r, b, 2, 2);
+        let packed: [u8; 12] = b.get(4..16).and_then(|s| s.try_into().ok()).unwrap_or([0; 12]);
+        let (sc, mn) = unpack_scale_min_k4(&packed);
+        for s in 0..8 {
+            set(out, 32 + 8 * s + r, sc[s]);
+            set(out, 96 + 16 * (s / 2) + 2 * r + s % 2, mn[s]);
+        }
+        for j in 0..4 {
+            for k in 0..8 {
+                copy(out, 160 + 256 * j + 32 * k + 4 * r, b, 16 + 32 * j + 4 * k, 4);
+            }
+        }
+    }
+}
+
+fn unpack_q4k(p: &[u8], blocks: &mut [&mut [u8]]) {
+    for (r, b) in blocks.iter_mut().enumerate() {
+        copy(b, 0, p, 2 * r, 2);
+        copy(b, 2, p, 16 + 2 * r, 2);
+        let byte = |i: usize| p.get(i).copied().unwrap_or(0);
+        let sc: [u8; 8] = std::array::from_fn(|s| byte(32 + 8 * s + r));
+        let mn: [u8; 8] = std::array::from_fn(|s| byte(96 + 16 * (s / 2) + 2 * r + s % 2));
+        if let Some(dst) = b.get_mut(4..16) {
+            dst.copy_from_slice(&pack_scale_min_k4(sc, mn));
+        }
+        for j in 0..4 {
+            for k in 0..8 {
+                copy(b, 16 + 32 * j + 4 * k, p, 160 + 256 * j + 32 * k + 4 * r, 4);
+            }
+        }
+    }
+}
+
+/// Q5_K, per super-block index of a group (8 × 176 + 32 = 1440 bytes): Q4_K's packed block
+/// (1184 bytes: scales, mins and the low 4 bits, with `qh` left out) | the fifth bits: for
+/// chunk `j` in 0..4, two 32-byte loads `h` (0: low nibbles, 1: high), lane `r` byte `b` bit
+/// `e`: the fifth bit of value `64j + 32h + 4e + b` of row `r`.
+fn pack_q5k(blocks: [&[u8]; GROUP], out: &mut [u8]) {
+    let as_q4k: [[u8; 144]; GROUP] = blocks.map(|b| {
+        let mut k = [0u8; 144];
+        copy(&mut k, 0, b, 0, 16);
+        copy(&mut k, 16, b, 48, 128);
+        k
+    });
+    pack_q4k(as_q4k.each_ref().map(|k| &k[..]), out);
+    for (r, b) in blocks.iter().enumerate() {
+        let qh = |i: usize| b.get(16 + i).copied().unwrap_or(0);
+        for j in 0..4 {
+            for h in 0..2 {
+                for by in 0..4 {
+                    let bits = (0..8).fold(0u8, |acc, e| acc | (((qh(4 * e + by) >> (2 * j + h)) & 1) << e));
+                    set(out, 1184 + 64 * j + 32 * h + 4 * r + by, bits);
+                }
+            }
+        }
+    }
+}
+
+fn unpack_q5k(p: &[u8], blocks: &mut [&mut [u8]]) {
+    let mut as_q4k = [[0u8; 144]; GROUP];
+    {
+        let mut parts: Vec<&mut [u8]> = as_q4k.iter_mut().map(|k| &mut k[..]).collect();
+        unpack_q4k(p, &mut parts);
+    }
+    for (r, b) in blocks.iter_mut().enumerate() {
+        let k = &as_q4k[r];
+        copy(b, 0, k, 0, 16);
+        copy(b, 48, k, 16, 128);
+        let mut qh = [0u8; 32];
+        for j in 0..4 {
+            for h in 0..2 {
+                for by in 0..4 {
+                    let bits = p.get(1184 + 64 * j + 32 * h + 4 * r + by).copied().unwrap_or(0);
+                    for e in 0..8 {
+                        qh[4 * e + by] |= ((bits >> e) & 1) << (2 * j + h);
+                    }
+                }
+            }
+        }
+        copy(b, 16, &qh, 0, 32);
+    }
+}
+
+/// The 256 six-bit values (0..64, before the `-32`) of a Q6_K block (`ql[128] qh[64]
+/// scales[16] d`), in value order (ggml's `dequantize_row_q6_K`).
+fn q6k_values(b: &[u8]) -> [u8; 256] {
+    let byte = |i: usize| b.get(i).copied().unwrap_or(0);
+    let mut q = [0u8; 256];
+    for h in 0..2 {
+        for l in 0..32 {
+            let (ql0, ql1, qh) = (byte(64 * h + l), byte(64 * h + l + 32), byte(128 + 32 * h + l));
+            let v = &mut q[128 * h..];
+            v[l] = (ql0 & 0xF) | ((qh & 3) << 4);
+            v[l + 32] = (ql1 & 0xF) | (((qh >> 2) & 3) << 4);
+            v[l + 64] = (ql0 >> 4) | (((qh >> 4) & 3) << 4);
+            v[l + 96] = (ql1 >> 4) | (((qh >> 6) & 3) << 4);
+        }
+    }
+    q
+}
+
+/// The inverse of [`q6k_values`]: writes `ql` and `qh` (the first 192 bytes of a block).
+fn q6k_encode(q: &[u8; 256], b: &mut [u8]) {
+    for h in 0..2 {
+        for l in 0..32 {
+            let v = &q[128 * h..];
+            let (v1, v2, v3, v4) = (v[l], v[l + 32], v[l + 64], v[l + 96]);
+            set(b, 64 * h + l, (v1 & 0xF) | ((v3 & 0xF) << 4));
+            set(b, 64 * h + l + 32, (v2 & 0xF) | ((v4 & 0xF) << 4));
+            set(b, 128 + 32 * h + l, (v1 >> 4) | ((v2 >> 4) << 2) | ((v3 >> 4) << 4) | ((v4 >> 4) << 6));
+        }
+    }
+}
+
+/// Q6_K, per super-block index of a group (8 × 210 = 1680 bytes): `d[8]` (f16) | scales
+/// `[p][r][2]` (i8: sub-blocks `2p`, `2p + 1` of row `r`, 128 bytes) | for `t` in 0..8 (32
+/// values), 192 bytes: 4 × 32 bytes of nibbles (load `i`, lane `r`, byte `b`: low nibble of
+/// value `32t + 4i + b`, high nibble of value `32t + 16 + 4i + b`) and 2 × 32 bytes of high
+/// bits (load `h`, lane `r`, byte `b`: bits `2e..2e+2` are the top 2 bits of value
+/// `32t + 16h + 4e + b`).
+fn pack_q6k(blocks: [&[u8]; GROUP], out: &mut [u8]) {
+    for (r, b) in blocks.iter().enumerate() {
+        copy(out, 2 * r, b, 208, 2);
+        for s in 0..16 {
+            copy(out, 16 + 16 * (s / 2) + 2 * r + s % 2, b, 192 + s, 1);
+        }
+        let q = q6k_values(b);
+        for t in 0..8 {
+            let base = 144 + 192 * t + 4 * r;
+            for i in 0..4 {
+                for by in 0..4 {
+                    let (lo, hi) = (q[32 * t + 4 * i + by], q[32 * t + 16 + 4 * i + by]);
+                    set(out, base + 32 * i + by, (lo & 0xF) | ((hi & 0xF) << 4));
+                }
+            }
+            for h in 0..2 {
+                for by in 0..4 {
+                    let bits = (0..4).fold(0u8, |acc, e| acc | ((q[32 * t + 16 * h + 4 * e + by] >> 4) << (2 * e)));
+                    set(out, base + 128 + 32 * h + by, bits);
+                }
+            }
+        }
+    }
+}
+
+fn unpack_q6k(p: &[u8], blocks: &mut [&mut [u8]]) {
+    let byte = |i: usize| p.get(i).copied().unwrap_or(0);
+    for (r, b) in blocks.iter_mut().enumerate() {
+        copy(b, 208, p, 2 * r, 2);
+        for s in 0..16 {
+            copy(b, 192 + s, p, 16 + 16 * (s / 2) + 2 * r + s % 2, 1);
+        }
+        let mut q = [0u8; 256];
+        for t in 0..8 {
+            let base = 144 + 192 * t + 4 * r;
+            for i in 0..4 {
+                for by in 0..4 {
+                    let n = byte(base + 32 * i + by);
+                    q[32 * t + 4 * i + by] = n & 0xF;
+                    q[32 * t + 16 + 4 * i + by] = n >> 4;
+                }
+            }
+            for h in 0..2 {
+                for by in 0..4 {
+                    let bits = byte(base + 128 + 32 * h + by);
+                    for e in 0..4 {
+                        q[32 * t + 16 * h + 4 * e + by] |= ((bits >> (2 * e)) & 3) << 4;
+                    }
+                }
+            }
+        }
+        q6k_encode(&q, b);
+    }
+}
+
+/// `dst[at..at + len] = src[from..from + len]`, where both exist (the callers' offsets are
+/// all in range for blocks of the right size, which `shape` checked).
+#[inline]
+fn copy(dst: &mut [u8], at: usize, src: &[u8], from: usize, len: usize) {
+    if let (Some(d), Some(s)) = (dst.get_mut(at..at + len), src.get(from..from + len)) {
+        d.copy_from_slice(s);
+    }
+}
+
+#[inline]
+fn set(dst: &mut [u8], at: usize, v: u8) {
+    if let Some(d) = dst.get_mut(at) {
+        *d = v;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pack_then_unpack_is_the_identity() {
+        for t in QuantType::ALL {
+            let (rows, cols) = (16, 512);
+            let mut x = 0x2545_F491_4F6C_DD1Du64;
+            let values: Vec<f32> = (0..rows * cols)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    (x >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+                })
+                .collect();
+            let mut plain = vec![0u8; rows * t.row_bytes(cols).unwrap()];
+            zoo_ggml::quant::quantize_row(t, &values, &mut plain).unwrap();
+            let mut packed = vec![0u8; packed_len(t, rows, cols).unwrap()];
+            pack(t, &plain, rows, cols, &mut packed).unwrap();
+            let mut back = vec![0u8; plain.len()];
+            unpack(t, &packed, rows, cols, &mut back).unwrap();
+            assert_eq!(back, plain, "{t:?}");
+        }
+    }
+
+    #[test]
+    fn only_whole_groups_of_packable_types_pack() {
+        assert_eq!(packed_len(QuantType::Q4_0, 8, 64), Some(2 * 144));
+        assert_eq!(packed_len(QuantType::Q4K, 16, 256), Some(2 * 1184));
+        assert_eq!(packed_len(QuantType::Q4_0, 12, 64), None);
+        assert_eq!(packed_len(QuantType::Q4_0, 0, 64), None);
+        assert_eq!(packed_len(QuantType::Q5K, 8, 256), Some(1440));
+        let mut dst = vec![0u8; 100];
+        assert!(pack(QuantType::Q4_0, &[0; 288], 8, 64, &mut dst).is_err());
+        assert!(pack(QuantType::Q4_0, &[0; 287], 8, 64, &mut [0; 288]).is_err());
+    }
+}
