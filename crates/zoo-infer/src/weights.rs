@@ -50,7 +50,7 @@ impl QWeight {
     /// for prompts and decode. Legacy types and Q6_K keep their size and are re-laid in place,
     /// one group at a time; Q4_K and Q5_K go into a new buffer 2–3% larger (their scales
     /// unpacked) and the old one is freed. Returns whether it did.
-    pub fn pack(&mut self) -> Result<bool> {
+    pub fn pack(&mut self, pool: &ThreadPool) -> Result<bool> {
         let Some(len) = (self.layout == Layout::Rows)
             .then_some(())
             .and_then(|()| packed::packed_len(self.qtype, self.rows, self.cols))
@@ -59,16 +59,10 @@ impl QWeight {
         };
         let wrap = |e: zoo_kernels::KernelError| InferError::Invalid(format!("{}: {e}", self.name));
         if len == self.bytes.len() {
-            // One group at a time through a small buffer: no second copy of the matrix.
-            let group = self.bytes.len() / (self.rows / packed::GROUP);
-            let mut plain = vec![0u8; group];
-            for g in self.bytes.chunks_exact_mut(group) {
-                plain.copy_from_slice(g);
-                packed::pack(self.qtype, &plain, packed::GROUP, self.cols, g).map_err(wrap)?;
-            }
+            packed::pack_in_place(pool, self.qtype, &mut self.bytes, self.rows, self.cols).map_err(wrap)?;
         } else {
             let mut bytes = HugeBytes::zeroed(len);
-            packed::pack(self.qtype, &self.bytes, self.rows, self.cols, &mut bytes).map_err(wrap)?;
+            packed::pack_parallel(pool, self.qtype, &self.bytes, self.rows, self.cols, &mut bytes).map_err(wrap)?;
             self.bytes = bytes;
         }
         self.layout = Layout::Packed8;

@@ -103,26 +103,32 @@ impl Job<'_, '_> {
     fn packed_block<A>(
         &self,
         acts: &[A],
+        tagged: packed::Acts<'_>,
         m: usize,
         rows: Range<usize>,
         out: &Disjoint<'_, f32>,
-        simd: impl FnOnce() -> bool,
         dot: fn(QuantType, &[u8], &[A]) -> f32,
     ) {
-        if simd() {
+        let (t, nb, n) = (self.w.qtype, self.nb, self.n);
+        #[cfg(target_arch = "x86_64")]
+        if self.backend.is_x86()
+            && packed::avx2::groups(self.backend, t, self.w.data, tagged, m, nb, rows.clone(), n, out)
+        {
             return;
         }
-        let row_bytes = self.nb * self.w.qtype.type_size();
-        let group_bytes = packed::packed_len(self.w.qtype, packed::GROUP, self.w.cols).unwrap_or(0);
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = tagged;
+        let row_bytes = nb * t.type_size();
+        let group_bytes = packed::packed_len(t, packed::GROUP, self.w.cols).unwrap_or(0);
         with_scratch(&SCRATCH_GROUP, packed::GROUP * row_bytes, 0u8, |plain| {
             for g in rows.start / packed::GROUP..rows.end.div_ceil(packed::GROUP) {
                 let Some(src) = self.w.data.get(g * group_bytes..(g + 1) * group_bytes) else { return };
-                packed::unpack_group(self.w.qtype, src, plain);
+                packed::unpack_group(t, src, plain);
                 for (j, wrow) in plain.chunks_exact(row_bytes.max(1)).enumerate() {
                     let r = g * packed::GROUP + j;
-                    for (i, a) in acts.chunks_exact(self.nb).take(m).enumerate() {
+                    for (i, a) in acts.chunks_exact(nb).take(m).enumerate() {
                         // SAFETY: this task owns column `r` of every output row.
-                        unsafe { out.set(i * self.n + r, dot(self.w.qtype, wrow, a)) };
+                        unsafe { out.set(i * n + r, dot(t, wrow, a)) };
                     }
                 }
             }
@@ -191,25 +197,7 @@ impl Job<'_, '_> {
     fn legacy_block(&self, acts: &[BlockQ8], m: usize, rows: Range<usize>, out: &Disjoint<'_, f32>) {
         let t = self.w.qtype;
         if self.w.layout == Layout::Packed8 {
-            let simd = || {
-                #[cfg(target_arch = "x86_64")]
-                if self.backend.is_x86() {
-                    let a = packed::avx2::Acts::Q8(acts);
-                    return packed::avx2::groups(
-                        self.backend,
-                        t,
-                        self.w.data,
-                        a,
-                        m,
-                        self.nb,
-                        rows.clone(),
-                        self.n,
-                        out,
-                    );
-                }
-                false
-            };
-            return self.packed_block(acts, m, rows.clone(), out, simd, scalar::dot_legacy);
+            return self.packed_block(acts, packed::Acts::Q8(acts), m, rows, out, scalar::dot_legacy);
         }
         #[cfg(target_arch = "x86_64")]
         if self.backend.is_x86()
@@ -229,25 +217,7 @@ impl Job<'_, '_> {
     fn k_block(&self, acts: &[BlockQ8K], m: usize, rows: Range<usize>, out: &Disjoint<'_, f32>) {
         let t = self.w.qtype;
         if self.w.layout == Layout::Packed8 {
-            let simd = || {
-                #[cfg(target_arch = "x86_64")]
-                if self.backend.is_x86() {
-                    let a = packed::avx2::Acts::Q8K(acts);
-                    return packed::avx2::groups(
-                        self.backend,
-                        t,
-                        self.w.data,
-                        a,
-                        m,
-                        self.nb,
-                        rows.clone(),
-                        self.n,
-                        out,
-                    );
-                }
-                false
-            };
-            return self.packed_block(acts, m, rows.clone(), out, simd, scalar::dot_k);
+            return self.packed_block(acts, packed::Acts::Q8K(acts), m, rows, out, scalar::dot_k);
         }
         #[cfg(target_arch = "x86_64")]
         if self.backend.is_x86() && crate::avx2::k_rows(t, self.w.data, acts, m, self.nb, rows.clone(), self.n, out) {

@@ -109,11 +109,11 @@ impl Linear {
     /// The layer with its quantized weights re-laid for the kernels where their type has a
     /// packed layout ([`QWeight::pack`]). Weights shared with another holder (an output head
     /// tied to the embedding table, which is read by rows) stay as they are.
-    pub fn packed(mut self) -> Result<Linear> {
+    pub fn packed(mut self, pool: &ThreadPool) -> Result<Linear> {
         if let MatrixWeight::Quant(q) = &mut self.weight
             && let Some(q) = Arc::get_mut(q)
         {
-            q.pack()?;
+            q.pack(pool)?;
         }
         Ok(self)
     }
@@ -423,12 +423,12 @@ mod tests {
         let packed = Linear::new(MatrixWeight::Dense(dense.clone()), None);
         let MatrixWeight::Quant(q) = plain.weight() else { unreachable!() };
         let copy = QWeight::new("w".into(), q.qtype, q.rows, q.cols, zoo_weights::mem::HugeBytes::copy_of(&q.bytes));
-        let packed = Linear { weight: MatrixWeight::Quant(Arc::new(copy)), ..packed }.packed().unwrap();
+        let pool = ThreadPool::new(2);
+        let packed = Linear { weight: MatrixWeight::Quant(Arc::new(copy)), ..packed }.packed(&pool).unwrap();
         let MatrixWeight::Quant(pq) = packed.weight() else { unreachable!() };
         assert_eq!(pq.layout, zoo_kernels::Layout::Packed8);
         // Dequantizing the packed weights gives the matrix back.
         assert_eq!(packed.weight().to_dense().unwrap().to_vec2::<f32>().unwrap(), dense.to_vec2::<f32>().unwrap());
-        let pool = ThreadPool::new(2);
         let x = values(m * cols, 11);
         for lin in [&plain, &packed] {
             let y = lin.forward(&pool, &Tensor::from_slice(&x, (m, cols), &Device::Cpu).unwrap()).unwrap();
@@ -448,7 +448,7 @@ mod tests {
         let bytes = zoo_weights::mem::HugeBytes::zeroed(8 * 64 / 32 * 18);
         let q = Arc::new(QWeight::new("w".into(), zoo_kernels::QuantType::Q4_0, 8, 64, bytes));
         let table = MatrixWeight::Quant(Arc::clone(&q));
-        let head = Linear::new(MatrixWeight::Quant(q), None).packed().unwrap();
+        let head = Linear::new(MatrixWeight::Quant(q), None).packed(&ThreadPool::new(1)).unwrap();
         for w in [&table, head.weight()] {
             let MatrixWeight::Quant(q) = w else { unreachable!() };
             assert_eq!(q.layout, zoo_kernels::Layout::Rows);

@@ -44,6 +44,7 @@ impl Bloom {
     pub fn load(cfg: &ModelConfig, src: &WeightSource, threads: Arc<Threads>) -> Result<Bloom> {
         let h = cfg.hidden_size;
         let eps = cfg.norm_eps;
+        let pool = &**threads.kernels();
         let own_head = !cfg.tie_word_embeddings && src.has("lm_head.weight");
         // A tied table is also the output head: f32 tables load as a split head.
         let embed_w = if own_head {
@@ -56,11 +57,13 @@ impl Bloom {
             let p = format!("transformer.h.{i}");
             blocks.push(Block {
                 ln1: Norm::layer(src, &format!("{p}.input_layernorm"), h, eps)?,
-                qkv: Linear::load(src, &format!("{p}.self_attention.query_key_value"), 3 * h, h, true)?.packed()?,
-                dense: Linear::load(src, &format!("{p}.self_attention.dense"), h, h, true)?.packed()?,
+                qkv: Linear::load(src, &format!("{p}.self_attention.query_key_value"), 3 * h, h, true)?.packed(pool)?,
+                dense: Linear::load(src, &format!("{p}.self_attention.dense"), h, h, true)?.packed(pool)?,
                 ln2: Norm::layer(src, &format!("{p}.post_attention_layernorm"), h, eps)?,
-                up: Linear::load(src, &format!("{p}.mlp.dense_h_to_4h"), cfg.intermediate_size, h, true)?.packed()?,
-                down: Linear::load(src, &format!("{p}.mlp.dense_4h_to_h"), h, cfg.intermediate_size, true)?.packed()?,
+                up: Linear::load(src, &format!("{p}.mlp.dense_h_to_4h"), cfg.intermediate_size, h, true)?
+                    .packed(pool)?,
+                down: Linear::load(src, &format!("{p}.mlp.dense_4h_to_h"), h, cfg.intermediate_size, true)?
+                    .packed(pool)?,
             });
         }
         let head_w = if own_head { src.head_matrix("lm_head.weight", cfg.vocab_size, h)? } else { embed_w.clone() };
@@ -70,7 +73,7 @@ impl Bloom {
             embed_norm: Norm::layer(src, "transformer.word_embeddings_layernorm", h, eps)?,
             blocks,
             ln_f: Norm::layer(src, "transformer.ln_f", h, eps)?,
-            lm_head: Linear::new(head_w, None).packed()?,
+            lm_head: Linear::new(head_w, None).packed(pool)?,
             slopes: layers::alibi_slopes(cfg.num_heads),
             qkv_blocked: src.is_gguf(),
             threads,

@@ -24,14 +24,14 @@ enum Proj {
 }
 
 impl Proj {
-    fn new(parts: Vec<Linear>) -> Result<Proj> {
+    fn new(parts: Vec<Linear>, pool: &ThreadPool) -> Result<Proj> {
         let refs: Vec<&Linear> = parts.iter().collect();
         Ok(match Linear::fuse(&refs)? {
             Some(l) => {
                 let widths = parts.iter().map(|p| p.weight().rows()).collect::<Result<Vec<usize>>>()?;
-                Proj::Fused(l.packed()?, widths)
+                Proj::Fused(l.packed(pool)?, widths)
             }
-            None => Proj::Apart(parts.into_iter().map(Linear::packed).collect::<Result<_>>()?),
+            None => Proj::Apart(parts.into_iter().map(|p| p.packed(pool)).collect::<Result<_>>()?),
         })
     }
 
@@ -105,6 +105,7 @@ impl Llama {
     pub fn load(cfg: &ModelConfig, src: &WeightSource, threads: Arc<Threads>) -> Result<Llama> {
         let h = cfg.hidden_size;
         let (nh, nkv, hd) = (cfg.num_heads, cfg.num_kv_heads, cfg.head_dim);
+        let pool = &**threads.kernels();
         // llama.cpp's converter folds Gemma's `+1` into the stored norm weights.
         let plus_one = cfg.arch == Arch::Gemma && !src.is_gguf();
         let rms = |name: &str| Norm::rms(src, name, h, cfg.norm_eps, plus_one);
@@ -132,11 +133,12 @@ impl Llama {
             let up = Linear::load(src, &format!("{p}.mlp.up_proj"), cfg.intermediate_size, h, false)?;
             layers.push(Layer {
                 attn_norm: rms(&format!("{p}.input_layernorm"))?,
-                qkv: Proj::new(vec![q, k, v])?,
-                o: Linear::load(src, &format!("{p}.self_attn.o_proj"), h, nh * hd, false)?.packed()?,
+                qkv: Proj::new(vec![q, k, v], pool)?,
+                o: Linear::load(src, &format!("{p}.self_attn.o_proj"), h, nh * hd, false)?.packed(pool)?,
                 mlp_norm: rms(&format!("{p}.post_attention_layernorm"))?,
-                gate_up: Proj::new(vec![gate, up])?,
-                down: Linear::load(src, &format!("{p}.mlp.down_proj"), h, cfg.intermediate_size, false)?.packed()?,
+                gate_up: Proj::new(vec![gate, up], pool)?,
+                down: Linear::load(src, &format!("{p}.mlp.down_proj"), h, cfg.intermediate_size, false)?
+                    .packed(pool)?,
             });
         }
         let norm = rms("model.norm")?;
@@ -167,7 +169,7 @@ impl Llama {
             layers,
             norm,
             // A head tied to the embedding table shares its weights and keeps their layout.
-            lm_head: Linear::new(head_w, None).packed()?,
+            lm_head: Linear::new(head_w, None).packed(pool)?,
             rope,
             alibi,
             threads,

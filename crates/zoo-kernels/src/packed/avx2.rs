@@ -17,7 +17,7 @@ use std::ops::Range;
 
 use crate::act::{BlockQ8, BlockQ8K};
 use crate::matmul::Disjoint;
-use crate::packed::{GROUP, group_block_bytes};
+use crate::packed::{Acts, GROUP, group_block_bytes};
 use crate::{Backend, QuantType};
 
 /// Bytes ahead of the current block that decode prefetches.
@@ -84,13 +84,6 @@ pub(crate) fn groups(
         _ => run!(plain),
     }
     true
-}
-
-/// The activations of a call, quantized for the weight type.
-#[derive(Clone, Copy)]
-pub(crate) enum Acts<'a> {
-    Q8(&'a [BlockQ8]),
-    Q8K(&'a [BlockQ8K]),
 }
 
 /// A legacy type's packed block (see `packed::pack_legacy`).

@@ -41,7 +41,16 @@ pub(crate) mod avx2;
 
 use zoo_ggml::quant::{pack_scale_min_k4, unpack_scale_min_k4};
 
+use crate::act::{BlockQ8, BlockQ8K};
 use crate::{KernelError, QuantType};
+
+/// The activations of a call, quantized for the weight type (Q8 blocks for the legacy types,
+/// Q8_K for the k-quants).
+#[derive(Clone, Copy)]
+pub(crate) enum Acts<'a> {
+    Q8(&'a [BlockQ8]),
+    Q8K(&'a [BlockQ8K]),
+}
 
 /// Rows per interleaved group.
 pub const GROUP: usize = 8;
@@ -98,6 +107,64 @@ pub fn pack(t: QuantType, src: &[u8], rows: usize, cols: usize, dst: &mut [u8]) 
         }
     }
     Ok(())
+}
+
+/// [`pack`] for matrices whose packed form is the same size, in place: one group at a time
+/// through a small buffer, the groups split over `pool`'s threads (no second copy of the
+/// matrix, and fresh pages are touched by every thread at once).
+pub fn pack_in_place(
+    pool: &crate::ThreadPool,
+    t: QuantType,
+    data: &mut [u8],
+    rows: usize,
+    cols: usize,
+) -> Result<(), KernelError> {
+    let (_, nb, row_bytes) = shape(t, rows, cols, data.len(), data.len())?;
+    let _ = nb;
+    let group = GROUP * row_bytes;
+    let groups = rows / GROUP;
+    let per = groups.div_ceil(4 * pool.threads()).max(1);
+    let dst = crate::matmul::Disjoint::new(data);
+    let failed = std::sync::atomic::AtomicBool::new(false);
+    pool.run(groups.div_ceil(per), &|task| {
+        let mut plain = vec![0u8; group];
+        for g in task * per..((task + 1) * per).min(groups) {
+            // SAFETY: task `task` alone touches groups `task * per..`, disjoint byte ranges.
+            let Some(bytes) = (unsafe { dst.slice(g * group, group) }) else { continue };
+            plain.copy_from_slice(bytes);
+            if pack(t, &plain, GROUP, cols, bytes).is_err() {
+                failed.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    });
+    if failed.into_inner() { Err(KernelError::Packed { qtype: t, rows }) } else { Ok(()) }
+}
+
+/// [`pack`] with the groups split over `pool`'s threads (`dst` must hold [`packed_len`] bytes).
+pub fn pack_parallel(
+    pool: &crate::ThreadPool,
+    t: QuantType,
+    src: &[u8],
+    rows: usize,
+    cols: usize,
+    dst: &mut [u8],
+) -> Result<(), KernelError> {
+    let (gb, nb, row_bytes) = shape(t, rows, cols, src.len(), dst.len())?;
+    let (plain, packed) = (GROUP * row_bytes, nb * gb);
+    let groups = rows / GROUP;
+    let per = groups.div_ceil(4 * pool.threads()).max(1);
+    let out = crate::matmul::Disjoint::new(dst);
+    let failed = std::sync::atomic::AtomicBool::new(false);
+    pool.run(groups.div_ceil(per), &|task| {
+        let gs = task * per..((task + 1) * per).min(groups);
+        // SAFETY: task `task` alone writes groups `gs`, a byte range of its own.
+        let Some(o) = (unsafe { out.slice(gs.start * packed, gs.len() * packed) }) else { return };
+        let Some(i) = src.get(gs.start * plain..gs.end * plain) else { return };
+        if pack(t, i, gs.len() * GROUP, cols, o).is_err() {
+            failed.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+    if failed.into_inner() { Err(KernelError::Packed { qtype: t, rows }) } else { Ok(()) }
 }
 
 /// The inverse of [`pack`] for one group: `group` (`nb` packed block indices) back into 8 rows
@@ -286,15 +353,26 @@ fn pack_q5k(blocks: [&[u8]; GROUP], out: &mut [u8]) {
     pack_q4k(as_q4k.each_ref().map(|k| &k[..]), out);
     for (r, b) in blocks.iter().enumerate() {
         let qh = |i: usize| b.get(16 + i).copied().unwrap_or(0);
-        for j in 0..4 {
-            for h in 0..2 {
-                for by in 0..4 {
-                    let bits = (0..8).fold(0u8, |acc, e| acc | (((qh(4 * e + by) >> (2 * j + h)) & 1) << e));
-                    set(out, 1184 + 64 * j + 32 * h + 4 * r + by, bits);
-                }
+        for by in 0..4 {
+            // Byte e of `x` is qh[4e + by]; after the transpose, bit e of byte s is its bit s:
+            // the fifth bits of plane s = 2j + h, byte `by`.
+            let x = transpose8(u64::from_le_bytes(std::array::from_fn(|e| qh(4 * e + by))));
+            for (s, bits) in x.to_le_bytes().into_iter().enumerate() {
+                set(out, 1184 + 32 * s + 4 * r + by, bits);
             }
         }
     }
+}
+
+/// The transpose of an 8 × 8 bit matrix (byte `i`, bit `j` → byte `j`, bit `i`), Hacker's
+/// Delight's `transpose8` on one 64-bit word.
+fn transpose8(mut x: u64) -> u64 {
+    let t = (x ^ (x >> 7)) & 0x00AA_00AA_00AA_00AA;
+    x = x ^ t ^ (t << 7);
+    let t = (x ^ (x >> 14)) & 0x0000_CCCC_0000_CCCC;
+    x = x ^ t ^ (t << 14);
+    let t = (x ^ (x >> 28)) & 0x0000_0000_F0F0_F0F0;
+    x ^ t ^ (t << 28)
 }
 
 fn unpack_q5k(p: &[u8], blocks: &mut [&mut [u8]]) {
@@ -308,39 +386,18 @@ fn unpack_q5k(p: &[u8], blocks: &mut [&mut [u8]]) {
         copy(b, 0, k, 0, 16);
         copy(b, 48, k, 16, 128);
         let mut qh = [0u8; 32];
-        for j in 0..4 {
-            for h in 0..2 {
-                for by in 0..4 {
-                    let bits = p.get(1184 + 64 * j + 32 * h + 4 * r + by).copied().unwrap_or(0);
-                    for e in 0..8 {
-                        qh[4 * e + by] |= ((bits >> e) & 1) << (2 * j + h);
-                    }
-                }
+        for by in 0..4 {
+            let planes: [u8; 8] = std::array::from_fn(|s| p.get(1184 + 32 * s + 4 * r + by).copied().unwrap_or(0));
+            for (e, byte) in transpose8(u64::from_le_bytes(planes)).to_le_bytes().into_iter().enumerate() {
+                qh[4 * e + by] = byte;
             }
         }
         copy(b, 16, &qh, 0, 32);
     }
 }
 
-/// The 256 six-bit values (0..64, before the `-32`) of a Q6_K block (`ql[128] qh[64]
-/// scales[16] d`), in value order (ggml's `dequantize_row_q6_K`).
-fn q6k_values(b: &[u8]) -> [u8; 256] {
-    let byte = |i: usize| b.get(i).copied().unwrap_or(0);
-    let mut q = [0u8; 256];
-    for h in 0..2 {
-        for l in 0..32 {
-            let (ql0, ql1, qh) = (byte(64 * h + l), byte(64 * h + l + 32), byte(128 + 32 * h + l));
-            let v = &mut q[128 * h..];
-            v[l] = (ql0 & 0xF) | ((qh & 3) << 4);
-            v[l + 32] = (ql1 & 0xF) | (((qh >> 2) & 3) << 4);
-            v[l + 64] = (ql0 >> 4) | (((qh >> 4) & 3) << 4);
-            v[l + 96] = (ql1 >> 4) | (((qh >> 6) & 3) << 4);
-        }
-    }
-    q
-}
-
-/// The inverse of [`q6k_values`]: writes `ql` and `qh` (the first 192 bytes of a block).
+/// The 256 six-bit values (0..64, before the `-32`) of a Q6_K block, in value order, written
+/// back as `ql` and `qh` (the first 192 bytes of the block; ggml's `dequantize_row_q6_K` reads them).
 fn q6k_encode(q: &[u8; 256], b: &mut [u8]) {
     for h in 0..2 {
         for l in 0..32 {
@@ -365,22 +422,39 @@ fn pack_q6k(blocks: [&[u8]; GROUP], out: &mut [u8]) {
         for s in 0..16 {
             copy(out, 16 + 16 * (s / 2) + 2 * r + s % 2, b, 192 + s, 1);
         }
-        let q = q6k_values(b);
+        // Four bytes at a time. Value v = 128h' + 32q + l keeps its low nibble in
+        // ql[64h' + 32(q % 2) + l] (high nibble of that byte when q >= 2) and its top two bits
+        // in bits 2q.. of qh[32h' + l]; the 4 values 32t + 4i + b (b = 0..4) share h' = t / 4,
+        // q = t % 4 and consecutive l.
+        let word = |at: usize| b.get(at..at + 4).and_then(|x| x.try_into().ok()).map_or(0, u32::from_le_bytes);
         for t in 0..8 {
+            let (hq, q) = (t / 4, t % 4);
             let base = 144 + 192 * t + 4 * r;
             for i in 0..4 {
-                for by in 0..4 {
-                    let (lo, hi) = (q[32 * t + 4 * i + by], q[32 * t + 16 + 4 * i + by]);
-                    set(out, base + 32 * i + by, (lo & 0xF) | ((hi & 0xF) << 4));
-                }
+                let at = 64 * hq + 32 * (q % 2) + 4 * i;
+                let (lo, hi) = (word(at), word(at + 16));
+                let v = if q < 2 {
+                    (lo & 0x0F0F_0F0F) | ((hi & 0x0F0F_0F0F) << 4)
+                } else {
+                    ((lo >> 4) & 0x0F0F_0F0F) | (hi & 0xF0F0_F0F0)
+                };
+                put(out, base + 32 * i, v);
             }
             for h in 0..2 {
-                for by in 0..4 {
-                    let bits = (0..4).fold(0u8, |acc, e| acc | ((q[32 * t + 16 * h + 4 * e + by] >> 4) << (2 * e)));
-                    set(out, base + 128 + 32 * h + by, bits);
-                }
+                let v = (0..4).fold(0u32, |acc, e| {
+                    acc | (((word(128 + 32 * hq + 16 * h + 4 * e) >> (2 * q)) & 0x0303_0303) << (2 * e))
+                });
+                put(out, base + 128 + 32 * h, v);
             }
         }
+    }
+}
+
+/// Writes `v` little-endian at `at` (if it fits).
+#[inline]
+fn put(dst: &mut [u8], at: usize, v: u32) {
+    if let Some(d) = dst.get_mut(at..at + 4) {
+        d.copy_from_slice(&v.to_le_bytes());
     }
 }
 
@@ -455,6 +529,16 @@ mod tests {
             unpack(t, &packed, rows, cols, &mut back).unwrap();
             assert_eq!(back, plain, "{t:?}");
         }
+    }
+
+    #[test]
+    fn transpose8_moves_bit_j_of_byte_i_to_bit_i_of_byte_j() {
+        for (i, j) in [(0, 0), (0, 7), (7, 0), (3, 5), (6, 2), (7, 7)] {
+            let x = 1u64 << (8 * i + j);
+            assert_eq!(transpose8(x), 1u64 << (8 * j + i), "byte {i} bit {j}");
+        }
+        let x = 0x0123_4567_89AB_CDEFu64;
+        assert_eq!(transpose8(transpose8(x)), x);
     }
 
     #[test]
