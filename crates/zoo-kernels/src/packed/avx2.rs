@@ -132,24 +132,22 @@ impl Legacy for Q8_0 {
 }
 
 /// Bit `e` of every byte of `h`, moved to bit 4 (the fifth bit of a 5-bit value).
+///
+/// 16-bit shifts by at most 4: the bit that lands on bit 4 of a byte comes from the same byte,
+/// so the mask keeps exactly it. The shift count goes through a register rather than a `match`
+/// on `e`: in a loop the compiler does not unroll, a `match` became a jump table (an indirect
+/// jump per weight vector in the Q5_K kernel); with a constant `e` both fold to one immediate
+/// shift.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 fn fifth(h: __m256i, e: usize) -> __m256i {
-    {
-        let m = _mm256_set1_epi8(0x10);
-        // 16-bit shifts by at most 4: the bit that lands on bit 4 of a byte comes from the
-        // same byte, so the mask keeps exactly it.
-        match e {
-            0 => _mm256_and_si256(_mm256_slli_epi16::<4>(h), m),
-            1 => _mm256_and_si256(_mm256_slli_epi16::<3>(h), m),
-            2 => _mm256_and_si256(_mm256_slli_epi16::<2>(h), m),
-            3 => _mm256_and_si256(_mm256_slli_epi16::<1>(h), m),
-            4 => _mm256_and_si256(h, m),
-            5 => _mm256_and_si256(_mm256_srli_epi16::<1>(h), m),
-            6 => _mm256_and_si256(_mm256_srli_epi16::<2>(h), m),
-            _ => _mm256_and_si256(_mm256_srli_epi16::<3>(h), m),
-        }
-    }
+    let m = _mm256_set1_epi8(0x10);
+    let shifted = if e < 4 {
+        _mm256_sll_epi16(h, _mm_cvtsi32_si128((4 - e) as i32))
+    } else {
+        _mm256_srl_epi16(h, _mm_cvtsi32_si128((e - 4) as i32))
+    };
+    _mm256_and_si256(shifted, m)
 }
 
 /// Q4_K's `Σ_s min_s × (block sum s)` for the 8 rows of the packed super-block at `p`.
@@ -566,12 +564,12 @@ macro_rules! packed_kernels {
                             let w: [__m256i; 4] = std::array::from_fn(|i| {
                                 let v = unsafe { load32(q.add(32 * i)) };
                                 let nib = if half == 0 { v } else { _mm256_srli_epi16::<4>(v) };
-                                // The top 2 bits of vector `i` moved to bits 4..6 of each byte.
-                                let top = match i {
-                                    0 => _mm256_slli_epi16::<4>(h),
-                                    1 => _mm256_slli_epi16::<2>(h),
-                                    2 => h,
-                                    _ => _mm256_srli_epi16::<2>(h),
+                                // The top 2 bits of vector `i` moved to bits 4..6 of each byte
+                                // (a shift count in a register, as in `fifth`).
+                                let top = if i < 2 {
+                                    _mm256_sll_epi16(h, _mm_cvtsi32_si128((4 - 2 * i) as i32))
+                                } else {
+                                    _mm256_srl_epi16(h, _mm_cvtsi32_si128((2 * i - 4) as i32))
                                 };
                                 _mm256_or_si256(_mm256_and_si256(nib, m4), _mm256_and_si256(top, m30))
                             });
