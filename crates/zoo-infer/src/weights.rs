@@ -51,12 +51,10 @@ impl QWeight {
     /// one group at a time; Q4_K and Q5_K go into a new buffer 2–3% larger (their scales
     /// unpacked) and the old one is freed. Returns whether it did.
     pub fn pack(&mut self, pool: &ThreadPool) -> Result<bool> {
-        let Some(len) = (self.layout == Layout::Rows)
-            .then_some(())
-            .and_then(|()| packed::packed_len(self.qtype, self.rows, self.cols))
-        else {
+        if self.layout != Layout::Rows {
             return Ok(false);
-        };
+        }
+        let Some(len) = packed::packed_len(self.qtype, self.rows, self.cols) else { return Ok(false) };
         let wrap = |e: zoo_kernels::KernelError| InferError::Invalid(format!("{}: {e}", self.name));
         if len == self.bytes.len() {
             packed::pack_in_place(pool, self.qtype, &mut self.bytes, self.rows, self.cols).map_err(wrap)?;

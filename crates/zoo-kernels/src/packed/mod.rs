@@ -119,8 +119,7 @@ pub fn pack_in_place(
     rows: usize,
     cols: usize,
 ) -> Result<(), KernelError> {
-    let (_, nb, row_bytes) = shape(t, rows, cols, data.len(), data.len())?;
-    let _ = nb;
+    let (_, _, row_bytes) = shape(t, rows, cols, data.len(), data.len())?;
     let group = GROUP * row_bytes;
     let groups = rows / GROUP;
     let per = groups.div_ceil(4 * pool.threads()).max(1);
