@@ -137,7 +137,7 @@ unsafe fn f16_at(p: *const u8) -> f32 {
 /// Sum of the 8 lanes.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn hsum(x: __m256) -> f32 {
+pub(crate) fn hsum(x: __m256) -> f32 {
     let s = _mm_add_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps::<1>(x));
     let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)))

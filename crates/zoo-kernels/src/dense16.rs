@@ -2,20 +2,23 @@
 //! activations, accumulating in f32. 16-bit weights stay 16-bit in memory, so a decode step
 //! reads half the bytes of an f32 copy and a 7B f16 model needs 14 GB, not 28.
 //!
-//! Prompts (8 activation rows or more) go through a packed, cache-blocked GEMM: the weight rows
-//! are cut into bands of about [`BAND_BYTES`] of f32, one band per task; a task widens its band
-//! to f32 once (into a reused per-thread buffer) and multiplies it with every activation row in
-//! the `gemm` crate's register-tiled kernels (FMA on AVX2, AVX-512 where the CPU has it, chosen
-//! at run time by `gemm`), single-threaded inside the task. Widening costs one pass over the
-//! band; the product costs `2 m` flops per weight, so for `m ≥ 8` the widening is noise.
-//! Fewer rows (a few sequences decoding together) widen 16 rows at a time and take plain dot
-//! products; one row goes through [`crate::gemv`].
+//! Prompts and batches (2 activation rows or more) on AVX2 hosts go through register tiles of
+//! dot products read straight from the stored rows (`tile.rs`). On AVX-512 hosts, from
+//! [`GEMM_MIN_ROWS`] rows, a packed, cache-blocked GEMM: the weight rows are cut into bands of
+//! about [`BAND_BYTES`] of f32, one band per task; a task widens its band to f32 once (into a
+//! reused per-thread buffer) and multiplies it with every activation row in the `gemm` crate's
+//! register-tiled kernels (AVX-512, chosen at run time by `gemm`), single-threaded inside the
+//! task. Fewer rows there (and every `m` on the portable path) widen 16 rows at a time and take
+//! plain dot products; one row goes through [`crate::gemv`].
 
 use std::cell::RefCell;
 
 use crate::gemv::DenseRows;
 use crate::matmul::Disjoint;
 use crate::{Backend, KernelError, ThreadPool};
+
+#[cfg(target_arch = "x86_64")]
+mod tile;
 
 /// Which 16-bit format the weight bytes hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,7 +72,8 @@ pub fn matmul_dense(
 }
 
 /// [`matmul_dense`] on a given backend: [`Backend::Scalar`] is the portable path (widen, then
-/// plain dot products, for any `m`), every x86 backend the packed GEMM for `m ≥ GEMM_MIN_ROWS`.
+/// plain dot products, for any `m`); [`Backend::Avx2`] and [`Backend::AvxVnni`] the register
+/// tiles for `m ≥ 2`; [`Backend::Vnni512`] the packed GEMM for `m ≥ GEMM_MIN_ROWS`.
 #[allow(clippy::too_many_arguments)]
 pub fn matmul_dense_with(
     pool: &ThreadPool,
@@ -111,6 +115,12 @@ pub fn matmul_dense_with(
             }
             return Ok(());
         }
+    }
+    // AVX2 hosts: register tiles straight from the stored rows (`tile`). AVX-512 hosts keep
+    // the `gemm` crate's 512-bit kernels on widened bands (the tiles are 256-bit).
+    #[cfg(target_arch = "x86_64")]
+    if matches!(backend, Backend::Avx2 | Backend::AvxVnni) && m >= 2 && tile::matmul(pool, w, rows, cols, x, m, out) {
+        return Ok(());
     }
     if backend.is_x86() && m >= GEMM_MIN_ROWS {
         gemm_bands(pool, w, rows, cols, x, m, out, backend);
@@ -324,7 +334,9 @@ pub(crate) mod tests {
         let backends: Vec<Backend> = Backend::ALL.into_iter().filter(|b| b.is_available()).collect();
         for threads in [1, 3] {
             let pool = ThreadPool::new(threads);
-            for (rows, cols, m) in [(37, 70, 8), (300, 33, 9), (16, 4096, 12), (513, 257, 40), (40, 33, 3), (5, 8, 1)] {
+            let shapes =
+                [(37, 70, 8), (300, 33, 9), (16, 4096, 12), (513, 257, 40), (40, 33, 3), (5, 8, 1), (7, 2051, 6)];
+            for (rows, cols, m) in shapes {
                 let w: Vec<f32> = (0..rows * cols).map(|i| ((i * 37 % 101) as f32 - 50.0) / 64.0).collect();
                 let x: Vec<f32> = (0..m * cols).map(|i| ((i * 13 % 29) as f32 - 14.0) / 8.0).collect();
                 for kind in [None, Some(Half::F16), Some(Half::Bf16)] {
@@ -337,9 +349,18 @@ pub(crate) mod tests {
                         }
                         _ => (DenseRows::F32(&w), w.clone()),
                     };
-                    for &backend in &backends {
+                    // Every backend, then the `gemm` bands (AVX-512 hosts' prompt path) on any x86.
+                    let paths = backends
+                        .iter()
+                        .map(|&b| (b, false))
+                        .chain(backends.iter().filter(|b| b.is_x86()).take(1).map(|&b| (b, true)));
+                    for (backend, bands) in paths {
                         let mut out = vec![f32::NAN; m * rows];
-                        matmul_dense_with(&pool, rows_view, rows, cols, &x, m, &mut out, backend).unwrap();
+                        if bands {
+                            gemm_bands(&pool, rows_view, rows, cols, &x, m, &mut out, backend);
+                        } else {
+                            matmul_dense_with(&pool, rows_view, rows, cols, &x, m, &mut out, backend).unwrap();
+                        }
                         for i in 0..m {
                             for r in 0..rows {
                                 let (want, mag) = (0..cols).fold((0f64, 0f64), |(s, a), k| {
@@ -349,7 +370,7 @@ pub(crate) mod tests {
                                 let got = f64::from(out[i * rows + r]);
                                 assert!(
                                     (got - want).abs() <= 1e-4 * mag.max(1.0),
-                                    "{kind:?} {backend:?} t={threads} {rows}x{cols} m={m} [{i},{r}]: {got} vs {want}"
+                                    "{kind:?} {backend:?} bands={bands} t={threads} {rows}x{cols} m={m} [{i},{r}]: {got} vs {want}"
                                 );
                             }
                         }
