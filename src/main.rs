@@ -19,6 +19,7 @@ pub const EXIT_NOT_FOUND: u8 = 1;
 pub const EXIT_ERROR: u8 = 2;
 
 fn main() -> ExitCode {
+    quiet_candle_pool();
     let matches = cli::Cli::command().get_matches();
     let cli = match cli::Cli::from_arg_matches(&matches) {
         Ok(c) => c,
@@ -32,6 +33,21 @@ fn main() -> ExitCode {
     match runtime.block_on(commands::run(cli, &matches, style)) {
         Ok(code) => ExitCode::from(code),
         Err(e) => report(&e, style),
+    }
+}
+
+/// candle's element-wise maps over prompt-sized tensors run on a pool of its own, whose idle
+/// workers spin 25,000 pauses (about half a millisecond) after every map before they sleep.
+/// Between two maps of a prompt come the model's matrix products on the kernels' pool, so those
+/// spinning workers took cores from them: 12% of a SmolLM2 prompt's CPU time, prompts 20-40%
+/// slower on 2 cores (docs/BENCHMARKS.md, round 3). Sleeping at once costs a wake-up per map,
+/// microseconds. A value the user set is kept.
+fn quiet_candle_pool() {
+    const SPIN: &str = "CANDLE_BARRIER_POOL_SPIN_LIMIT";
+    if std::env::var_os(SPIN).is_none() {
+        // SAFETY: the first thing `main` does: no other thread exists yet, so nothing reads or
+        // writes the environment at the same time. candle reads it when its pool starts.
+        unsafe { std::env::set_var(SPIN, "0") };
     }
 }
 
