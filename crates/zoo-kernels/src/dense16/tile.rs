@@ -169,53 +169,34 @@ unsafe fn block<const K: u8>(
     let mut a = 0;
     while a < m {
         let c = TC.min(m - a);
-        // SAFETY: `a < m`: activation rows `a..a + c` and their output rows are inside the
-        // caller's bounds.
-        unsafe { row_tiles::<K>(w, wstride, x.add(a * xstride), xstride, c, out.add(a * n), n, nr, kc, add) };
-        a += TC;
-    }
-}
-
-/// `nr` weight rows against `c <= TC` activation rows at `xa` (`xstride` values apart).
-#[allow(clippy::too_many_arguments)]
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn row_tiles<const K: u8>(
-    w: *const u8,
-    wstride: usize,
-    xa: *const f32,
-    xstride: usize,
-    c: usize,
-    oa: *mut f32,
-    n: usize,
-    nr: usize,
-    kc: usize,
-    add: bool,
-) {
-    // SAFETY (all below): `r < nr`; the tile reads rows `r..r + R` of `w` and the `c`
-    // activation rows, `kc` columns, and writes `oa[i * n + r + j]`, all inside the
-    // caller's bounds.
-    let mut r = 0;
-    while r < nr {
-        let (wr, o) = unsafe { (w.add(r * wstride), oa.add(r)) };
-        macro_rules! tile {
-            ($r:literal) => {
-                unsafe {
-                    match c {
-                        4 => tile::<K, $r, 4>(wr, wstride, xa, xstride, kc, o, n, add),
-                        3 => tile::<K, $r, 3>(wr, wstride, xa, xstride, kc, o, n, add),
-                        2 => tile::<K, $r, 2>(wr, wstride, xa, xstride, kc, o, n, add),
-                        _ => tile::<K, $r, 1>(wr, wstride, xa, xstride, kc, o, n, add),
+        // SAFETY (all below): `a < m`, `r < nr`; the tile reads rows `r..r + R` of `w` and
+        // `a..a + c` of `x`, `kc` columns, and writes `out[(a + i) * n + r + j]`, all inside
+        // the caller's bounds.
+        let (xa, oa) = unsafe { (x.add(a * xstride), out.add(a * n)) };
+        let mut r = 0;
+        while r < nr {
+            let (wr, o) = unsafe { (w.add(r * wstride), oa.add(r)) };
+            macro_rules! tile {
+                ($r:literal) => {
+                    unsafe {
+                        match c {
+                            4 => tile::<K, $r, 4>(wr, wstride, xa, xstride, kc, o, n, add),
+                            3 => tile::<K, $r, 3>(wr, wstride, xa, xstride, kc, o, n, add),
+                            2 => tile::<K, $r, 2>(wr, wstride, xa, xstride, kc, o, n, add),
+                            _ => tile::<K, $r, 1>(wr, wstride, xa, xstride, kc, o, n, add),
+                        }
                     }
-                }
-            };
+                };
+            }
+            if r + TR <= nr {
+                tile!(3);
+                r += TR;
+            } else {
+                tile!(1);
+                r += 1;
+            }
         }
-        if r + TR <= nr {
-            tile!(3);
-            r += TR;
-        } else {
-            tile!(1);
-            r += 1;
-        }
+        a += TC;
     }
 }
 
