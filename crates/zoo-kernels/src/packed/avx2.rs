@@ -194,6 +194,19 @@ unsafe fn halves8(p: *const u8) -> __m256 {
     _mm256_cvtph_ps(unsafe { _mm_loadu_si128(p.cast()) })
 }
 
+/// Decode streams weights from DRAM: keep more misses in flight than the hardware prefetcher
+/// alone. Every line of the block of `bytes` at `PREFETCH` past `p`, wherever it starts;
+/// prefetches never fault.
+#[inline(always)]
+fn prefetch_block(p: *const u8, bytes: usize) {
+    let mut o = 0;
+    while o < bytes + 64 {
+        // SAFETY: a prefetch reads nothing architecturally and never faults.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(PREFETCH + o).cast()) };
+        o += 64;
+    }
+}
+
 /// Stores the tile's results: lane `r` of `res[c]` is `out[(i0 + c) * n + r0 + r]`.
 #[inline(always)]
 unsafe fn store8<const C: usize>(out: &Disjoint<'_, f32>, res: &[__m256; C], r0: usize, i0: usize, n: usize) {
@@ -275,9 +288,9 @@ fn scale_vnni(s: __m256i, sc: __m256i) -> __m256i {
     _mm256_mullo_epi32(s, sc)
 }
 
-/// The kernels, stamped out once per instruction set: `$feat` is the feature list, `$c0` and
-/// `$ck` the activation rows per Q4_0 and Q4_K tile, `$acc`/`$fin`/`$scale` the integer
-/// accumulation (see the functions above).
+/// The kernels, stamped out once per instruction set: `$feat` is the feature list, `$c0`, `$ck`
+/// and `$c6` the activation rows per legacy-type (Q4_0 … Q8_0), Q4_K/Q5_K and Q6_K tile,
+/// `$acc`/`$fin`/`$scale` the integer accumulation (see the functions above).
 macro_rules! packed_kernels {
     ($module:ident, $feat:literal, $c0:expr, $ck:expr, $c6:expr, $acc:ident, $acc32:ident, $fin:ident, $scale:ident, $pairscale:ident) => {
         mod $module {
@@ -324,13 +337,19 @@ macro_rules! packed_kernels {
                 out: &Disjoint<'_, f32>,
             ) {
                 let gp = |g: usize| w.as_ptr().wrapping_add(g * nb * B::BYTES);
+                if B::SIGNED {
+                    // SAFETY: the caller's bounds (see `groups`).
+                    let tile = |g, a: &[_]| unsafe { q8_0_tile::<{ $c0 }>(gp(g), std::array::from_fn(|c| a[c]), nb) };
+                    let one = |g, a| unsafe { q8_0_tile::<1>(gp(g), [a], nb) };
+                    return unsafe { each::<BlockQ8, { $c0 }>(acts, m, nb, &rows, n, out, tile, one) };
+                }
                 // SAFETY: the caller's bounds (see `groups`).
                 let tile = |g, a: &[_]| unsafe { legacy_tile::<B, { $c0 }>(gp(g), std::array::from_fn(|c| a[c]), nb) };
                 let one = |g, a| unsafe { legacy_tile::<B, 1>(gp(g), [a], nb) };
                 unsafe { each::<BlockQ8, { $c0 }>(acts, m, nb, &rows, n, out, tile, one) }
             }
 
-            /// One legacy-type group × `C` activation rows.
+            /// One 4- or 5-bit legacy-type group × `C` activation rows (Q8_0: `q8_0_tile`).
             #[inline]
             #[target_feature(enable = $feat)]
             unsafe fn legacy_tile<B: Legacy, const C: usize>(
@@ -344,37 +363,21 @@ macro_rules! packed_kernels {
                     // SAFETY: block index `b < nb` of a group of `nb`.
                     let p = unsafe { g.add(b * B::BYTES) };
                     if C == 1 {
-                        // Decode streams weights from DRAM: keep more misses in flight than the
-                        // hardware prefetcher alone. Every line of the block, wherever it
-                        // starts; prefetches never fault.
-                        let mut o = 0;
-                        while o < B::BYTES + 64 {
-                            _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(PREFETCH + o).cast());
-                            o += 64;
-                        }
+                        prefetch_block(p, B::BYTES);
                     }
                     let d8 = unsafe { halves8(p) };
                     let q = unsafe { p.add(B::QUANTS) };
-                    // 8 vectors of weights, lane r = 4 values of row r: for 4-/5-bit types the
-                    // low nibbles (values 4k..) then the high ones (16 + 4k..); for Q8_0 the
-                    // absolute values (and `sx` the signs, moved onto the activations).
+                    // 8 vectors of weights, lane r = 4 values of row r: the low nibbles (values
+                    // 4k..) then the high ones (16 + 4k..).
                     let mut wv = [_mm256_setzero_si256(); 8];
-                    let mut sx = [_mm256_setzero_si256(); 8];
-                    if B::SIGNED {
-                        for k in 0..8 {
-                            sx[k] = unsafe { load32(q.add(32 * k)) };
-                            wv[k] = _mm256_sign_epi8(sx[k], sx[k]);
-                        }
-                    } else {
-                        let h = if B::FIFTH { unsafe { load32(p.add(B::QUANTS - 32)) } } else { mask };
-                        for k in 0..4 {
-                            let v = unsafe { load32(q.add(32 * k)) };
-                            wv[k] = _mm256_and_si256(v, mask);
-                            wv[k + 4] = _mm256_and_si256(_mm256_srli_epi16::<4>(v), mask);
-                            if B::FIFTH {
-                                wv[k] = _mm256_or_si256(wv[k], fifth(h, k));
-                                wv[k + 4] = _mm256_or_si256(wv[k + 4], fifth(h, k + 4));
-                            }
+                    let h = if B::FIFTH { unsafe { load32(p.add(B::QUANTS - 32)) } } else { mask };
+                    for k in 0..4 {
+                        let v = unsafe { load32(q.add(32 * k)) };
+                        wv[k] = _mm256_and_si256(v, mask);
+                        wv[k + 4] = _mm256_and_si256(_mm256_srli_epi16::<4>(v), mask);
+                        if B::FIFTH {
+                            wv[k] = _mm256_or_si256(wv[k], fifth(h, k));
+                            wv[k + 4] = _mm256_or_si256(wv[k + 4], fifth(h, k + 4));
                         }
                     }
                     for c in 0..C {
@@ -382,16 +385,10 @@ macro_rules! packed_kernels {
                         let y = unsafe { &*a[c].add(b) };
                         let yq = y.qs.as_ptr().cast::<u8>();
                         // Activation bytes for weight vector k: values 4k.. (k < 4: low
-                        // nibbles) or 16 + 4(k - 4).. (high nibbles); for Q8_0 simply 4k...
+                        // nibbles) or 16 + 4(k - 4).. (high nibbles).
                         let yb = |k: usize| unsafe { bcast4(yq.add(4 * k)) };
                         let z = _mm256_setzero_si256();
-                        let s = if B::SIGNED {
-                            let mut s = z;
-                            for k in 0..8 {
-                                s = $acc32(s, wv[k], _mm256_sign_epi8(yb(k), sx[k]));
-                            }
-                            s
-                        } else if B::FIFTH {
+                        let s = if B::FIFTH {
                             // 5-bit products: 16-bit sums of 4 vectors at most (4 × 7,874).
                             let lo = $acc($acc($acc($acc(z, wv[0], yb(0)), wv[1], yb(1)), wv[2], yb(2)), wv[3], yb(3));
                             let hi = $acc($acc($acc($acc(z, wv[4], yb(4)), wv[5], yb(5)), wv[6], yb(6)), wv[7], yb(7));
@@ -413,6 +410,42 @@ macro_rules! packed_kernels {
                             let t = _mm256_fmadd_ps(sf, _mm256_set1_ps(y.d), _mm256_set1_ps(B::IMPLIED * y.s));
                             acc[c] = _mm256_fmadd_ps(d8, t, acc[c]);
                         }
+                    }
+                }
+                acc
+            }
+
+            /// One Q8_0 group × `C` activation rows, weight vector by weight vector: each of
+            /// the 8 vectors is loaded, its absolute values taken once, and its signs moved onto
+            /// each row's 4 broadcast activation bytes; `C` 32-bit sums live in registers (the
+            /// 8 vectors' weights and signs held for the whole block would need all 16).
+            #[inline]
+            #[target_feature(enable = $feat)]
+            unsafe fn q8_0_tile<const C: usize>(g: *const u8, a: [*const BlockQ8; C], nb: usize) -> [__m256; C] {
+                let mut acc = [_mm256_setzero_ps(); C];
+                for b in 0..nb {
+                    // SAFETY: block index `b < nb` of a group of `nb` (272 bytes: 8 f16 scales,
+                    // 8 vectors of 32 quants).
+                    let p = unsafe { g.add(b * Q8_0::BYTES) };
+                    if C == 1 {
+                        prefetch_block(p, Q8_0::BYTES);
+                    }
+                    let q = unsafe { p.add(Q8_0::QUANTS) };
+                    // SAFETY: block `b` of each activation row of `nb` blocks.
+                    let y: [&BlockQ8; C] = std::array::from_fn(|c| unsafe { &*a[c].add(b) });
+                    let mut s = [_mm256_setzero_si256(); C];
+                    for k in 0..8 {
+                        let sx = unsafe { load32(q.add(32 * k)) };
+                        let wv = _mm256_sign_epi8(sx, sx);
+                        for c in 0..C {
+                            let yb = unsafe { bcast4(y[c].qs.as_ptr().cast::<u8>().add(4 * k)) };
+                            s[c] = $acc32(s[c], wv, _mm256_sign_epi8(yb, sx));
+                        }
+                    }
+                    let d8 = unsafe { halves8(p) };
+                    for c in 0..C {
+                        let t = _mm256_mul_ps(_mm256_cvtepi32_ps(s[c]), _mm256_set1_ps(y[c].d));
+                        acc[c] = _mm256_fmadd_ps(d8, t, acc[c]);
                     }
                 }
                 acc
