@@ -147,6 +147,28 @@ fn stop_strings_cut_the_reply_and_are_never_printed() {
 }
 
 #[test]
+fn chat_into_a_closed_pipe_stops_quietly() {
+    // `zoo chat | head -c 0`: the reader is gone before the first reply. The reply stops at its
+    // first write, no second message is answered, and zoo exits 0 without a panic.
+    let home = tempfile::tempdir().unwrap();
+    let gguf = smollm2_gguf();
+    let mut child = zoo(home.path())
+        .args(["chat", s(&gguf), "--greedy", "--max-tokens", "64"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    child.stdin.take().unwrap().write_all(b"Hi!\nTell me a fun fact.\n").unwrap();
+    let o = child.wait_with_output().unwrap();
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(err.lines().filter(|l| l.contains("tok/s")).count(), 0, "no reply finished: {err}");
+}
+
+#[test]
 fn chat_keeps_history_and_saves_and_loads_it() {
     let home = tempfile::tempdir().unwrap();
     let gguf = smollm2_gguf();

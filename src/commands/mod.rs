@@ -49,7 +49,9 @@ fn zoo(db: &Resolved<PathBuf>, catalog: &Resolved<Option<PathBuf>>) -> Zoo {
 
 /// Runs an operation as a [`Job`] with its progress drawn on stderr and its text (a reply)
 /// printed on stdout as it comes; Ctrl-C cancels it through its token (saying `on_interrupt`)
-/// and waits for it to stop at a safe point. The one Ctrl-C bridge of every command.
+/// and waits for it to stop at a safe point. The one Ctrl-C bridge of every command. A stdout
+/// that closes (`zoo chat | head`) cancels the job the same way, and once it has stopped the
+/// write's error is returned (`BrokenPipe`: a quiet exit 0, see `main::report`).
 pub async fn drive<T, F, Fut>(mode: ProgressMode, on_interrupt: &str, op: F) -> anyhow::Result<T>
 where
     T: Send + 'static,
@@ -61,15 +63,19 @@ where
     let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
     let mut job = Job::spawn(op);
     let mut interrupted = false;
+    let mut closed: Option<std::io::Error> = None;
     loop {
         tokio::select! {
             ev = job.next_event() => match ev {
                 Some(JobEvent::Progress(e)) => sink.event(e),
-                Some(JobEvent::Text(t)) => {
+                Some(JobEvent::Text(t)) if closed.is_none() => {
                     let mut o = std::io::stdout().lock();
-                    let _ = o.write_all(t.as_bytes());
-                    let _ = o.flush();
+                    if let Err(e) = o.write_all(t.as_bytes()).and_then(|()| o.flush()) {
+                        job.cancel();
+                        closed = Some(e);
+                    }
                 }
+                Some(JobEvent::Text(_)) => {}
                 None => break,
             },
             _ = interrupt.recv(), if !interrupted => {
@@ -81,7 +87,11 @@ where
             }
         }
     }
-    Ok(job.join().await?)
+    let out = job.join().await;
+    if let Some(e) = closed {
+        return Err(anyhow::Error::from(e).context("writing the reply to stdout"));
+    }
+    Ok(out?)
 }
 
 pub async fn run(cli: Cli, matches: &ArgMatches, style: Style) -> anyhow::Result<u8> {

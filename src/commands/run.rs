@@ -61,6 +61,13 @@ async fn reply<T: Send + 'static>(
     .await
 }
 
+/// Ends a streamed reply's line on stdout (an error, such as a closed pipe, ends the chat).
+fn end_reply() -> std::io::Result<()> {
+    let mut o = std::io::stdout().lock();
+    writeln!(o)?;
+    o.flush()
+}
+
 /// Reads one chat message off the async thread; Ctrl-C while waiting ends the chat (`None`).
 async fn next_message(interactive: bool) -> anyhow::Result<Option<String>> {
     let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
@@ -224,7 +231,7 @@ pub async fn chat(ctx: &Ctx, a: ChatArgs) -> anyhow::Result<u8> {
             Ok(None) if regen => eprintln!("{}", ctx.style.dim("(nothing to regenerate)")),
             Ok(None) => {}
             Ok(Some(t)) => {
-                println!();
+                end_reply()?;
                 if t.dropped_turns > 0 {
                     let n = t.dropped_turns;
                     eprintln!(
@@ -235,7 +242,7 @@ pub async fn chat(ctx: &Ctx, a: ChatArgs) -> anyhow::Result<u8> {
                 finish_line(ctx, &t.reply, max_tokens);
             }
             Err(e) => {
-                println!();
+                end_reply()?;
                 eprintln!("{} {e:#}", ctx.style.red("error:"));
             }
         }
