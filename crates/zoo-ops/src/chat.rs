@@ -127,7 +127,7 @@ pub async fn load(zoo: &Zoo, opts: &ChatOptions, ctl: &Control) -> Result<ChatMo
     if opts.ignore_eos {
         model.stop_ids.clear();
     }
-    Ok(ChatModel { params: sampling(&opts.sampling, &model), model, format, stops, label })
+    Ok(ChatModel { params: sampling(&opts.sampling, &model.defaults), model, format, stops, label })
 }
 
 /// [`find`] for MODEL, or for [`DEFAULT_MODEL`] when none is named, pulled on first use (the
@@ -163,17 +163,29 @@ async fn find(zoo: &Zoo, spec: &str) -> Result<(std::path::PathBuf, Option<Strin
     Ok((path, t.record().and_then(|m| m.chat_template.clone()), t.label()))
 }
 
-fn sampling(g: &SamplingOverrides, m: &LoadedModel) -> SamplingParams {
-    let d = &m.defaults;
+/// Top-k and top-p when neither the user nor the model's generation config names either:
+/// llama.cpp's defaults. Without them a temperature of 0.7 samples the whole vocabulary's tail,
+/// and a small model (the default SmolLM2-135M, whose GGUF carries no generation config) drifts
+/// into repeating one word to the token limit. `--top-p 1` (or naming either) turns them off.
+const FALLBACK_TOP_K: usize = 40;
+const FALLBACK_TOP_P: f64 = 0.95;
+
+fn sampling(g: &SamplingOverrides, d: &zoo_infer::GenerationDefaults) -> SamplingParams {
     let temperature = if g.greedy {
         0.0
     } else {
         g.temperature.or(if d.do_sample == Some(false) { Some(0.0) } else { d.temperature }).unwrap_or(0.7)
     };
+    let named = g.top_k.is_some() || g.top_p.is_some() || d.top_k.is_some() || d.top_p.is_some();
+    let (top_k, top_p) = if named {
+        (g.top_k.or(d.top_k).filter(|&k| k > 0), g.top_p.or(d.top_p).filter(|&p| p < 1.0))
+    } else {
+        (Some(FALLBACK_TOP_K), Some(FALLBACK_TOP_P))
+    };
     SamplingParams {
         temperature,
-        top_k: g.top_k.or(d.top_k).filter(|&k| k > 0),
-        top_p: g.top_p.or(d.top_p),
+        top_k,
+        top_p,
         repetition_penalty: g.repetition_penalty.unwrap_or(d.repetition_penalty.unwrap_or(1.0) as f32),
         repeat_last_n: 64,
         seed: g.seed,
@@ -557,7 +569,29 @@ pub fn load_conversation(path: &Path) -> Result<Conversation> {
 
 #[cfg(test)]
 mod tests {
-    use super::Command;
+    use super::{Command, SamplingOverrides, sampling};
+    use zoo_infer::GenerationDefaults;
+
+    #[test]
+    fn sampling_truncates_only_when_nothing_names_top_k_or_top_p() {
+        let none = GenerationDefaults::default();
+        let user = SamplingOverrides::default();
+        let p = sampling(&user, &none);
+        assert_eq!((p.temperature, p.top_k, p.top_p), (0.7, Some(40), Some(0.95)));
+        // The model's generation config names one: it is taken as it is, nothing added.
+        let config = GenerationDefaults { top_k: Some(50), temperature: Some(0.6), ..Default::default() };
+        let p = sampling(&user, &config);
+        assert_eq!((p.temperature, p.top_k, p.top_p), (0.6, Some(50), None));
+        // The user names one: `--top-p 1` is no truncation at all; `--top-k 0` likewise.
+        let p = sampling(&SamplingOverrides { top_p: Some(1.0), ..Default::default() }, &none);
+        assert_eq!((p.top_k, p.top_p), (None, None));
+        let p = sampling(&SamplingOverrides { top_k: Some(0), ..Default::default() }, &none);
+        assert_eq!((p.top_k, p.top_p), (None, None));
+        let p = sampling(&SamplingOverrides { top_p: Some(0.9), ..Default::default() }, &config);
+        assert_eq!((p.top_k, p.top_p), (Some(50), Some(0.9)));
+        // Greedy stays greedy.
+        assert_eq!(sampling(&SamplingOverrides { greedy: true, ..Default::default() }, &none).temperature, 0.0);
+    }
 
     #[test]
     fn chat_input_parses_into_commands() {

@@ -196,6 +196,7 @@ pub struct Checked {
     pub max_tokens: Option<usize>,
     pub temperature: Option<f64>,
     pub top_p: Option<f64>,
+    /// `Some(0)`: the request turned top-k off (`-1` or `0`); `None`: not asked.
     pub top_k: Option<usize>,
     pub seed: Option<u64>,
     pub stop: Vec<String>,
@@ -247,7 +248,8 @@ impl Common {
             return Err(ApiError::invalid_param("top_p", format!("top_p must be in (0, 1], not {p}")));
         }
         let top_k = match self.top_k {
-            None | Some(0) | Some(-1) => None,
+            None => None,
+            Some(0) | Some(-1) => Some(0),
             Some(k) if k > 0 => Some(k as usize),
             Some(k) => {
                 return Err(ApiError::invalid_param(
@@ -403,6 +405,14 @@ mod tests {
         assert_eq!(bad(&format!("{{{msgs},\"logprobs\":true}}")).param.as_deref(), Some("logprobs"));
         let ok = parse::<ChatRequest>(format!("{{{msgs},\"logprobs\":false,\"top_logprobs\":0}}").as_bytes()).unwrap();
         assert!(ok.common.check().is_ok());
+        // top_k: not asked (the model's default applies), off (-1 or 0, as vLLM and FastChat), or k.
+        let top_k =
+            |j: &str| parse::<ChatRequest>(format!("{{{msgs}{j}}}").as_bytes()).unwrap().common.check().unwrap().top_k;
+        assert_eq!(
+            (top_k(""), top_k(",\"top_k\":-1"), top_k(",\"top_k\":0"), top_k(",\"top_k\":5")),
+            (None, Some(0), Some(0), Some(5))
+        );
+        assert_eq!(bad(&format!("{{{msgs},\"top_k\":-2}}")).param.as_deref(), Some("top_k"));
         assert_eq!(bad(&format!("{{{msgs},\"stop\":[\"a\",\"b\",\"c\",\"d\",\"e\"]}}")).param.as_deref(), Some("stop"));
         let tool = parse::<ChatRequest>(br#"{"messages":[{"role":"tool","content":"x"}]}"#).unwrap();
         assert_eq!(tool.messages().unwrap_err().status, 422);

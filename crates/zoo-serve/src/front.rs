@@ -42,7 +42,7 @@ pub async fn start(
         "model": model,
         "temperature": c.temperature.unwrap_or(0.7),
         "top_p": c.top_p.unwrap_or(1.0),
-        "top_k": c.top_k.map_or(-1, |k| k as i64),
+        "top_k": c.top_k.filter(|&k| k > 0).map_or(-1, |k| k as i64),
         "echo": false,
         "stop": c.stop,
     });

@@ -429,7 +429,7 @@ async fn start(state: &Arc<AppState>, model: Option<&str>, input: Input, c: &Che
     let base = &engine.model.params;
     let params = SamplingParams {
         temperature: c.temperature.unwrap_or(base.temperature),
-        top_k: c.top_k.or(base.top_k),
+        top_k: c.top_k.or(base.top_k).filter(|&k| k > 0),
         top_p: c.top_p.or(base.top_p),
         repetition_penalty: base.repetition_penalty,
         repeat_last_n: base.repeat_last_n,
