@@ -146,19 +146,24 @@ fn stop_strings_cut_the_reply_and_are_never_printed() {
     assert_eq!(String::from_utf8_lossy(&o.stdout), format!("{want}\n"));
 }
 
+/// `zoo chat GGUF --greedy --max-tokens N` with every stream piped.
+fn spawn_chat(home: &Path, gguf: &Path, max_tokens: &str) -> std::process::Child {
+    zoo(home)
+        .args(["chat", s(gguf), "--greedy", "--max-tokens", max_tokens])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 #[test]
 fn chat_into_a_closed_pipe_stops_quietly() {
     // `zoo chat | head -c 0`: the reader is gone before the first reply. The reply stops at its
     // first write, no second message is answered, and zoo exits 0 without a panic.
     let home = tempfile::tempdir().unwrap();
     let gguf = smollm2_gguf();
-    let mut child = zoo(home.path())
-        .args(["chat", s(&gguf), "--greedy", "--max-tokens", "64"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_chat(home.path(), &gguf, "64");
     drop(child.stdout.take());
     child.stdin.take().unwrap().write_all(b"Hi!\nTell me a fun fact.\n").unwrap();
     let o = child.wait_with_output().unwrap();
@@ -173,13 +178,7 @@ fn chat_keeps_history_and_saves_and_loads_it() {
     let home = tempfile::tempdir().unwrap();
     let gguf = smollm2_gguf();
     let saved = home.path().join("conv.json");
-    let mut child = zoo(home.path())
-        .args(["chat", s(&gguf), "--greedy", "--max-tokens", "16"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_chat(home.path(), &gguf, "16");
     let script = format!("Hi!\n/regen\nTell me a fun fact \\\nabout the ocean.\n/save {}\n/exit\n", saved.display());
     child.stdin.take().unwrap().write_all(script.as_bytes()).unwrap();
     let o = child.wait_with_output().unwrap();

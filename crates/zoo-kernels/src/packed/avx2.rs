@@ -67,7 +67,7 @@ pub(crate) fn groups(
                         QuantType::Q4_1 => $module::legacy::<Q4_1>(w, a, m, nb, rows, n, out),
                         QuantType::Q5_0 => $module::legacy::<Q5_0>(w, a, m, nb, rows, n, out),
                         QuantType::Q5_1 => $module::legacy::<Q5_1>(w, a, m, nb, rows, n, out),
-                        QuantType::Q8_0 => $module::legacy::<Q8_0>(w, a, m, nb, rows, n, out),
+                        QuantType::Q8_0 => $module::q8_0(w, a, m, nb, rows, n, out),
                         _ => $module::legacy::<Q4_0>(w, a, m, nb, rows, n, out),
                     },
                     Acts::Q8K(a) if t == QuantType::Q6K => $module::q6k(w, a, m, nb, rows, n, out),
@@ -96,8 +96,6 @@ trait Legacy {
     const IMPLIED: f32 = 0.0;
     /// A fifth-bit plane follows (Q5_0, Q5_1).
     const FIFTH: bool = false;
-    /// 8-bit signed quants (Q8_0).
-    const SIGNED: bool = false;
     /// Where the quants start.
     const QUANTS: usize = 16 + if Self::PAIRED { 16 } else { 0 } + if Self::FIFTH { 32 } else { 0 };
 }
@@ -128,7 +126,6 @@ impl Legacy for Q5_1 {
 }
 impl Legacy for Q8_0 {
     const BYTES: usize = 272;
-    const SIGNED: bool = true;
 }
 
 /// Bit `e` of every byte of `h`, moved to bit 4 (the fifth bit of a 5-bit value).
@@ -337,12 +334,6 @@ macro_rules! packed_kernels {
                 out: &Disjoint<'_, f32>,
             ) {
                 let gp = |g: usize| w.as_ptr().wrapping_add(g * nb * B::BYTES);
-                if B::SIGNED {
-                    // SAFETY: the caller's bounds (see `groups`).
-                    let tile = |g, a: &[_]| unsafe { q8_0_tile::<{ $c0 }>(gp(g), std::array::from_fn(|c| a[c]), nb) };
-                    let one = |g, a| unsafe { q8_0_tile::<1>(gp(g), [a], nb) };
-                    return unsafe { each::<BlockQ8, { $c0 }>(acts, m, nb, &rows, n, out, tile, one) };
-                }
                 // SAFETY: the caller's bounds (see `groups`).
                 let tile = |g, a: &[_]| unsafe { legacy_tile::<B, { $c0 }>(gp(g), std::array::from_fn(|c| a[c]), nb) };
                 let one = |g, a| unsafe { legacy_tile::<B, 1>(gp(g), [a], nb) };
@@ -413,6 +404,24 @@ macro_rules! packed_kernels {
                     }
                 }
                 acc
+            }
+
+            /// Q8_0 (signed 8-bit quants: a tile of its own, see `q8_0_tile`).
+            #[target_feature(enable = $feat)]
+            pub(super) unsafe fn q8_0(
+                w: &[u8],
+                acts: &[BlockQ8],
+                m: usize,
+                nb: usize,
+                rows: Range<usize>,
+                n: usize,
+                out: &Disjoint<'_, f32>,
+            ) {
+                let gp = |g: usize| w.as_ptr().wrapping_add(g * nb * Q8_0::BYTES);
+                // SAFETY: the caller's bounds (see `groups`).
+                let tile = |g, a: &[_]| unsafe { q8_0_tile::<{ $c0 }>(gp(g), std::array::from_fn(|c| a[c]), nb) };
+                let one = |g, a| unsafe { q8_0_tile::<1>(gp(g), [a], nb) };
+                unsafe { each::<BlockQ8, { $c0 }>(acts, m, nb, &rows, n, out, tile, one) }
             }
 
             /// One Q8_0 group × `C` activation rows, weight vector by weight vector: each of
