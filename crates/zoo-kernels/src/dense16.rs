@@ -2,8 +2,10 @@
 //! activations, accumulating in f32. 16-bit weights stay 16-bit in memory, so a decode step
 //! reads half the bytes of an f32 copy and a 7B f16 model needs 14 GB, not 28.
 //!
-//! Prompts and batches (2 activation rows or more) on AVX2 hosts go through register tiles of
-//! dot products read straight from the stored rows (`tile.rs`). On AVX-512 hosts, from
+//! Prompts and batches on AVX2 hosts: from `panel::min_rows` activation rows (48; f16 24) a
+//! blocked GEMM of outer products on weight panels packed per column block (`panel.rs`);
+//! from 2 rows, register tiles of dot products read straight from the stored rows
+//! (`tile.rs`). On AVX-512 hosts, from
 //! [`GEMM_MIN_ROWS`] rows, a packed, cache-blocked GEMM: the weight rows are cut into bands of
 //! about [`BAND_BYTES`] of f32, one band per task; a task widens its band to f32 once (into a
 //! reused per-thread buffer) and multiplies it with every activation row in the `gemm` crate's
@@ -17,6 +19,8 @@ use crate::gemv::DenseRows;
 use crate::matmul::Disjoint;
 use crate::{Backend, KernelError, ThreadPool};
 
+#[cfg(target_arch = "x86_64")]
+mod panel;
 #[cfg(target_arch = "x86_64")]
 mod tile;
 
@@ -116,11 +120,17 @@ pub fn matmul_dense_with(
             return Ok(());
         }
     }
-    // AVX2 hosts: register tiles straight from the stored rows (`tile`). AVX-512 hosts keep
-    // the `gemm` crate's 512-bit kernels on widened bands (the tiles are 256-bit).
+    // AVX2 hosts: many activation rows go through the packed panels (`panel`), fewer through
+    // register tiles straight from the stored rows (`tile`). AVX-512 hosts keep the `gemm`
+    // crate's 512-bit kernels on widened bands (the panels and tiles are 256-bit).
     #[cfg(target_arch = "x86_64")]
-    if matches!(backend, Backend::Avx2 | Backend::AvxVnni) && m >= 2 && tile::matmul(pool, w, rows, cols, x, m, out) {
-        return Ok(());
+    if matches!(backend, Backend::Avx2 | Backend::AvxVnni) {
+        if m >= panel::min_rows(w) && panel::matmul(pool, w, rows, cols, x, m, out) {
+            return Ok(());
+        }
+        if m >= 2 && tile::matmul(pool, w, rows, cols, x, m, out) {
+            return Ok(());
+        }
     }
     if backend.is_x86() && m >= GEMM_MIN_ROWS {
         gemm_bands(pool, w, rows, cols, x, m, out, backend);
@@ -326,16 +336,38 @@ pub(crate) mod tests {
         }
     }
 
-    /// Every path (portable, and the packed GEMM on x86 from `GEMM_MIN_ROWS` rows), f32 and
-    /// both 16-bit kinds, ragged shapes (rows not a multiple of 16, odd columns, bands that
-    /// do not divide the rows): within 1e-4 relative to an f64 product of the same values.
+    /// The prompt paths a test forces, beside what `matmul_dense_with` picks.
+    #[derive(Debug, Clone, Copy)]
+    enum Path {
+        Dispatch,
+        Bands,
+        #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+        Panel,
+        #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+        Tile,
+    }
+
+    /// Every path (portable, the packed GEMM of AVX-512 hosts, the AVX2 panels and tiles, each
+    /// forced whatever `m`), f32 and both 16-bit kinds, ragged shapes (rows not a multiple of
+    /// 16, odd columns, more columns than one panel block, bands that do not divide the rows,
+    /// activation rows that end in partial groups): within 1e-4 relative to an f64 product of
+    /// the same values.
     #[test]
     fn every_path_matches_an_f64_product() {
         let backends: Vec<Backend> = Backend::ALL.into_iter().filter(|b| b.is_available()).collect();
         for threads in [1, 3] {
             let pool = ThreadPool::new(threads);
-            let shapes =
-                [(37, 70, 8), (300, 33, 9), (16, 4096, 12), (513, 257, 40), (40, 33, 3), (5, 8, 1), (7, 2051, 6)];
+            let shapes = [
+                (37, 70, 8),
+                (300, 33, 9),
+                (16, 4096, 12),
+                (513, 257, 40),
+                (40, 33, 3),
+                (5, 8, 1),
+                (7, 2051, 6),
+                (70, 4100, 55),
+                (64, 64, 49),
+            ];
             for (rows, cols, m) in shapes {
                 let w: Vec<f32> = (0..rows * cols).map(|i| ((i * 37 % 101) as f32 - 50.0) / 64.0).collect();
                 let x: Vec<f32> = (0..m * cols).map(|i| ((i * 13 % 29) as f32 - 14.0) / 8.0).collect();
@@ -349,17 +381,28 @@ pub(crate) mod tests {
                         }
                         _ => (DenseRows::F32(&w), w.clone()),
                     };
-                    // Every backend, then the `gemm` bands (AVX-512 hosts' prompt path) on any x86.
+                    // Every backend, then on x86 each AVX2 prompt path whatever `m` would pick
+                    // (`Path::Panel`, `Path::Tile`) and the `gemm` bands (AVX-512 hosts' path).
+                    let x86 = backends.iter().find(|b| b.is_x86()).copied();
                     let paths = backends
                         .iter()
-                        .map(|&b| (b, false))
-                        .chain(backends.iter().filter(|b| b.is_x86()).take(1).map(|&b| (b, true)));
-                    for (backend, bands) in paths {
+                        .map(|&b| (b, Path::Dispatch))
+                        .chain(x86.into_iter().flat_map(|b| [(b, Path::Bands), (b, Path::Panel), (b, Path::Tile)]));
+                    for (backend, path) in paths {
                         let mut out = vec![f32::NAN; m * rows];
-                        if bands {
-                            gemm_bands(&pool, rows_view, rows, cols, &x, m, &mut out, backend);
-                        } else {
-                            matmul_dense_with(&pool, rows_view, rows, cols, &x, m, &mut out, backend).unwrap();
+                        match path {
+                            Path::Dispatch => {
+                                matmul_dense_with(&pool, rows_view, rows, cols, &x, m, &mut out, backend).unwrap()
+                            }
+                            Path::Bands => gemm_bands(&pool, rows_view, rows, cols, &x, m, &mut out, backend),
+                            #[cfg(target_arch = "x86_64")]
+                            Path::Panel => {
+                                assert!(panel::matmul(&pool, rows_view, rows, cols, &x, m, &mut out));
+                            }
+                            #[cfg(target_arch = "x86_64")]
+                            Path::Tile => assert!(tile::matmul(&pool, rows_view, rows, cols, &x, m, &mut out)),
+                            #[cfg(not(target_arch = "x86_64"))]
+                            _ => unreachable!(),
                         }
                         for i in 0..m {
                             for r in 0..rows {
@@ -370,7 +413,7 @@ pub(crate) mod tests {
                                 let got = f64::from(out[i * rows + r]);
                                 assert!(
                                     (got - want).abs() <= 1e-4 * mag.max(1.0),
-                                    "{kind:?} {backend:?} bands={bands} t={threads} {rows}x{cols} m={m} [{i},{r}]: {got} vs {want}"
+                                    "{kind:?} {backend:?} {path:?} t={threads} {rows}x{cols} m={m} [{i},{r}]: {got} vs {want}"
                                 );
                             }
                         }

@@ -1,4 +1,4 @@
-//! Dense prompts on AVX2 (#18): register tiles of [`TR`] weight rows × [`TC`] activation rows
+//! Dense prompts of a few rows on AVX2 (#18; `panel.rs` takes many): register tiles of [`TR`] weight rows × [`TC`] activation rows
 //! taken as dot products along `k`, straight from the weights as the file stores them (f32,
 //! f16 or bf16 rows; no packing).
 //!
@@ -45,11 +45,11 @@ thread_local! {
 }
 
 /// How a weight element is stored (the const parameter of the kernels).
-const F32: u8 = 0;
-const F16: u8 = 1;
-const BF16: u8 = 2;
+pub(super) const F32: u8 = 0;
+pub(super) const F16: u8 = 1;
+pub(super) const BF16: u8 = 2;
 
-const fn elem_bytes(k: u8) -> usize {
+pub(super) const fn elem_bytes(k: u8) -> usize {
     if k == F32 { 4 } else { 2 }
 }
 
@@ -64,18 +64,7 @@ pub(super) fn matmul(
     m: usize,
     out: &mut [f32],
 ) -> bool {
-    let (kind, wlen) = match w {
-        DenseRows::F32(v) => (F32, v.len()),
-        DenseRows::Half(Half::F16, b) => (F16, b.len() / 2),
-        DenseRows::Half(Half::Bf16, b) => (BF16, b.len() / 2),
-        _ => return false,
-    };
-    let fits = rows.checked_mul(cols).is_some_and(|n| n <= wlen)
-        && m.checked_mul(cols).is_some_and(|n| n <= x.len())
-        && m.checked_mul(rows).is_some_and(|n| n <= out.len());
-    if !fits || cols == 0 || !crate::avx2::available() {
-        return false;
-    }
+    let Some(kind) = kind_of(w, rows, cols, x, m, out) else { return false };
     let threads = pool.threads().max(1);
     let stored = if kind == F16 && m > TC { 4 } else { elem_bytes(kind) };
     let by_bytes = (BAND_BYTES / (KC.min(cols) * stored)).max(TR) / TR * TR;
@@ -101,7 +90,23 @@ pub(super) fn matmul(
     true
 }
 
-fn w_ptr(w: DenseRows<'_>) -> *const u8 {
+/// The element kind of `w` (`F32`, `F16`, `BF16`) if the AVX2 kernels can take this product:
+/// a dense form, lengths that hold `rows × cols` weights, `m × cols` activations and `m × rows`
+/// outputs, no empty dimension, and a CPU with AVX2/FMA/F16C.
+pub(super) fn kind_of(w: DenseRows<'_>, rows: usize, cols: usize, x: &[f32], m: usize, out: &[f32]) -> Option<u8> {
+    let (kind, wlen) = match w {
+        DenseRows::F32(v) => (F32, v.len()),
+        DenseRows::Half(Half::F16, b) => (F16, b.len() / 2),
+        DenseRows::Half(Half::Bf16, b) => (BF16, b.len() / 2),
+        _ => return None,
+    };
+    let fits = rows.checked_mul(cols).is_some_and(|n| n <= wlen)
+        && m.checked_mul(cols).is_some_and(|n| n <= x.len())
+        && m.checked_mul(rows).is_some_and(|n| n <= out.len());
+    (fits && cols > 0 && rows > 0 && m > 0 && crate::avx2::available()).then_some(kind)
+}
+
+pub(super) fn w_ptr(w: DenseRows<'_>) -> *const u8 {
     match w {
         DenseRows::F32(v) => v.as_ptr().cast(),
         DenseRows::Half(_, b) => b.as_ptr(),
@@ -254,7 +259,7 @@ unsafe fn tile<const K: u8, const R: usize, const C: usize>(
 /// 8 weights from `p` as f32.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn load8<const K: u8>(p: *const u8) -> __m256 {
+pub(super) unsafe fn load8<const K: u8>(p: *const u8) -> __m256 {
     // SAFETY: the caller guarantees 8 elements at `p`.
     unsafe {
         match K {
@@ -268,7 +273,7 @@ unsafe fn load8<const K: u8>(p: *const u8) -> __m256 {
 /// One weight at `p` as f32.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn load1<const K: u8>(p: *const u8) -> f32 {
+pub(super) unsafe fn load1<const K: u8>(p: *const u8) -> f32 {
     // SAFETY: the caller guarantees one element at `p`.
     unsafe {
         match K {
