@@ -1,7 +1,8 @@
 //! Kernel timing for development: `cargo run --release -p zoo-kernels --example kbench --
 //! [TYPES] [M...]`, e.g. `q4_0,q4_k,f16 1 128 512` (`q4_0+p`, `q4_k+p`: weights packed into
 //! groups of 8 rows, as the runner loads them). Prints GFLOP/s (2·m·n·k per call) for the
-//! LLaMA-7B matrix shapes (4096×4096, 11008×4096, 4096×11008), median of a few calls, on
+//! LLaMA-7B matrix shapes (4096×4096, 11008×4096, 4096×11008; `ZOO_SHAPES=NxK,...` others),
+//! median of a few calls, on
 //! `ZOO_THREADS` (default 2) threads and the backend `ZOO_KERNELS` picks.
 //! Not a test and not the benchmark of record (bench/speed-matrix.sh is): a quick look.
 
@@ -16,6 +17,16 @@ fn main() {
     let ms = if ms.is_empty() { vec![1, 128, 512] } else { ms };
     let threads = std::env::var("ZOO_THREADS").ok().and_then(|t| t.parse().ok()).unwrap_or(2);
     let pool = ThreadPool::new(threads);
+    // `ZOO_SHAPES=NxK,...` (rows × columns of the weight matrix) replaces the 7B shapes.
+    let shapes: Vec<(usize, usize)> = std::env::var("ZOO_SHAPES")
+        .ok()
+        .map(|v| {
+            v.split(',')
+                .filter_map(|s| s.split_once('x'))
+                .filter_map(|(n, k)| Some((n.trim().parse().ok()?, k.trim().parse().ok()?)))
+                .collect()
+        })
+        .unwrap_or_else(|| vec![(4096, 4096), (11008, 4096), (4096, 11008)]);
     let mut seed = 0x9E37_79B9_7F4A_7C15u64;
     let mut rnd = move || {
         seed ^= seed << 13;
@@ -24,7 +35,7 @@ fn main() {
         (seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5
     };
     for ty in types.split(',') {
-        for (n, k) in [(4096usize, 4096usize), (11008, 4096), (4096, 11008)] {
+        for &(n, k) in &shapes {
             let w: Vec<f32> = (0..n * k).map(|_| rnd() * 0.04).collect();
             let (name, pack) = match ty.strip_suffix("+p") {
                 Some(name) => (name, true),

@@ -317,6 +317,9 @@ mod avx2 {
         lanes.iter().sum()
     }
 
+    /// Independent FMA chains of the f32/f16 row loop.
+    const CHAINS: usize = 8;
+
     /// # Safety
     /// The CPU has AVX2, FMA and F16C; `w` holds at least `rows.end * cols` values (and a
     /// coded matrix facts for each row); `x` holds `cols` values and `dst` `rows.len()`.
@@ -336,26 +339,26 @@ mod avx2 {
         // One row at a time, as for bf16: one linear stream per band.
         for (o, row) in dst.iter_mut().zip(rows) {
             let base = row * cols;
-            let (mut a0, mut a1, mut a2, mut a3) =
-                (_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps());
+            // CHAINS independent FMA chains per CHAINS × 8 values (see `dot_bf16`).
+            let mut acc = [_mm256_setzero_ps(); CHAINS];
             let mut c = 0;
-            while c + 32 <= body {
-                // SAFETY: c + 32 <= body <= cols values of x and of row `row` (in bounds, see above).
+            while c + 8 * CHAINS <= body {
+                // SAFETY: c + 8 * CHAINS <= body <= cols values of x and of row `row` (in bounds,
+                // see above).
                 unsafe {
                     let xp = x.as_ptr().add(c);
-                    a0 = _mm256_fmadd_ps(load8(w, base + c), _mm256_loadu_ps(xp), a0);
-                    a1 = _mm256_fmadd_ps(load8(w, base + c + 8), _mm256_loadu_ps(xp.add(8)), a1);
-                    a2 = _mm256_fmadd_ps(load8(w, base + c + 16), _mm256_loadu_ps(xp.add(16)), a2);
-                    a3 = _mm256_fmadd_ps(load8(w, base + c + 24), _mm256_loadu_ps(xp.add(24)), a3);
+                    for (j, a) in acc.iter_mut().enumerate() {
+                        *a = _mm256_fmadd_ps(load8(w, base + c + 8 * j), _mm256_loadu_ps(xp.add(8 * j)), *a);
+                    }
                 }
-                c += 32;
+                c += 8 * CHAINS;
             }
             while c < body {
                 // SAFETY: c + 8 <= body.
-                unsafe { a0 = _mm256_fmadd_ps(load8(w, base + c), _mm256_loadu_ps(x.as_ptr().add(c)), a0) };
+                unsafe { acc[0] = _mm256_fmadd_ps(load8(w, base + c), _mm256_loadu_ps(x.as_ptr().add(c)), acc[0]) };
                 c += 8;
             }
-            let sum = hsum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+            let sum = hsum(acc.iter().fold(_mm256_setzero_ps(), |s, &a| _mm256_add_ps(s, a)));
             let rest: f32 = (body..cols).map(|c| w.rows().value(base + c) * x.get(c).copied().unwrap_or(0.0)).sum();
             *o = sum + rest;
         }
@@ -633,7 +636,7 @@ mod tests {
     #[test]
     fn equals_a_plain_product() {
         let pool = ThreadPool::new(3);
-        for (rows, cols) in [(37, 70), (4, 8), (1, 1), (300, 1024), (9, 3), (1031, 33)] {
+        for (rows, cols) in [(37, 70), (4, 8), (1, 1), (300, 1024), (9, 3), (1031, 33), (5, 100)] {
             let w: Vec<f32> = (0..rows * cols).map(|i| ((i * 37 % 101) as f32 - 50.0) / 64.0).collect();
             let x: Vec<f32> = (0..cols).map(|i| ((i * 13 % 29) as f32 - 14.0) / 8.0).collect();
             for kind in [None, Some(Half::F16), Some(Half::Bf16)] {

@@ -41,7 +41,7 @@ const MR: usize = 6;
 /// Weight rows per panel (two f32x8 vectors).
 const NR: usize = 16;
 /// Columns per block: a band's packed block is `band × KC` f32, at most 1 MiB (L2 and L3);
-/// each panel's 128 KiB is read once per activation group.
+/// each panel (128 KiB) is read once per activation group.
 const KC: usize = 2048;
 /// Most weight rows per task.
 const BAND_MAX: usize = 128;
@@ -71,9 +71,12 @@ pub(super) fn matmul(
     out: &mut [f32],
 ) -> bool {
     let Some(kind) = super::tile::kind_of(w, rows, cols, x, m, out) else { return false };
-    // Bands of whole panels, at least two per thread where the matrix allows, at most BAND_MAX.
+    // Bands of whole panels, at most BAND_MAX rows, at least two per thread where the matrix
+    // allows, and as many as a multiple of the threads (896 rows in 7 bands of 128 kept one of
+    // 2 threads idle for a seventh of the product: 8 of 112).
     let threads = pool.threads().max(1);
-    let band = rows.div_ceil(2 * threads).next_multiple_of(NR).clamp(NR, BAND_MAX);
+    let want = rows.div_ceil(BAND_MAX).max(2 * threads).next_multiple_of(threads);
+    let band = rows.div_ceil(want).next_multiple_of(NR).clamp(NR, BAND_MAX);
     let tasks = rows.div_ceil(band);
     let dst = Disjoint::new(out);
     pool.run(tasks, &|t| {
@@ -81,12 +84,12 @@ pub(super) fn matmul(
         let r0 = (t * band).min(rows);
         let r1 = (r0 + band).min(rows);
         let panels = (r1 - r0).div_ceil(NR);
-        crate::matmul::with_scratch(&PACK, panels * NR * KC, 0.0, |bp| {
+        crate::matmul::with_scratch(&PACK, panels * NR * KC.min(cols), 0.0, |bp| {
             let args = Band { x: x.as_ptr(), cols, m, out: dst.ptr_at(0), n: rows, r0, r1 };
             // SAFETY: features checked above; `w` holds `rows × cols` elements, `x` `m × cols`,
             // `out` `m × rows` (checked above); this task reads weight rows `r0..r1` and writes
             // output columns `r0..r1` of each activation row, which no other task writes; `bp`
-            // holds `panels × NR × KC` values.
+            // holds `panels × NR × min(KC, cols)` values.
             unsafe {
                 match kind {
                     F32 => run_band::<F32>(wp, &args, bp.as_mut_ptr()),
@@ -132,12 +135,13 @@ unsafe fn run_band<const K: u8>(w: *const u8, b: &Band, bp: *mut f32) {
         let kc = KC.min(b.cols - k0);
         let add = k0 > 0;
         // SAFETY (all below): rows `r0..r1` and columns `k0..k0 + kc` are inside `w`; `bp` holds
-        // `panels × NR × KC` values; activation rows `a..a + c` of `x` (columns `k0..k0 + kc`)
-        // and the output columns `r0..r1` of those rows are the caller's.
+        // `panels × NR × kc` values (panel `p` at `p × NR × kc`, so a narrow block's panels
+        // lie next to each other); activation rows `a..a + c` of `x` (columns `k0..k0 + kc`) and
+        // the output columns `r0..r1` of those rows are the caller's.
         unsafe {
             for p in 0..panels {
                 let rows_here = NR.min(nr - p * NR);
-                pack::<K>(w.add((b.r0 + p * NR) * wstride + k0 * eb), wstride, rows_here, kc, bp.add(p * NR * KC));
+                pack::<K>(w.add((b.r0 + p * NR) * wstride + k0 * eb), wstride, rows_here, kc, bp.add(p * NR * kc));
             }
             let mut a = 0;
             while a < b.m {
@@ -145,7 +149,7 @@ unsafe fn run_band<const K: u8>(w: *const u8, b: &Band, bp: *mut f32) {
                 let (xa, o) = (b.x.add(a * b.cols + k0), b.out.add(a * b.n + b.r0));
                 for p in 0..panels {
                     let rows_here = NR.min(nr - p * NR);
-                    let (bpp, op) = (bp.add(p * NR * KC), o.add(p * NR));
+                    let (bpp, op) = (bp.add(p * NR * kc), o.add(p * NR));
                     macro_rules! tile {
                         ($c:literal) => {
                             tile::<$c>(xa, b.cols, bpp, kc, op, b.n, rows_here, add)
