@@ -18,8 +18,12 @@
 //! dropped on the way (m = 128): column blocks of 256 (−12 to −19% against 2,048: the
 //! packing's reads of short row segments miss in every cache) or 1,024 (−2 to −3%), copying
 //! each activation group next to each other first (−3 to −9%), software prefetch of the next
-//! block (−5 to −8%), the panel loop outside the activation groups with 96 activation rows
-//! kept in L2 (−5 to −10%).
+//! block (−5 to −8%; spread one line per 16 columns inside the tile instead, no gain), the
+//! panel loop outside the activation groups with 96 activation rows kept in L2 (−5 to −10%),
+//! and no packing at all: the activations transposed once into panels of 16 rows and 6 weight
+//! rows broadcast straight from memory (f32 11008×4096 at m = 128: 170 against 177–179; the
+//! 4096-row shapes 73–80). What the packing still costs (`perf`: ~9% of an f32 product of 128
+//! rows, its loads stalled on memory) is the price of reading each weight once.
 //!
 //! Safety model as in `crate::avx2`: every `unsafe fn` needs AVX2 + FMA + F16C ([`matmul`]
 //! checks) and pointers valid for what it reads and writes ([`matmul`] checks the lengths).
