@@ -2,8 +2,8 @@
 //! [TYPES] [M...]`, e.g. `q4_0,q4_k,f16 1 128 512` (`q4_0+p`, `q4_k+p`: weights packed into
 //! groups of 8 rows, as the runner loads them). Prints GFLOP/s (2·m·n·k per call) for the
 //! LLaMA-7B matrix shapes (4096×4096, 11008×4096, 4096×11008; `ZOO_SHAPES=NxK,...` others),
-//! median of a few calls, on
-//! `ZOO_THREADS` (default 2) threads and the backend `ZOO_KERNELS` picks.
+//! median of a few calls, on `ZOO_THREADS` (default 2) threads and the backend `ZOO_KERNELS`
+//! picks.
 //! Not a test and not the benchmark of record (bench/speed-matrix.sh is): a quick look.
 
 use std::time::Instant;

@@ -5,9 +5,8 @@
 //! Prompts and batches on AVX2 hosts: from `panel::min_rows` activation rows (48; f16 24) a
 //! blocked GEMM of outer products on weight panels packed per column block (`panel.rs`);
 //! from 2 rows, register tiles of dot products read straight from the stored rows
-//! (`tile.rs`). On AVX-512 hosts, from
-//! [`GEMM_MIN_ROWS`] rows, a packed, cache-blocked GEMM: the weight rows are cut into bands of
-//! about [`BAND_BYTES`] of f32, one band per task; a task widens its band to f32 once (into a
+//! (`tile.rs`). On AVX-512 hosts, from [`GEMM_MIN_ROWS`] rows, a packed, cache-blocked GEMM:
+//! the weight rows are cut into bands of about [`BAND_BYTES`] of f32, one band per task; a task widens its band to f32 once (into a
 //! reused per-thread buffer) and multiplies it with every activation row in the `gemm` crate's
 //! register-tiled kernels (AVX-512, chosen at run time by `gemm`), single-threaded inside the
 //! task. Fewer rows there (and every `m` on the portable path) widen 16 rows at a time and take

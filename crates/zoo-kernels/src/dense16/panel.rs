@@ -181,30 +181,23 @@ unsafe fn run_band<const K: u8>(w: *const u8, b: &Band, bp: *mut f32) {
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn pack<const K: u8>(w: *const u8, wstride: usize, rows_here: usize, kc: usize, dst: *mut f32) {
     let eb = elem_bytes(K);
-    let k8 = kc & !7;
+    // Whole panels go 8 columns at a time through 8 × 8 transposes; the columns past the last
+    // multiple of 8, and every column of a partial panel, one value at a time.
+    let by_value_from = if rows_here == NR { kc & !7 } else { 0 };
     // SAFETY (all below): rows `< rows_here` and columns `< kc` are in the caller's bounds; `dst`
     // holds `kc × NR` values.
     unsafe {
-        if rows_here == NR {
-            for half in 0..2 {
-                let mut k = 0;
-                while k < k8 {
-                    let v: [__m256; 8] = std::array::from_fn(|j| load8::<K>(w.add((half * 8 + j) * wstride + k * eb)));
-                    let t = transpose8(v);
-                    for (c, tv) in t.iter().enumerate() {
-                        _mm256_storeu_ps(dst.add((k + c) * NR + half * 8), *tv);
-                    }
-                    k += 8;
+        for half in 0..2 {
+            let mut k = 0;
+            while k < by_value_from {
+                let v: [__m256; 8] = std::array::from_fn(|j| load8::<K>(w.add((half * 8 + j) * wstride + k * eb)));
+                for (c, tv) in transpose8(v).iter().enumerate() {
+                    _mm256_storeu_ps(dst.add((k + c) * NR + half * 8), *tv);
                 }
-            }
-        } else {
-            for k in 0..k8 {
-                for j in 0..NR {
-                    *dst.add(k * NR + j) = if j < rows_here { load1::<K>(w.add(j * wstride + k * eb)) } else { 0.0 };
-                }
+                k += 8;
             }
         }
-        for k in k8..kc {
+        for k in by_value_from..kc {
             for j in 0..NR {
                 *dst.add(k * NR + j) = if j < rows_here { load1::<K>(w.add(j * wstride + k * eb)) } else { 0.0 };
             }

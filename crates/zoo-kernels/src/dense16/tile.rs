@@ -1,6 +1,6 @@
-//! Dense prompts of a few rows on AVX2 (#18; `panel.rs` takes many): register tiles of [`TR`] weight rows × [`TC`] activation rows
-//! taken as dot products along `k`, straight from the weights as the file stores them (f32,
-//! f16 or bf16 rows; no packing).
+//! Dense prompts of a few rows on AVX2 (#18; `panel.rs` takes many): register tiles of [`TR`]
+//! weight rows × [`TC`] activation rows taken as dot products along `k`, straight from the
+//! weights as the file stores them (f32, f16 or bf16 rows; no packing).
 //!
 //! A tile's 12 accumulators are f32x8 vectors of partial dot products; per 8 columns it loads
 //! (and widens, for 16-bit weights) 3 weight vectors and 4 activation vectors and does 12 FMAs,
