@@ -1,5 +1,7 @@
 //! End-to-end tests of the `zoo` binary: real processes, real SQLite files, an isolated HOME.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -122,6 +124,7 @@ fn chimera_deltas_by_query() {
         assert!(m["base"].as_str().unwrap().starts_with("llama-"));
         assert!(m["hf_repo"].as_str().unwrap().ends_with("-delta"));
     }
+    insta::assert_json_snapshot!("query_chimera", v);
 }
 
 #[test]
@@ -219,8 +222,10 @@ fn measured_results_sit_beside_published_ones() {
              "provenance": {"model_hash": "abc", "prompt_format": "apollo", "mode": "generate+regex", "seed": 7}}]"#,
     )
     .unwrap();
-    let o = env.run(&["registry", "import-results", file.to_str().unwrap()]);
+    let o = env.run(&["registry", "import-results", file.to_str().unwrap(), "--json"]);
     code(&o, 0);
+    // The row id follows the catalog's published results.
+    insta::assert_json_snapshot!("import_results", json(&o), { ".recorded[].id" => "[id]" });
     let o = env.run(&["results", "apollo-0.5b", "--benchmark", "xmedbench"]);
     code(&o, 0);
     let t = stdout(&o);
@@ -231,6 +236,7 @@ fn measured_results_sit_beside_published_ones() {
     let measured = v[0]["rows"].as_array().unwrap().iter().find(|r| r["origin"] == "measured").unwrap().clone();
     assert_eq!(measured["provenance"]["seed"], 7);
     assert_eq!(measured["provenance"]["zoo_version"], env!("CARGO_PKG_VERSION"));
+    insta::assert_json_snapshot!("results_apollo_0_5b_measured", common::stable(&v, &[env.dir.path()]));
     // Bad input: unknown column, not JSON.
     std::fs::write(&file, r#"{"model": "apollo-0.5b", "benchmark": "xmedbench", "scores": {"zzz": 1}}"#).unwrap();
     let o = env.run(&["registry", "import-results", file.to_str().unwrap()]);
@@ -238,6 +244,17 @@ fn measured_results_sit_beside_published_ones() {
     assert!(stderr(&o).contains("zzz"), "{}", stderr(&o));
     std::fs::write(&file, "{not json").unwrap();
     code(&env.run(&["registry", "import-results", file.to_str().unwrap()]), 2);
+    // All or none: a good result before a bad one is not recorded either.
+    std::fs::write(
+        &file,
+        r#"[{"model": "apollo-0.5b", "benchmark": "xmedbench", "scores": {"avg": 1.0}},
+            {"model": "apollo-0.5b", "benchmark": "xmedbench", "scores": {"zzz": 1}}]"#,
+    )
+    .unwrap();
+    code(&env.run(&["registry", "import-results", file.to_str().unwrap()]), 2);
+    let v = json(&env.run(&["results", "apollo-0.5b", "--json"]));
+    let measured = v[0]["rows"].as_array().unwrap().iter().filter(|r| r["origin"] == "measured").count();
+    assert_eq!(measured, 1, "only the first file's result: {v}");
 }
 
 /// Write a copy of the shipped catalog with `edit` applied to `file`.
@@ -279,7 +296,9 @@ fn registry_check_passes_on_the_shipped_catalog_and_fails_with_file_and_line() {
     assert!(stderr(&o).contains("zoo registry check"), "{}", stderr(&o));
     let o = env.run(&["registry", "check", "--json", cat.to_str().unwrap()]);
     code(&o, 1);
-    assert_eq!(json(&o)[0]["code"], "unknown-base");
+    let v = json(&o);
+    assert_eq!(v[0]["code"], "unknown-base");
+    insta::assert_json_snapshot!("check_unknown_base", common::stable(&v, &[env.dir.path()]));
 }
 
 #[test]
@@ -299,6 +318,7 @@ fn a_changed_catalog_is_synced_automatically() {
     assert_eq!(r["ran"], true, "back to the built-in catalog");
     assert_eq!(r["added"], 0);
     assert_eq!(r["removed"], 1);
+    insta::assert_json_snapshot!("sync_back_to_built_in", r, { ".catalog_hash" => "[hash]" });
     let o = env.run(&["registry", "sync", "--json"]);
     assert_eq!(json(&o)["ran"], false);
 }
@@ -387,6 +407,7 @@ fn env_reports_sources_and_color_follows_no_color() {
     assert_eq!(row("database")["source"], "ZOO_DB");
     assert_eq!(row("hf_cache")["source"], "HF_HOME");
     assert!(row("hf_cache")["value"].as_str().unwrap().ends_with("hf/hub"));
+    insta::assert_json_snapshot!("env", common::stable(&v, &[env.dir.path()]));
     let o = env
         .cmd()
         .args(["env", "--json"])

@@ -37,6 +37,7 @@ fn validate_lists_problems_and_exits_1_stats_counts() {
     assert_eq!(v["format"], "conversations");
     assert_eq!(v["problems"], 2);
     assert_eq!(v["problem_list"][0]["path"], "$[1].conversations[1].value");
+    insta::assert_json_snapshot!("data_validate", common::stable(&v, &[home.path()]));
     // stats reports the same problems but exits 0: counting is not checking.
     let o = common::run_zoo(home.path(), &["data", "stats", &p(&bad)]);
     assert_eq!(o.status.code(), Some(0));
@@ -55,6 +56,7 @@ fn validate_lists_problems_and_exits_1_stats_counts() {
     .unwrap();
     assert_eq!((v["records"].as_u64(), v["problem_list"][1]["record"].as_u64()), (Some(1), Some(1)), "{v}");
     assert!(v["error"].as_str().unwrap().starts_with("record 1: the file ends inside this record"), "{v}");
+    insta::assert_json_snapshot!("data_stats_cut", common::stable(&v, &[home.path()]));
     // Not JSON at all part way is a problem too (not a crash), with line and column.
     let broken = write(home.path(), "broken.jsonl", "{\"messages\":[]}\n{\"messages\": nope}\n");
     let v = serde_json::from_slice::<serde_json::Value>(
@@ -75,6 +77,7 @@ fn validate_lists_problems_and_exits_1_stats_counts() {
     assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!((v["records_written"].as_u64(), v["to"].as_str()), (Some(1), Some("conversations")));
+    insta::assert_json_snapshot!("data_convert", common::stable(&v, &[home.path()]));
     let o = common::run_zoo(
         home.path(),
         &["data", "convert", &p(&bad), "--to", "alpaca", "-o", &p(&home.path().join("a.json"))],
@@ -182,6 +185,7 @@ fn stats_counts_tokens_in_a_prompt_format_and_plots() {
     assert_eq!(v["tokens"]["max"].as_u64(), lens.iter().max().copied());
     assert_eq!(v["tokens"]["over_context"], 1);
     assert_eq!(v["tokenizer"]["format"], "llmzoo");
+    insta::assert_json_snapshot!("data_stats_tokens", common::stable(&v, &[home.path()]));
     let text = std::fs::read_to_string(&svg).unwrap();
     assert!(text.starts_with("<svg") && text.contains("records"), "{}", &text[..200.min(text.len())]);
     // Text output draws the token histogram; a PNG chart decodes.
@@ -232,6 +236,9 @@ fn render_matches_transformers_and_the_llmzoo_mask() {
             (v["records_read"].as_u64(), v["records_written"].as_u64(), v["empty"].as_u64()),
             (Some(4), Some(3), Some(1))
         );
+        if k == 0 {
+            insta::assert_json_snapshot!("data_render", common::stable(&v, &[home.path()]));
+        }
         let got = common::json_lines(&out);
         let want = case["records"].as_array().unwrap();
         assert_eq!(got.len(), want.len());
@@ -302,6 +309,7 @@ fn sample_split_and_dedup_from_the_command_line() {
         &["data", "sample", f, "-n", "5", "--seed", "7", "-o", &path("a.jsonl"), "--json"],
     ));
     assert_eq!((a["records_read"].as_u64(), a["records_written"].as_u64()), (Some(23), Some(5)));
+    insta::assert_json_snapshot!("data_sample", common::stable(&a, &[home.path()]));
     common::ok_json(&common::run_zoo(
         home.path(),
         &["data", "sample", f, "-n", "5", "--seed", "7", "-o", &path("b.jsonl"), "--json"],
@@ -323,6 +331,7 @@ fn sample_split_and_dedup_from_the_command_line() {
     ));
     let sizes: Vec<u64> = s["parts"].as_array().unwrap().iter().map(|p| p["records"].as_u64().unwrap()).collect();
     assert_eq!(sizes, vec![18, 5]);
+    insta::assert_json_snapshot!("data_split", common::stable(&s, &[home.path()]));
 
     let d = common::ok_json(&common::run_zoo(
         home.path(),
@@ -337,6 +346,7 @@ fn sample_split_and_dedup_from_the_command_line() {
         (d["duplicates"][0]["record"].as_u64(), d["duplicates"][0]["duplicate_of"].as_u64()),
         (Some(20), Some(3))
     );
+    insta::assert_json_snapshot!("data_dedup", common::stable(&d, &[home.path()]));
 
     for bad in [
         vec!["data", "sample", f, "--fraction", "1.5", "-o", "x.json"],

@@ -81,6 +81,8 @@ fn loglik_matches_transformers_on_f32_weights() {
     let correct = got.iter().filter(|g| g["correct"] == true).count();
     assert_eq!(r["correct"].as_u64(), Some(correct as u64));
     assert!((r["overall"].as_f64().unwrap() - 100.0 * correct as f64 / N as f64).abs() < 1e-9);
+    // Every prediction is transformers' (above), so the report's numbers are fixed too.
+    insta::assert_json_snapshot!("eval_mcq_f32", common::stable(&r, &[home.path()]));
 }
 
 #[test]

@@ -160,6 +160,7 @@ fn llmzoo_ordering_ratio_and_tallies_equal_hand_computed_values() {
     // Recorded for the registry model (m3 is not one), beside the published ratios.
     assert_eq!(r["recorded"].as_array().unwrap().len(), 1, "{r}");
     assert_eq!(r["recorded"][0]["benchmark"], "llmzoo-ratio-en");
+    insta::assert_json_snapshot!("eval_judge_order", common::stable(&r, &[dir]));
     let res = ok_json(&run(dir, &["results", "phoenix-inst-chat-7b", "--benchmark", "llmzoo-ratio-en", "--json"]));
     let text = res.to_string();
     assert!(text.contains("161.53") && text.contains("chatgpt") && text.contains("judge:judge-1"), "{text}");
@@ -228,6 +229,7 @@ fn mt_bench_pairwise_both_orders_and_tally() {
     );
     assert!((t["win_rate_adjusted"].as_f64().unwrap() - 0.6).abs() < 1e-12);
     assert_eq!(r["recorded"][0]["benchmark"], "mt-bench-pair");
+    insta::assert_json_snapshot!("eval_judge_pair", common::stable(&r, &[dir]));
 }
 
 /// A local model as a contestant: its answers generated greedily, stored, not generated again.
@@ -324,6 +326,8 @@ fn votes_are_stored_as_cast_and_tallied() {
     assert_eq!(out.matches("── Answer 1 (left) ──").count(), 2);
     let t = ok_json(&run(dir, &["eval", "vote", "--tally", "--json"]));
     assert_eq!((t[0]["tie"].as_u64(), t[0]["total"].as_u64()), (Some(3), Some(6)));
+    // Which side a model sat on is drawn: win and lose are checked above.
+    insta::assert_json_snapshot!("eval_vote_tally", t, { "[].win" => "[drawn]", "[].lose" => "[drawn]" });
 }
 
 /// `zoo eval report`: a measured judge ratio and votes beside the catalog's published numbers,
@@ -351,6 +355,7 @@ fn report_shows_measured_beside_published_with_charts() {
     // 10/1 against 10/2 on the 5 questions that count (math skipped): ratio 200%.
     let measured = rows.as_array().unwrap().iter().find(|x| x["model"] == "phoenix-inst-chat-7b (measured)").unwrap();
     assert!((measured["ratio"].as_f64().unwrap() - 200.0).abs() < 1e-9, "{measured}");
+    insta::assert_json_snapshot!("eval_report", common::stable(&r, &[dir]));
     let md = run(dir, &["eval", "report", "--benchmark", "llmzoo-ratio-en", "--format", "markdown"]);
     assert!(String::from_utf8_lossy(&md.stdout).contains("| phoenix-inst-chat-7b (measured) |"));
 

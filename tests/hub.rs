@@ -249,6 +249,10 @@ fn cache_ls_rm_and_prune_report_what_they_free() {
     ok(&o);
     assert!(stdout(&o).contains(&first[..12]) || stderr(&o).contains(&first[..12]), "{}", stdout(&o));
     assert!(repo_dir(h, REPO).join("snapshots").join(&first).exists(), "dry run removed something");
+    let o = run(zoo_hub(h, &hub), &["cache", "prune", "--dry-run", "--json"]);
+    ok(&o);
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    insta::assert_json_snapshot!("cache_prune_dry_run", common::stable(&v, &[h]));
     let o = run(zoo_hub(h, &hub), &["cache", "prune", "--yes"]);
     ok(&o);
     assert!(stdout(&o).contains("freed"), "{}", stdout(&o));
@@ -327,6 +331,7 @@ fn a_delta_release_becomes_a_registered_runnable_model_in_one_pull() {
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["commit"], delta_commit.as_str());
     assert_eq!(v["applied"]["algorithm"], "llmzoo");
+    insta::assert_json_snapshot!("pull_delta", common::stable(&v, &[h]));
     assert_same_tensors(&out, &fixture("delta/expected"));
     assert!(repo_dir(h, "zoo-test/llama-base").join("refs/main").exists(), "the base was pulled into the cache");
 
@@ -335,6 +340,7 @@ fn a_delta_release_becomes_a_registered_runnable_model_in_one_pull() {
     ok(&o);
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["token_ids"].as_array().unwrap().len(), 3);
+    insta::assert_json_snapshot!("run_token_ids", common::stable(&v, &[h]));
     ok(&run(zc(), &["verify", "test-chimera"]));
     let shown = run(zc(), &["show", "test-chimera", "--json"]);
     ok(&shown);
@@ -372,6 +378,8 @@ fn a_delta_release_becomes_a_registered_runnable_model_in_one_pull() {
     let o = run(zc(), &["verify", "test-chimera", "--json"]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stdout(&o).contains("corrupt"), "{}", stdout(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    insta::assert_json_snapshot!("verify_corrupt", common::stable(&v, &[h]));
 }
 
 #[test]
@@ -431,6 +439,7 @@ fn tokens_globs_and_registry_hashes_are_honoured() {
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
     let files: Vec<&str> = v["files"].as_array().unwrap().iter().map(|f| f["path"].as_str().unwrap()).collect();
     assert_eq!(files, ["config.json"]);
+    insta::assert_json_snapshot!("pull_plan", common::stable(&v, &[h]));
     assert!(!repo_dir(h, REPO).join("blobs").exists(), "a dry run wrote blobs");
     // A token in $HF_HOME/token works too.
     std::fs::create_dir_all(h.join("hf")).unwrap();

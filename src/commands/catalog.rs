@@ -145,11 +145,11 @@ pub async fn import_results(ctx: &Ctx, out: &mut dyn Write, a: ImportArgs) -> an
         std::fs::read_to_string(&a.file).with_context(|| format!("reading {}", a.file.display()))?
     };
     let items = zoo_ops::results::parse(&text, &a.file.display().to_string())?;
-    let ids = zoo_ops::results::import(&ctx.zoo, items).await?;
+    let r = zoo_ops::results::import(&ctx.zoo, items).await?;
     if a.json {
-        write_json(out, &ids)?;
+        write_json(out, &r)?;
     } else {
-        writeln!(out, "recorded {} measured result(s)", ids.len())?;
+        writeln!(out, "recorded {} measured result(s)", r.recorded.len())?;
     }
     Ok(EXIT_OK)
 }

@@ -4,7 +4,7 @@
 
 use std::io::Write;
 
-use zoo_data::{Format, ScanOptions, ScanReport, Turn, scan};
+use zoo_data::{Format, ScanOptions, ScanReport, StatsReport, TokenizedBy, Turn, scan};
 use zoo_ops::view::{Doc, Table};
 
 use super::{Ctx, drive};
@@ -133,18 +133,19 @@ async fn stats(ctx: &Ctx, out: &mut dyn Write, a: DataStatsArgs) -> anyhow::Resu
         o.tokens = Some(&count);
         o.context = a.context.or(tm.context_length);
     }
-    let mut r = scan(&a.common.file, &o)?;
-    let tokens_by = tm.as_ref().map(|tm| TokensBy { model: tm.label.clone(), format: tm.format.name().to_string() });
-    if let Some(path) = &a.plot {
-        zoo_report::write_histogram(&histogram(&r, tokens_by.as_ref()), path)?;
+    let tokenizer = tm.as_ref().map(|tm| TokenizedBy { model: tm.label.clone(), format: tm.format.name().to_string() });
+    let mut r = StatsReport { scan: scan(&a.common.file, &o)?, tokenizer, plot: a.plot.clone() };
+    if let Some(path) = &r.plot {
+        zoo_report::write_histogram(&histogram(&r), path)?;
     }
     if a.common.json {
-        write_json(out, &StatsJson { report: &r, tokenizer: tokens_by.as_ref(), plot: a.plot.as_deref() })?;
+        write_json(out, &r)?;
     } else {
+        let (r, by) = (&mut r.scan, &r.tokenizer);
         r.problem_list.truncate(a.common.max_problems);
-        show(ctx, out, &a.common, &r, false)?;
+        show(ctx, out, &a.common, r, false)?;
         let mut d = Doc::new();
-        if let (Some(t), Some(by)) = (&r.tokens, &tokens_by) {
+        if let (Some(t), Some(by)) = (&r.tokens, by) {
             tokens_view(&mut d, t, by);
         }
         if !r.languages.is_empty() {
@@ -158,27 +159,10 @@ async fn stats(ctx: &Ctx, out: &mut dyn Write, a: DataStatsArgs) -> anyhow::Resu
         }
         print(out, &d, ctx.style)?;
     }
-    Ok(if r.error.is_some() { EXIT_NOT_FOUND } else { EXIT_OK })
+    Ok(if r.scan.error.is_some() { EXIT_NOT_FOUND } else { EXIT_OK })
 }
 
-/// Whose tokens `stats` counted.
-#[derive(Debug, serde::Serialize)]
-struct TokensBy {
-    model: String,
-    format: String,
-}
-
-#[derive(serde::Serialize)]
-struct StatsJson<'a> {
-    #[serde(flatten)]
-    report: &'a ScanReport,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tokenizer: Option<&'a TokensBy>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    plot: Option<&'a std::path::Path>,
-}
-
-fn tokens_view(d: &mut Doc, t: &zoo_data::TokenStats, by: &TokensBy) {
+fn tokens_view(d: &mut Doc, t: &zoo_data::TokenStats, by: &TokenizedBy) {
     d.line(format!(
         "tokens ({}, {} format): {} in all, {:.0} per record on average, p50 {}, p90 {}, p99 {}, longest {}",
         by.model, by.format, t.total, t.mean, t.p50, t.p90, t.p99, t.max
@@ -210,8 +194,9 @@ fn bars(label: &str, h: &[(u64, usize)]) -> Table {
 }
 
 /// The chart of `--plot`: tokens when counted, else characters.
-fn histogram(r: &ScanReport, by: Option<&TokensBy>) -> zoo_report::Histogram {
-    let (unit, h) = match (&r.tokens, by) {
+fn histogram(s: &StatsReport) -> zoo_report::Histogram {
+    let r = &s.scan;
+    let (unit, h) = match (&r.tokens, &s.tokenizer) {
         (Some(t), Some(by)) => (format!("tokens ({}, {} format)", by.model, by.format), &t.histogram),
         _ => ("characters".to_string(), &r.stats.length_histogram),
     };

@@ -150,3 +150,69 @@ pub fn fastchat_venv() -> PathBuf {
     assert!(out.status.success(), "scripts/fastchat.sh failed: {}", String::from_utf8_lossy(&out.stderr));
     dest
 }
+
+/// A command's `--json` made fit for an insta snapshot (the output is a contract: a changed
+/// field shows up as a snapshot diff): each of `roots` (the test's temporary folders) inside a
+/// string becomes `[tmp]` (the target's and the repository's folders `[target-tmp]` and
+/// `[repo]`, a local server's port `[port]`), and the values that differ from run to run (durations, speeds,
+/// times of day, zoo's version, result row ids, which follow the catalog's published results)
+/// become `[volatile]`, whatever their depth.
+#[allow(dead_code)]
+pub fn stable(v: &serde_json::Value, roots: &[&Path]) -> serde_json::Value {
+    use serde_json::Value;
+    const VOLATILE: &[&str] = &[
+        "seconds",
+        "elapsed_s",
+        "tokens_per_s",
+        "prompt_tokens_per_s",
+        "questions_per_s",
+        "started_at",
+        "finished_at",
+        "created_at",
+        "generated_at",
+        "recorded_at",
+        "run_id",
+        "at",
+        "zoo_version",
+        "tool_version",
+    ];
+    match v {
+        Value::String(s) => {
+            let mut s = s.clone();
+            let fixed = [(env!("CARGO_TARGET_TMPDIR"), "[target-tmp]"), (env!("CARGO_MANIFEST_DIR"), "[repo]")];
+            let given = roots.iter().map(|r| (r.to_str().unwrap(), "[tmp]"));
+            for (root, name) in given.chain(fixed) {
+                // Canonical and as given (a temporary folder behind a symbolic link).
+                let canonical = std::fs::canonicalize(root).map(|p| p.display().to_string());
+                for form in [canonical.unwrap_or_default().as_str(), root] {
+                    if !form.is_empty() {
+                        s = s.replace(form, name);
+                    }
+                }
+            }
+            // A test server's port: `127.0.0.1:PORT`.
+            while let Some(i) = s.find("127.0.0.1:").map(|i| i + "127.0.0.1:".len()) {
+                let digits = s[i..].bytes().take_while(u8::is_ascii_digit).count();
+                if digits == 0 {
+                    break;
+                }
+                s.replace_range(i - 1..i + digits, "-[port]");
+            }
+            Value::String(s.replace("127.0.0.1-[port]", "127.0.0.1:[port]"))
+        }
+        Value::Array(a) => Value::Array(a.iter().map(|x| stable(x, roots)).collect()),
+        Value::Object(o) => Value::Object(
+            o.iter()
+                .map(|(k, x)| {
+                    let x = if VOLATILE.contains(&k.as_str()) && !x.is_null() {
+                        Value::String("[volatile]".into())
+                    } else {
+                        stable(x, roots)
+                    };
+                    (k.clone(), x)
+                })
+                .collect(),
+        ),
+        _ => v.clone(),
+    }
+}

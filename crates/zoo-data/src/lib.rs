@@ -29,7 +29,7 @@ pub use reshape::{
     DUPLICATES_LISTED, DedupOptions, DedupReport, Duplicate, DuplicateKind, MAX_PERMS, SampleReport, SampleSize,
     SplitPart, SplitReport, dedup, lsh_params, sample, split,
 };
-pub use scan::{LanguageCount, ScanOptions, ScanReport, TokenCounter, TokenStats, scan};
+pub use scan::{LanguageCount, ScanOptions, ScanReport, StatsReport, TokenCounter, TokenStats, TokenizedBy, scan};
 pub use validate::{Problem, Stats, check_record};
 
 use std::path::PathBuf;

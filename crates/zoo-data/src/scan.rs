@@ -94,6 +94,26 @@ pub struct ScanReport {
     pub error: Option<String>,
 }
 
+/// Whose tokens a scan counted: a model (its label) and the prompt format the records were
+/// rendered in.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TokenizedBy {
+    pub model: String,
+    pub format: String,
+}
+
+/// The report of `zoo data stats` (its `--json`): the scan, whose tokens it counted, and where
+/// its chart was written.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatsReport {
+    #[serde(flatten)]
+    pub scan: ScanReport,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tokenizer: Option<TokenizedBy>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plot: Option<std::path::PathBuf>,
+}
+
 /// Log-linear histogram of lengths: exact below 1,024, 64 bins per power of two above.
 #[derive(Debug, Clone, Default)]
 struct Lengths {

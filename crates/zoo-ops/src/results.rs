@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use zoo_registry::model::{Provenance, ResultRecord};
 
 use crate::{Context as _, OpsError, Result, Zoo};
@@ -48,36 +48,48 @@ pub fn parse(text: &str, label: &str) -> Result<Vec<ImportedResult>> {
     }
 }
 
-/// Records `items` as measured results; returns their run ids.
-pub async fn import(zoo: &Zoo, items: Vec<ImportedResult>) -> Result<Vec<i64>> {
-    let reg = zoo.registry().await?;
+/// One recorded result of [`import`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Recorded {
+    /// Its row in the registry's results.
+    pub id: i64,
+    pub model: String,
+    pub benchmark: String,
+}
+
+/// What [`import`] recorded: the `--json` of `zoo registry import-results`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ImportReport {
+    /// In input order.
+    pub recorded: Vec<Recorded>,
+}
+
+/// Records `items` as measured results, all or none: one unknown model, benchmark or column
+/// refuses the whole file before anything is written (a corrected file can then be imported
+/// again without doubles).
+pub async fn import(zoo: &Zoo, items: Vec<ImportedResult>) -> Result<ImportReport> {
     let now = crate::now_rfc3339();
-    let mut ids = Vec::new();
-    let mut failure = None;
-    for it in items {
-        let mut prov = it.provenance.unwrap_or_default();
-        prov.zoo_version.get_or_insert_with(|| crate::provenance::ZOO_VERSION.to_string());
-        let rec = ResultRecord {
-            model: it.model,
-            benchmark: it.benchmark,
-            opponent: it.opponent,
-            origin: "measured".into(),
-            source: it.source,
-            scores: it.scores,
-            provenance: Some(prov),
-            recorded_at: Some(now.clone()),
-        };
-        match reg.record_result(&rec).await.with_context(|| format!("recording {}/{}", rec.model, rec.benchmark)) {
-            Ok(id) => ids.push(id),
-            Err(e) => {
-                failure = Some(e);
-                break;
+    let recs: Vec<ResultRecord> = items
+        .into_iter()
+        .map(|it| {
+            let mut prov = it.provenance.unwrap_or_default();
+            prov.zoo_version.get_or_insert_with(|| crate::provenance::ZOO_VERSION.to_string());
+            ResultRecord {
+                model: it.model,
+                benchmark: it.benchmark,
+                opponent: it.opponent,
+                origin: "measured".into(),
+                source: it.source,
+                scores: it.scores,
+                provenance: Some(prov),
+                recorded_at: Some(now.clone()),
             }
-        }
-    }
+        })
+        .collect();
+    let reg = zoo.registry().await?;
+    let ids = reg.record_results(&recs).await.context("recording the results (none was recorded)");
     reg.close().await;
-    match failure {
-        Some(e) => Err(e),
-        None => Ok(ids),
-    }
+    let recorded =
+        ids?.into_iter().zip(recs).map(|(id, r)| Recorded { id, model: r.model, benchmark: r.benchmark }).collect();
+    Ok(ImportReport { recorded })
 }

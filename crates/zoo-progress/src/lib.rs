@@ -113,5 +113,17 @@ mod json_tests {
         );
         let e = Event::Note { message: "hi".into() };
         assert_eq!(serde_json::to_string(&e).unwrap(), r#"{"event":"note","message":"hi"}"#);
+        // Every variant: the `--progress json` lines are a contract like `--json`.
+        let e = Event::Advance { task: "t".into(), delta: 4 };
+        assert_eq!(serde_json::to_string(&e).unwrap(), r#"{"event":"advance","task":"t","delta":4}"#);
+        let e = Event::Finish { task: "t".into() };
+        assert_eq!(serde_json::to_string(&e).unwrap(), r#"{"event":"finish","task":"t"}"#);
+        let e = Event::Metric { task: "eval".into(), name: "accuracy".into(), value: 0.5 };
+        assert_eq!(
+            serde_json::to_string(&e).unwrap(),
+            r#"{"event":"metric","task":"eval","name":"accuracy","value":0.5}"#
+        );
+        let e = Event::Start { task: "q".into(), total: None, unit: Unit::Items };
+        assert_eq!(serde_json::to_string(&e).unwrap(), r#"{"event":"start","task":"q","total":null,"unit":"items"}"#);
     }
 }

@@ -353,6 +353,23 @@ impl Registry {
         Ok(id)
     }
 
+    /// Record several measured results, all or none: every one is checked as
+    /// [`record_result`](Self::record_result) checks it before any is written, then all are
+    /// written in one transaction. Returns their row ids in order.
+    pub async fn record_results(&self, rs: &[ResultRecord]) -> Result<Vec<i64>, Error> {
+        let mut checked = Vec::with_capacity(rs.len());
+        for r in rs {
+            checked.push(self.checked_result(r).await?);
+        }
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut ids = Vec::with_capacity(checked.len());
+        for (rec, hash) in &checked {
+            ids.push(insert_run(&mut tx, rec, hash).await?);
+        }
+        tx.commit().await?;
+        Ok(ids)
+    }
+
     /// `r` as a measured result with its record hash, after checking its model, benchmark and
     /// columns.
     pub(crate) async fn checked_result(&self, r: &ResultRecord) -> Result<(ResultRecord, String), Error> {

@@ -159,6 +159,18 @@ fn measured_results_are_validated() {
         let mut r = measured("apollo-7b", 1.0);
         r.scores.insert("not-a-column".into(), 2.0);
         assert!(matches!(reg.record_result(&r).await, Err(Error::UnknownColumn { .. })));
+        // Several at once: all or none.
+        async fn count(reg: &Registry) -> usize {
+            let t = reg.results(Some("apollo-7b"), None).await.unwrap();
+            t.iter().flat_map(|t| &t.rows).filter(|r| r.origin == "measured").count()
+        }
+        let before = count(&reg).await;
+        let good = measured("apollo-7b", 2.0);
+        assert!(matches!(reg.record_results(&[good.clone(), r]).await, Err(Error::UnknownColumn { .. })));
+        assert_eq!(count(&reg).await, before, "the good one before the bad one was not written");
+        let ids = reg.record_results(&[good.clone(), measured("apollo-7b", 3.0)]).await.unwrap();
+        assert_eq!((ids.len(), count(&reg).await), (2, before + 2));
+        assert!(ids[0] < ids[1]);
         reg.close().await;
     });
 }
