@@ -23,7 +23,7 @@ mod scan;
 mod validate;
 
 pub use convert::{ConvertReport, convert, to_value};
-pub use read::{Format, Record, Turn, read_records};
+pub use read::{Format, Record, Turn, Watch, read_records, read_records_until};
 pub use render::{LLMZOO_SYSTEM, RenderOptions, RenderReport, Rendered, render_conversation, render_file};
 pub use reshape::{
     DUPLICATES_LISTED, DedupOptions, DedupReport, Duplicate, DuplicateKind, MAX_PERMS, SampleReport, SampleSize,
@@ -46,6 +46,9 @@ pub enum DataError {
     /// An option out of range: a sample size, split weights, a similarity threshold.
     #[error("{0}")]
     Argument(String),
+    /// The caller's cancel token was set; nothing was written.
+    #[error("cancelled")]
+    Cancelled,
 }
 
 pub type Result<T> = std::result::Result<T, DataError>;

@@ -9,18 +9,22 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, mpsc};
 
+use zoo_progress::CancelToken;
+
 use crate::Result;
-use crate::read::{Format, Record, read_records};
+use crate::read::{Format, Record, Watch, read_records_until};
 
 /// Runs `work` on every `chunk` records of `path` on `threads` workers and gives the results
 /// to `done` in file order; `done` returning false stops the reading (later records are not
-/// read). Returns what [`read_records`] returns, and the format of the records read (known
-/// even when the file breaks part way).
+/// read). Returns what [`read_records_until`] returns (with `watch`: the file's bytes as
+/// progress, and `Cancelled` once its token is set: no chunk is handed out after it, the
+/// reading stops within a buffer), and the format of the records read (known even when the
+/// file breaks part way).
 pub(crate) fn map_chunks<T, W, D>(
     path: &Path,
     format: Option<Format>,
-    threads: usize,
-    chunk: usize,
+    (threads, chunk): (usize, usize),
+    watch: Watch,
     work: W,
     mut done: D,
 ) -> (Result<(Option<Format>, usize)>, Option<Format>)
@@ -81,8 +85,8 @@ where
         };
         let mut records = Vec::with_capacity(chunk);
         let mut detected = None;
-        let read = read_records(path, format, |fmt, rec| {
-            if stop.load(Ordering::Relaxed) {
+        let read = read_records_until(path, format, watch, |fmt, rec| {
+            if stop.load(Ordering::Relaxed) || watch.cancel.is_some_and(CancelToken::is_cancelled) {
                 return;
             }
             detected = Some(fmt);

@@ -7,6 +7,7 @@ use std::path::Path;
 
 use serde::de::{DeserializeSeed, Deserializer as _, SeqAccess, Visitor};
 use serde_json::Value;
+use zoo_progress::{CancelToken, Event, Progress, Unit};
 
 use crate::{DataError, Result};
 
@@ -79,11 +80,89 @@ pub struct Turn {
 pub fn read_records(
     path: &Path,
     format: Option<Format>,
+    each: impl FnMut(Format, Record),
+) -> Result<(Option<Format>, usize)> {
+    read_records_until(path, format, Watch::default(), each)
+}
+
+/// What a long read reports to and listens to: the bytes of the file read so far, as progress
+/// events of the task `reading NAME`, and a cancel token.
+#[derive(Clone, Copy, Default)]
+pub struct Watch<'a> {
+    pub progress: Option<&'a dyn Progress>,
+    pub cancel: Option<&'a CancelToken>,
+}
+
+impl fmt::Debug for Watch<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Watch")
+            .field("progress", &self.progress.is_some())
+            .field("cancelled", &self.cancel.map(CancelToken::is_cancelled))
+            .finish()
+    }
+}
+
+impl Watch<'_> {
+    fn cancelled(&self) -> bool {
+        self.cancel.is_some_and(CancelToken::is_cancelled)
+    }
+}
+
+/// The file under [`read_records_until`]: each read is reported, and fails once the token is
+/// set, so reading stops within a buffer (1 MiB) of it.
+struct Watched<'a> {
+    file: std::fs::File,
+    watch: Watch<'a>,
+    task: &'a str,
+}
+
+impl std::io::Read for Watched<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.watch.cancelled() {
+            return Err(std::io::Error::other("cancelled"));
+        }
+        let n = std::io::Read::read(&mut self.file, buf)?;
+        if let (Some(p), true) = (self.watch.progress, n > 0) {
+            p.event(Event::Advance { task: self.task.to_string(), delta: n as u64 });
+        }
+        Ok(n)
+    }
+}
+
+/// [`read_records`] with progress (bytes) and a cancel token: it stops with
+/// [`DataError::Cancelled`] soon after the token is set.
+pub fn read_records_until(
+    path: &Path,
+    format: Option<Format>,
+    watch: Watch,
+    mut each: impl FnMut(Format, Record),
+) -> Result<(Option<Format>, usize)> {
+    let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
+    let task = format!("reading {name}");
+    let r = read_inner(path, format, watch, &task, &mut each);
+    if let Some(p) = watch.progress {
+        p.event(Event::Finish { task });
+    }
+    if watch.cancelled() {
+        return Err(DataError::Cancelled);
+    }
+    r
+}
+
+fn read_inner(
+    path: &Path,
+    format: Option<Format>,
+    watch: Watch,
+    task: &str,
     mut each: impl FnMut(Format, Record),
 ) -> Result<(Option<Format>, usize)> {
     let io = |e| DataError::Io { path: path.to_path_buf(), source: e };
     let file = std::fs::File::open(path).map_err(io)?;
-    let mut reader = BufReader::with_capacity(1 << 20, file);
+    if let Some(p) = watch.progress {
+        let total = file.metadata().ok().map(|m| m.len());
+        p.event(Event::Start { task: task.to_string(), total, unit: Unit::Bytes });
+    }
+    let mut reader = BufReader::with_capacity(1 << 20, Watched { file, watch, task });
     // The first byte that is not white space tells an array from JSON lines.
     let first = loop {
         let buf = reader.fill_buf().map_err(io)?;

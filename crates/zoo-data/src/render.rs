@@ -28,7 +28,7 @@ use serde_json::Value;
 
 use crate::convert::RecordWriter;
 use crate::pipeline::map_chunks;
-use crate::read::{Format, Record};
+use crate::read::{Format, Record, Watch};
 use crate::validate::{check_record, role_of};
 use crate::{DataError, Result};
 
@@ -175,13 +175,16 @@ const CHUNK: usize = 16;
 
 /// How `render_file` renders.
 #[derive(Debug, Clone, Copy)]
-pub struct RenderOptions {
+pub struct RenderOptions<'a> {
     /// Where `encode` cuts (it does the cutting; this tells where).
     pub max_length: usize,
     pub with_text: bool,
     pub normalize_roles: bool,
     /// Worker threads (at least 1).
     pub threads: usize,
+    /// Progress (the file's bytes) and cancellation: [`DataError::Cancelled`] soon after the
+    /// token is set, and nothing written.
+    pub watch: Watch<'a>,
 }
 
 /// Renders every record of `input` to `out`, atomically, in record order, on `threads` workers
@@ -209,7 +212,7 @@ pub fn render_file(
     let work = |fmt: Format, records: &[Record]| -> Vec<Outcome> {
         records.iter().map(|r| render_record(fmt, r, encode, &o)).collect()
     };
-    let (read, _) = map_chunks(input, format, o.threads, CHUNK, work, |outcomes| {
+    let (read, _) = map_chunks(input, format, (o.threads, CHUNK), o.watch, work, |outcomes| {
         for outcome in outcomes {
             let r = match outcome {
                 Ok(Some(r)) => r,

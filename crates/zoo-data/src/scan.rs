@@ -18,7 +18,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::pipeline::map_chunks;
-use crate::read::{Format, Record, Turn};
+use crate::read::{Format, Record, Turn, Watch};
 use crate::validate::{Problem, Stats, check_record};
 use crate::{DataError, Result};
 
@@ -40,11 +40,22 @@ pub struct ScanOptions<'a> {
     pub languages: bool,
     /// Worker threads (at least 1).
     pub threads: usize,
+    /// Progress (the file's bytes) and cancellation: [`DataError::Cancelled`] soon after the
+    /// token is set.
+    pub watch: Watch<'a>,
 }
 
 impl Default for ScanOptions<'_> {
     fn default() -> Self {
-        ScanOptions { format: None, max_problems: 50, tokens: None, context: None, languages: false, threads: 1 }
+        ScanOptions {
+            format: None,
+            max_problems: 50,
+            tokens: None,
+            context: None,
+            languages: false,
+            threads: 1,
+            watch: Watch::default(),
+        }
     }
 }
 
@@ -281,7 +292,7 @@ pub fn scan(path: &Path, o: &ScanOptions) -> Result<ScanReport> {
         }
         part
     };
-    let (read, detected) = map_chunks(path, o.format, o.threads, CHUNK, work, |part| {
+    let (read, detected) = map_chunks(path, o.format, (o.threads, CHUNK), o.watch, work, |part| {
         acc.merge(part, o.max_problems);
         true
     });

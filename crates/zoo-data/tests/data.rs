@@ -183,3 +183,46 @@ fn conversions_round_trip_every_turn() {
     assert_eq!(turns_of(&again), turns_of(&alpaca));
     assert_eq!(turns_of(&again)[0][0].1, "Add\n\n2 and 2");
 }
+
+/// A cancel token set part way stops `scan` and `render_file` with `Cancelled`: the reading
+/// stops (the chunks in flight are bounded, so it cannot run ahead to the end of the file) and
+/// the render leaves no output, not even its temp file.
+#[test]
+fn scan_and_render_stop_when_cancelled() {
+    let rec = r#"{"conversations":[{"from":"human","value":"What is a fever?"},{"from":"gpt","value":"A raised body temperature."}]}"#;
+    let body: String = (0..5000).map(|_| format!("{rec}\n")).collect();
+    let f = file(body.as_bytes());
+    let cancel = zoo_progress::CancelToken::new();
+    // Set by the first record a worker sees.
+    let count = |_: &[zoo_data::Turn]| -> Result<usize, String> {
+        cancel.cancel();
+        Ok(1)
+    };
+    let watch = zoo_data::Watch { progress: None, cancel: Some(&cancel) };
+    let opts = zoo_data::ScanOptions { tokens: Some(&count), watch, ..Default::default() };
+    assert!(matches!(zoo_data::scan(f.path(), &opts), Err(DataError::Cancelled)));
+    // Not cancelled, the same scan counts every record.
+    let fresh = zoo_progress::CancelToken::new();
+    let watch = zoo_data::Watch { progress: None, cancel: Some(&fresh) };
+    let opts = zoo_data::ScanOptions { watch, ..Default::default() };
+    assert_eq!(zoo_data::scan(f.path(), &opts).unwrap().stats.records, 5000);
+
+    let cancel = zoo_progress::CancelToken::new();
+    let encode = |text: &str| -> Result<Vec<u32>, String> {
+        cancel.cancel();
+        Ok(text.bytes().map(u32::from).collect())
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.jsonl");
+    let o = zoo_data::RenderOptions {
+        max_length: 4096,
+        with_text: false,
+        normalize_roles: false,
+        threads: 2,
+        watch: zoo_data::Watch { progress: None, cancel: Some(&cancel) },
+    };
+    let r = zoo_data::render_file(f.path(), None, &encode, o, &out);
+    assert!(matches!(r, Err(DataError::Cancelled)), "{r:?}");
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert!(left.is_empty(), "nothing written: {left:?}");
+}

@@ -33,6 +33,12 @@ pub enum OpsError {
     Eval(#[from] zoo_eval::EvalError),
     #[error(transparent)]
     Write(#[from] zoo_atomic_write::Error),
+    /// A training data file that cannot be read as asked, or a bad option (`zoo data`).
+    #[error(transparent)]
+    Data(#[from] zoo_data::DataError),
+    /// A chart or report page that could not be made or written.
+    #[error(transparent)]
+    Report(#[from] zoo_report::Error),
     /// An OpenAI-compatible server that could not be used.
     #[error(transparent)]
     Endpoint(#[from] crate::endpoint::EndpointError),
@@ -72,6 +78,7 @@ impl OpsError {
             OpsError::Cancelled
                 | OpsError::Hub(zoo_hub::HubError::Cancelled)
                 | OpsError::Weights(zoo_weights::WeightsError::Cancelled)
+                | OpsError::Data(zoo_data::DataError::Cancelled)
         )
     }
 

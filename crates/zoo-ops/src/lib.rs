@@ -24,6 +24,7 @@ pub mod catalog;
 pub mod chat;
 pub mod control;
 pub mod convert;
+pub mod data;
 pub mod delta;
 pub mod endpoint;
 pub mod error;

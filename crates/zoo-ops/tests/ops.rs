@@ -399,3 +399,53 @@ fn chat_reply_matches_the_reference_and_stops_midway_when_cancelled() {
     assert!(turn.reply.token_ids.len() <= 3, "{:?}", turn.reply.token_ids);
     assert_eq!(s.conversation.messages.len(), 4);
 }
+
+/// `zoo data stats` with a tokenizer and `zoo data render` as operations: their reports, and
+/// each cancelled midway through the file (the read reports its bytes, 1 MiB at a time):
+/// `is_cancelled()`, and the render leaves no output.
+#[test]
+fn data_stats_and_render_and_both_cancelled_midway() {
+    use zoo_ops::data::{RenderRequest, StatsRequest};
+    let e = env(None);
+    let rec = r#"{"conversations":[{"from":"human","value":"What is a fever?"},{"from":"gpt","value":"A body temperature above the normal range, usually a sign of infection."}]}"#;
+    let file = e.dir.path().join("data.jsonl");
+    std::fs::write(&file, (0..20_000).map(|_| format!("{rec}\n")).collect::<String>()).unwrap();
+    assert!(std::fs::metadata(&file).unwrap().len() > 3 << 20, "several reads of 1 MiB");
+    let tokenizer = fixture("smollm2").display().to_string();
+    let stats = StatsRequest {
+        file: file.clone(),
+        threads: 2,
+        max_problems: 10,
+        tokenizer: Some(tokenizer.clone()),
+        ..Default::default()
+    };
+    let out = e.dir.path().join("out/rendered.jsonl");
+    std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+    let render = RenderRequest {
+        file: file.clone(),
+        format: None,
+        model: tokenizer,
+        max_length: 64,
+        with_text: false,
+        normalize_roles: false,
+        threads: 2,
+        out: out.clone(),
+    };
+    rt().block_on(async {
+        let err = zoo_ops::data::stats(&e.zoo, &stats, &cancel_after(2)).await.unwrap_err();
+        assert!(err.is_cancelled(), "{err:#}");
+        let err = zoo_ops::data::render(&e.zoo, &render, &cancel_after(2)).await.unwrap_err();
+        assert!(err.is_cancelled(), "{err:#}");
+        assert!(tree(&e.dir.path().join("out")).is_empty(), "{:?}", tree(&e.dir.path().join("out")));
+
+        let s = zoo_ops::data::stats(&e.zoo, &stats, &Control::silent()).await.unwrap();
+        let (r, t) = (&s.scan, s.scan.tokens.as_ref().unwrap());
+        assert_eq!((r.stats.records, r.stats.turns, r.stats.problems), (20_000, 40_000, 0));
+        // Every record is the same, so every count is the one record's.
+        assert_eq!(t.total, 20_000 * t.max);
+        assert_eq!(s.tokenizer.as_ref().unwrap().format, "jinja");
+        let r = zoo_ops::data::render(&e.zoo, &render, &Control::silent()).await.unwrap();
+        assert_eq!((r.report.records_written, r.max_length), (20_000, 64));
+        assert_eq!(tree(&e.dir.path().join("out")), ["rendered.jsonl"]);
+    });
+}

@@ -4,6 +4,8 @@
 //! styles) and lays tables out its own way (aligned text, CSV, Markdown, a table widget).
 //! Nothing here knows about terminals, widths or colours.
 
+pub mod data;
+
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use zoo_hub::hash::CheckStatus;
