@@ -675,7 +675,8 @@ pub struct GenArgs {
     /// Always pick the most likely token (same as --temperature 0)
     #[arg(long)]
     pub greedy: bool,
-    /// Sampling temperature [default: the model's generation_config.json, else 0.7]
+    /// Sampling temperature [default: the model's generation_config.json, else the catalog's
+    /// recommendation (`zoo show MODEL`), else 0.7]
     #[arg(long, value_name = "T")]
     pub temperature: Option<f64>,
     /// Sample from the K most likely tokens only

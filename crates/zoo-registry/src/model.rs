@@ -67,6 +67,22 @@ pub struct ModelRecord {
     /// Where else the weights can be had, in order, when the Hugging Face repo does not answer.
     #[serde(default)]
     pub mirrors: Vec<Mirror>,
+    /// The sampling settings the model's makers recommend, used where neither the user nor the
+    /// model's own `generation_config.json` names one.
+    #[serde(default)]
+    pub sampling: Option<Sampling>,
+}
+
+/// Recommended sampling settings of a model (catalog table `sampling`); every field optional.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sampling {
+    pub temperature: Option<f64>,
+    pub top_p: Option<f64>,
+    pub top_k: Option<i64>,
+    pub repetition_penalty: Option<f64>,
+    /// Where the values come from (a model card, a paper, the release's scripts).
+    pub source: Option<String>,
 }
 
 /// One file of a model packaged in a PyPI wheel (`pypi` == `version`, the wheel member

@@ -46,12 +46,13 @@ const MODEL_COLUMNS: &str = "m.name, m.display_name, m.family, m.kind, m.arch, m
     m.base, m.backbone, m.delta_algorithm, m.params, m.params_source, m.dtype, m.languages, m.license, \
     m.chat_template, m.context_length, m.quantization, m.open_model, m.open_data, m.claimed_languages, \
     m.instruction_data, m.conversation_data, m.release_date, m.description, m.homepage, m.paper, m.source, m.origin, \
-    m.source_file, m.source_line, m.mirrors, EXISTS (SELECT 1 FROM local_copies lc WHERE lc.model = m.name) AS has_copy";
+    m.source_file, m.source_line, m.mirrors, m.sampling, EXISTS (SELECT 1 FROM local_copies lc WHERE lc.model = m.name) AS has_copy";
 
 fn model_from_row(r: &SqliteRow, cached: Option<&[String]>) -> Result<ModelRecord, Error> {
     let langs: String = r.try_get("languages")?;
     let quant: Option<String> = r.try_get("quantization")?;
     let mirrors: Option<String> = r.try_get("mirrors")?;
+    let sampling: Option<String> = r.try_get("sampling")?;
     let hf_repo: Option<String> = r.try_get("hf_repo")?;
     let has_copy: bool = r.try_get("has_copy")?;
     let in_cache = |c: &[String]| hf_repo.as_ref().is_some_and(|h| c.iter().any(|x| x.eq_ignore_ascii_case(h)));
@@ -96,6 +97,7 @@ fn model_from_row(r: &SqliteRow, cached: Option<&[String]>) -> Result<ModelRecor
         local,
         files: None,
         mirrors: mirrors.map(|m| serde_json::from_str(&m)).transpose()?.unwrap_or_default(),
+        sampling: sampling.map(|s| serde_json::from_str(&s)).transpose()?,
     })
 }
 

@@ -221,12 +221,13 @@ async fn hashes(tx: &mut sqlx::SqliteConnection, sql: &'static str) -> Result<Ha
 pub(crate) async fn insert_model(tx: &mut sqlx::SqliteConnection, m: &ModelRecord, hash: &str) -> Result<(), Error> {
     let quant = m.quantization.as_ref().map(serde_json::to_string).transpose()?;
     let mirrors = if m.mirrors.is_empty() { None } else { Some(serde_json::to_string(&m.mirrors)?) };
+    let sampling = m.sampling.as_ref().map(serde_json::to_string).transpose()?;
     sqlx::query(
         "INSERT INTO models (name, display_name, family, kind, arch, hf_architecture, hf_repo, revision, base, backbone, \
          delta_algorithm, params, params_source, dtype, languages, license, chat_template, context_length, quantization, open_model, \
          open_data, claimed_languages, instruction_data, conversation_data, release_date, description, homepage, paper, \
-         source, origin, source_file, source_line, record_hash, mirrors) \
-         VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+         source, origin, source_file, source_line, record_hash, mirrors, sampling) \
+         VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
     )
     .bind(&m.name)
     .bind(&m.display_name)
@@ -262,6 +263,7 @@ pub(crate) async fn insert_model(tx: &mut sqlx::SqliteConnection, m: &ModelRecor
     .bind(m.source_line)
     .bind(hash)
     .bind(mirrors)
+    .bind(sampling)
     .execute(&mut *tx)
     .await?;
     for l in &m.languages {

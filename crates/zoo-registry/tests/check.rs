@@ -237,6 +237,36 @@ fn mirrors_are_checked() {
     assert!(check(&catalog(&[("fam.toml", &text)])).iter().any(|p| p.code == "missing-field"));
 }
 
+/// `sampling = {...}`: values in range, at least one named, a source; the line is the table's.
+#[test]
+fn sampling_is_checked() {
+    let with =
+        |t: &str| BASE.replace("languages = [\"en\"]\n", &format!("languages = [\"en\"]\nsampling = {{ {t} }}\n"));
+    let ok = check(&catalog(&[("fam.toml", &with("temperature = 0.2, top_p = 0.9, top_k = 50, source = \"card\""))]));
+    assert!(ok.is_empty(), "{ok:?}");
+    for bad in [
+        "temperature = 2.5, source = \"card\"",
+        "top_p = 0.0, source = \"card\"",
+        "top_p = 1.5, source = \"card\"",
+        "top_k = -1, source = \"card\"",
+        "repetition_penalty = 0.0, source = \"card\"",
+        "source = \"card\"",
+        "temperature = 0.2",
+        "temperature = 0.2, source = \" \"",
+    ] {
+        let problems = check(&catalog(&[("fam.toml", &with(bad))]));
+        assert_eq!(problems.len(), 1, "{bad}: {problems:?}");
+        assert_eq!((problems[0].code, problems[0].line), ("bad-value", 9), "{bad}: {problems:?}");
+    }
+    let problems = check(&catalog(&[("fam.toml", &with("temp = 0.2, source = \"card\""))]));
+    assert!(problems.iter().any(|p| p.code == "unknown-field"), "{problems:?}");
+    // The shipped default model carries its model card's settings into the registry's records.
+    let rec = Catalog::embedded().records();
+    let smol = rec.models.iter().find(|m| m.name == "smollm2-135m-instruct").unwrap();
+    let s = smol.sampling.as_ref().unwrap();
+    assert_eq!((s.temperature, s.top_p, s.top_k), (Some(0.2), Some(0.9), Some(50)));
+}
+
 /// Non-API models of the shipped catalog whose size is genuinely unknown: LLM Zoo comparison-table
 /// rows that stand for a project released in several sizes.
 const UNSIZED: &[(&str, &str)] = &[

@@ -248,6 +248,25 @@ pub fn columns(models: &[ModelRecord], cols: &[String], readable: bool) -> Resul
     Ok(t)
 }
 
+/// A model's recommended sampling: `temperature 0.2, top-p 0.9, top-k 50 (model card)`.
+pub fn sampling(s: &zoo_registry::model::Sampling) -> String {
+    let mut parts = Vec::new();
+    if let Some(t) = s.temperature {
+        parts.push(format!("temperature {t}"));
+    }
+    if let Some(p) = s.top_p {
+        parts.push(format!("top-p {p}"));
+    }
+    if let Some(k) = s.top_k {
+        parts.push(format!("top-k {k}"));
+    }
+    if let Some(r) = s.repetition_penalty {
+        parts.push(format!("repetition penalty {r}"));
+    }
+    let src = s.source.as_deref().map(|s| format!(" ({s})")).unwrap_or_default();
+    format!("{}{src}", parts.join(", "))
+}
+
 /// Every fact about a model as (label, value), in reading order.
 pub fn facts(d: &ModelDetail) -> Vec<(&'static str, String)> {
     let m = &d.model;
@@ -302,6 +321,9 @@ pub fn facts(d: &ModelDetail) -> Vec<(&'static str, String)> {
             s.push_str(&format!(" ({f})"));
         }
         facts.push(("quantization", s));
+    }
+    if let Some(sa) = &m.sampling {
+        facts.push(("sampling", sampling(sa)));
     }
     facts.extend([
         ("open model", yn(m.open_model)),
