@@ -7,6 +7,7 @@ use std::io::{BufRead, IsTerminal, Write};
 
 use unicode_width::UnicodeWidthChar;
 use zoo_ops::vote::Ballot;
+use zoo_report::wrap;
 
 use crate::output::Style;
 
@@ -64,39 +65,6 @@ impl Drop for Keys {
     }
 }
 
-/// `text` broken into lines at most `width` columns wide, at spaces where it can.
-fn wrap(text: &str, width: usize) -> Vec<String> {
-    let width = width.max(8);
-    let mut out = Vec::new();
-    for para in text.lines() {
-        let mut line = String::new();
-        let mut w = 0;
-        let mut last_space: Option<usize> = None;
-        for c in para.chars() {
-            let cw = c.width().unwrap_or(0);
-            if w + cw > width {
-                match last_space.filter(|&i| i > 0) {
-                    Some(i) => {
-                        let rest = line.split_off(i);
-                        out.push(line.trim_end().to_string());
-                        line = rest.trim_start().to_string();
-                    }
-                    None => out.push(std::mem::take(&mut line)),
-                }
-                w = line.chars().map(|c| c.width().unwrap_or(0)).sum();
-                last_space = None;
-            }
-            if c == ' ' {
-                last_space = Some(line.len());
-            }
-            line.push(c);
-            w += cw;
-        }
-        out.push(line);
-    }
-    out
-}
-
 fn pad(s: &str, width: usize) -> String {
     let w: usize = s.chars().map(|c| c.width().unwrap_or(0)).sum();
     format!("{s}{}", " ".repeat(width.saturating_sub(w)))
@@ -131,17 +99,4 @@ pub fn show_ballot(out: &mut dyn Write, style: Style, i: usize, n: usize, b: &Ba
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::wrap;
-
-    #[test]
-    fn wraps_at_spaces_and_inside_wide_text() {
-        assert_eq!(wrap("aaa bbb ccc", 8), vec!["aaa bbb", "ccc"]);
-        // Chinese is two columns a character and has no spaces.
-        assert_eq!(wrap("华佗华佗华佗", 8), vec!["华佗华佗", "华佗"]);
-        assert_eq!(wrap("a\n\nb", 8), vec!["a", "", "b"]);
-    }
 }

@@ -10,6 +10,7 @@ use ratatui::text::{Line, Span, Text};
 use ratatui::widgets::{Block, Borders, Cell, Clear, Paragraph, Row, Table, TableState};
 use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 use zoo_ops::view::{self, Doc, Tone as ViewTone};
+use zoo_report::wrap;
 
 use crate::app::{App, Confirm, HitMap, JobState, JobView, Role, Tab, TaskView, Tone};
 use crate::keys::BINDINGS;
@@ -155,34 +156,6 @@ pub fn fit_width(s: &str, width: usize) -> String {
         w += cw;
     }
     out.push('…');
-    out
-}
-
-/// Wraps `text` to `width` columns (breaking at spaces where it can, CJK anywhere).
-pub fn wrap(text: &str, width: usize) -> Vec<String> {
-    let width = width.max(1);
-    let mut out = Vec::new();
-    for para in text.split('\n') {
-        let mut line = String::new();
-        let mut w = 0;
-        for word in para.split_inclusive(' ') {
-            let ww = word.width();
-            if w + ww > width && w > 0 && ww <= width {
-                out.push(std::mem::take(&mut line).trim_end().to_string());
-                w = 0;
-            }
-            for c in word.chars() {
-                let cw = c.width().unwrap_or(0);
-                if w + cw > width {
-                    out.push(std::mem::take(&mut line));
-                    w = 0;
-                }
-                line.push(c);
-                w += cw;
-            }
-        }
-        out.push(line.trim_end().to_string());
-    }
     out
 }
 

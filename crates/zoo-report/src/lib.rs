@@ -24,6 +24,7 @@ pub use html::html;
 pub use markdown::markdown;
 pub use model::{BenchmarkSection, Column, JudgeRow, JudgeSection, Origin, Report, ResultRow, VoteRow, VoteSection};
 pub use plots::{PlotFormat, write_histogram, write_plots};
+pub use text::wrap;
 
 /// What can go wrong while rendering or writing a report.
 #[derive(Debug, thiserror::Error)]

@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 
-use unicode_width::UnicodeWidthChar;
+use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 
 /// Shown for a missing, NaN or infinite value.
 pub const MISSING: &str = "–";
@@ -116,9 +116,49 @@ impl UniqueIds {
     }
 }
 
+/// Wraps `text` to `width` display columns, breaking at spaces where it can and inside a word
+/// only when it is wider than a line (CJK text, which has no spaces, anywhere); the TUI's panes
+/// and the plain-terminal voting screen lay text out with it.
+pub fn wrap(text: &str, width: usize) -> Vec<String> {
+    let width = width.max(1);
+    let mut out = Vec::new();
+    for para in text.split('\n') {
+        let mut line = String::new();
+        let mut w = 0;
+        for word in para.split_inclusive(' ') {
+            let ww = word.width();
+            if w + ww > width && w > 0 && ww <= width {
+                out.push(std::mem::take(&mut line).trim_end().to_string());
+                w = 0;
+            }
+            for c in word.chars() {
+                let cw = c.width().unwrap_or(0);
+                if w + cw > width {
+                    out.push(std::mem::take(&mut line));
+                    w = 0;
+                }
+                line.push(c);
+                w += cw;
+            }
+        }
+        out.push(line.trim_end().to_string());
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wraps_at_spaces_and_inside_wide_text() {
+        assert_eq!(wrap("aaa bbb ccc", 8), vec!["aaa bbb", "ccc"]);
+        // Chinese is two columns a character and has no spaces.
+        assert_eq!(wrap("华佗华佗华佗", 8), vec!["华佗华佗", "华佗"]);
+        assert_eq!(wrap("a\n\nb", 8), vec!["a", "", "b"]);
+        // A word wider than the line is cut; a narrow one moves to the next line whole.
+        assert_eq!(wrap("abcdefghij xy", 4), vec!["abcd", "efgh", "ij", "xy"]);
+    }
 
     #[test]
     fn numbers_have_two_decimals_and_missing_is_a_dash() {
