@@ -62,10 +62,11 @@ fn report(e: &anyhow::Error, style: output::Style) -> ExitCode {
     if let Some(h) = commands::hint_for(e) {
         eprintln!("{} {h}", style.dim("hint:"));
     }
-    // A checkpoint that was refused (broken, hostile, mismatched) is a failed check: exit 1.
+    // A checkpoint that was refused (broken, hostile, mismatched) is a failed check: exit 1. A
+    // file that cannot be read or written (a full disk) is the machine's failure: exit 2.
     if e.chain().any(|c| {
-        c.downcast_ref::<zoo_weights::WeightsError>().is_some()
-            || c.downcast_ref::<zoo_infer::InferError>().is_some()
+        c.downcast_ref::<zoo_weights::WeightsError>().is_some_and(zoo_weights::WeightsError::is_refusal)
+            || c.downcast_ref::<zoo_infer::InferError>().is_some_and(zoo_infer::InferError::is_refusal)
             || c.downcast_ref::<zoo_ops::OpsError>().is_some_and(zoo_ops::OpsError::is_failed_check)
             || c.downcast_ref::<zoo_hub::HubError>().is_some_and(zoo_ops::error::hub_check_failed)
     }) {

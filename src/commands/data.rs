@@ -13,7 +13,7 @@ use crate::cli::{
     DataArgs, DataCommand, DataConvertArgs, DataDedupArgs, DataInput, DataRenderArgs, DataSampleArgs, DataSplitArgs,
     DataStatsArgs,
 };
-use crate::output::{print, report, write_json};
+use crate::output::report;
 use crate::progress::ProgressMode;
 use crate::{EXIT_NOT_FOUND, EXIT_OK};
 
@@ -120,11 +120,7 @@ async fn stats(ctx: &Ctx, out: &mut dyn Write, a: DataStatsArgs) -> anyhow::Resu
             move |cx| async move { zoo_ops::data::stats(&zoo, &req, &cx.control).await },
         )
         .await?;
-    if c.json {
-        write_json(out, &r)?;
-    } else {
-        print(out, &view::stats(&r), ctx.style)?;
-    }
+    report(out, ctx.style, c.json, &r, view::stats)?;
     Ok(if r.scan.error.is_some() { EXIT_NOT_FOUND } else { EXIT_OK })
 }
 

@@ -69,6 +69,18 @@ impl From<candle_core::Error> for InferError {
 }
 
 impl InferError {
+    /// Whether the model or the request is at fault (exit 1 in the CLI), as opposed to the
+    /// machine (an unreadable file, a full disk: exit 2); see [`zoo_weights::WeightsError::is_refusal`].
+    pub fn is_refusal(&self) -> bool {
+        match self {
+            InferError::Weights(w) => w.is_refusal(),
+            InferError::Io { source, .. } => {
+                matches!(source.kind(), std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::NotFound)
+            }
+            _ => true,
+        }
+    }
+
     pub(crate) fn config(path: impl Into<PathBuf>, msg: impl Into<String>) -> InferError {
         InferError::Config { path: path.into(), msg: msg.into() }
     }

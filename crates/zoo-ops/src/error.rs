@@ -85,7 +85,9 @@ impl OpsError {
     /// A miss or a failed check (exit 1 in the CLI), as opposed to a broken environment.
     pub fn is_failed_check(&self) -> bool {
         match self.root() {
-            OpsError::NotFound { .. } | OpsError::CheckFailed(_) | OpsError::Weights(_) | OpsError::Infer(_) => true,
+            OpsError::NotFound { .. } | OpsError::CheckFailed(_) => true,
+            OpsError::Weights(w) => w.is_refusal(),
+            OpsError::Infer(i) => i.is_refusal(),
             OpsError::Hub(h) => hub_check_failed(h),
             OpsError::Eval(e) => matches!(e, zoo_eval::EvalError::UnknownSubset { .. } | zoo_eval::EvalError::Empty(_)),
             _ => false,

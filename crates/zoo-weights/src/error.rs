@@ -192,6 +192,22 @@ impl From<zoo_atomic_write::Error> for WeightsError {
     }
 }
 
+impl WeightsError {
+    /// Whether the checkpoint or the request is at fault (a refused file: exit 1 in the CLI),
+    /// as opposed to the machine: a file that cannot be read or written (a full disk, a size
+    /// limit, a permission) or a cancellation is an error of the environment (exit 2). A file
+    /// that ends early is the checkpoint's fault, and a missing one a miss.
+    pub fn is_refusal(&self) -> bool {
+        match self {
+            WeightsError::Io { source, .. } => {
+                matches!(source.kind(), std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::NotFound)
+            }
+            WeightsError::Cancelled | WeightsError::ChannelClosed => false,
+            _ => true,
+        }
+    }
+}
+
 /// Shorthand used throughout the crate.
 pub type Result<T, E = WeightsError> = std::result::Result<T, E>;
 
