@@ -34,7 +34,12 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
 
 /// `zoo ARGS` with files limited to `kib` KiB, in the environment of `common::zoo(home)`.
 fn limited(home: &Path, kib: u64, args: &[&str]) -> Output {
-    let zoo = common::zoo(home);
+    limited_env(home, kib, &[], args)
+}
+
+fn limited_env(home: &Path, kib: u64, env: &[(&str, &str)], args: &[&str]) -> Output {
+    let mut zoo = common::zoo(home);
+    zoo.envs(env.iter().copied());
     let mut c = Command::new("bash");
     c.env_clear();
     for (k, v) in zoo.get_envs() {
@@ -100,4 +105,26 @@ fn writes_that_fail_part_way_leave_nothing() {
     let o = limited(h, 1 << 20, &["quantize", "--in", tiny.to_str().unwrap(), "--out", &p("q.gguf"), "--type", "q8_0"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(tree(&out), ["c.jsonl", "q.gguf"]);
+
+    // A download: no snapshot file appears, and what was fetched stays as `.incomplete`, which
+    // the next pull (with room) resumes.
+    assert!(common::run_zoo(h, &["list"]).status.success(), "the registry exists before the limit");
+    let hub = zoo_testhub::TestHub::start();
+    let commit = hub.add_dir("zoo-test/tiny-llama", &tiny).unwrap();
+    let cache = h.join("hub");
+    let (endpoint, cache_s) = (hub.endpoint(), cache.to_str().unwrap().to_string());
+    let env = [("HF_ENDPOINT", endpoint.as_str()), ("HF_HUB_CACHE", cache_s.as_str())];
+    let o = limited_env(h, 100, &env, &["pull", "zoo-test/tiny-llama"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("File too large") && !err.contains("panicked"), "{err}");
+    let repo = cache.join("models--zoo-test--tiny-llama");
+    assert!(!repo.join("snapshots").join(&commit).join("model.safetensors").exists());
+    let partial: Vec<String> = tree(&repo.join("blobs")).into_iter().filter(|f| f.ends_with(".incomplete")).collect();
+    assert!(!partial.is_empty(), "the part fetched is kept to resume: {:?}", tree(&repo));
+    let o = limited_env(h, 1 << 20, &env, &["pull", "zoo-test/tiny-llama"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(hub.requests().iter().any(|l| l.contains("range=bytes=")), "resumed: {:?}", hub.requests());
+    let got = std::fs::read(repo.join("snapshots").join(&commit).join("model.safetensors")).unwrap();
+    assert_eq!(got, std::fs::read(tiny.join("model.safetensors")).unwrap());
 }

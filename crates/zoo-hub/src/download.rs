@@ -9,7 +9,8 @@
 //! 2. bytes go to `blobs/<etag>.incomplete` (Python's name, so either tool resumes the other's
 //!    partial file) under the lock file Python uses (`.locks/<repo folder>/<etag>.lock`);
 //! 3. an interrupted transfer resumes with `Range` after a backoff; the digest is computed as
-//!    bytes arrive (the partial file is hashed first when resuming);
+//!    bytes arrive (the partial file is hashed first when resuming); a cancelled transfer, or
+//!    one whose write failed (a full disk), leaves the partial file for the next pull;
 //! 4. a digest or size mismatch deletes the partial file and fails: a corrupt blob never
 //!    reaches `blobs/<etag>`; a good one is fsynced and renamed there;
 //! 5. `snapshots/<commit>/<path>` becomes a relative link to the blob and `refs/<revision>`
@@ -495,8 +496,10 @@ impl Hub {
             ) {
                 Ok(()) => break,
                 Err(Failure::Fatal(e)) => {
-                    if matches!(e, HubError::Cancelled) {
-                        return Err(e); // keep the partial file: the next pull resumes it
+                    // Kept for the next pull to resume: a cancelled transfer, and one whose
+                    // write failed (a full disk: free space, pull again, nothing is fetched twice).
+                    if matches!(e, HubError::Cancelled | HubError::Io { op: "write", .. }) {
+                        return Err(e);
                     }
                     drop(file);
                     let _ = fs::remove_file(part);
