@@ -127,4 +127,26 @@ fn writes_that_fail_part_way_leave_nothing() {
     assert!(hub.requests().iter().any(|l| l.contains("range=bytes=")), "resumed: {:?}", hub.requests());
     let got = std::fs::read(repo.join("snapshots").join(&commit).join("model.safetensors")).unwrap();
     assert_eq!(got, std::fs::read(tiny.join("model.safetensors")).unwrap());
+
+    // The registry: a transaction whose write fails is rolled back whole, and the database
+    // stays usable (SQLite's journal; 3,000 results of 2 KB each outgrow the limit).
+    let many: Vec<String> = (0..3000)
+        .map(|i| {
+            format!(
+                r#"{{"model":"apollo-0.5b","benchmark":"xmedbench","scores":{{"avg":{i}}},"source":"{}"}}"#,
+                "x".repeat(2000)
+            )
+        })
+        .collect();
+    let results = h.join("results.json");
+    std::fs::write(&results, format!("[{}]", many.join(","))).unwrap();
+    let db_len = std::fs::metadata(h.join("registry.db")).unwrap().len();
+    let o = limited(h, db_len / 1024 + 100, &["registry", "import-results", results.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("none was recorded"), "{err}");
+    let o = common::run_zoo(h, &["results", "apollo-0.5b", "--json"]);
+    let v = common::ok_json(&o);
+    let measured = v[0]["rows"].as_array().unwrap().iter().filter(|r| r["origin"] == "measured").count();
+    assert_eq!(measured, 0, "nothing recorded, and the database still answers");
 }
