@@ -31,11 +31,11 @@ pub async fn data(ctx: &Ctx, out: &mut dyn Write, c: DataCommand) -> anyhow::Res
             Ok(if r.stats.problems > 0 { EXIT_NOT_FOUND } else { EXIT_OK })
         }
         DataCommand::Stats(a) => stats(ctx, out, a).await,
-        DataCommand::Convert(a) => convert(ctx, out, a),
+        DataCommand::Convert(a) => convert(ctx, out, a).await,
         DataCommand::Render(a) => render(ctx, out, a).await,
-        DataCommand::Sample(a) => sample(ctx, out, a),
-        DataCommand::Split(a) => split(ctx, out, a),
-        DataCommand::Dedup(a) => dedup(ctx, out, a),
+        DataCommand::Sample(a) => sample(ctx, out, a).await,
+        DataCommand::Split(a) => split(ctx, out, a).await,
+        DataCommand::Dedup(a) => dedup(ctx, out, a).await,
     }
 }
 
@@ -48,13 +48,25 @@ fn format_arg(name: &str) -> anyhow::Result<Format> {
         .ok_or_else(|| anyhow::anyhow!("unknown format `{name}`; known: {}", Format::NAMES.join(", ")))
 }
 
-fn sample(ctx: &Ctx, out: &mut dyn Write, a: DataSampleArgs) -> anyhow::Result<u8> {
+/// A model-free command on a worker thread with a progress bar; Ctrl-C stops it and nothing is
+/// written.
+async fn watched<T: Send + 'static>(
+    work: impl FnOnce(zoo_data::Watch) -> zoo_data::Result<T> + Send + 'static,
+) -> anyhow::Result<T> {
+    drive(ProgressMode::Auto, "stopping: the output is not written", move |cx| async move {
+        zoo_ops::data::watched(&cx.control, work).await
+    })
+    .await
+}
+
+async fn sample(ctx: &Ctx, out: &mut dyn Write, a: DataSampleArgs) -> anyhow::Result<u8> {
     let size = match (a.count, a.fraction) {
         (Some(n), _) => zoo_data::SampleSize::Count(n),
         (None, Some(f)) => zoo_data::SampleSize::Fraction(f),
         (None, None) => anyhow::bail!("give --count N or --fraction F"),
     };
-    let r = zoo_data::sample(&a.input.file, input_format(&a.input)?, size, a.input.seed, &a.out)?;
+    let (file, format, seed, dest) = (a.input.file.clone(), input_format(&a.input)?, a.input.seed, a.out.clone());
+    let r = watched(move |w| zoo_data::sample(&file, format, size, seed, &dest, w)).await?;
     report(out, ctx.style, a.input.json, &r, view::sample)?;
     Ok(EXIT_OK)
 }
@@ -63,7 +75,7 @@ fn input_format(i: &DataInput) -> anyhow::Result<Option<Format>> {
     format(&i.format)
 }
 
-fn split(ctx: &Ctx, out: &mut dyn Write, a: DataSplitArgs) -> anyhow::Result<u8> {
+async fn split(ctx: &Ctx, out: &mut dyn Write, a: DataSplitArgs) -> anyhow::Result<u8> {
     let mut parts = Vec::new();
     for p in &a.parts {
         let (path, weight) = p
@@ -73,20 +85,24 @@ fn split(ctx: &Ctx, out: &mut dyn Write, a: DataSplitArgs) -> anyhow::Result<u8>
             weight.trim().parse().map_err(|_| anyhow::anyhow!("--part {p}: the weight `{weight}` is not a number"))?;
         parts.push((std::path::PathBuf::from(path), weight));
     }
-    let r = zoo_data::split(&a.input.file, input_format(&a.input)?, &parts, a.input.seed)?;
+    let (file, format, seed) = (a.input.file.clone(), input_format(&a.input)?, a.input.seed);
+    let r = watched(move |w| zoo_data::split(&file, format, &parts, seed, w)).await?;
     report(out, ctx.style, a.input.json, &r, view::split)?;
     Ok(EXIT_OK)
 }
 
-fn dedup(ctx: &Ctx, out: &mut dyn Write, a: DataDedupArgs) -> anyhow::Result<u8> {
+async fn dedup(ctx: &Ctx, out: &mut dyn Write, a: DataDedupArgs) -> anyhow::Result<u8> {
     let opts = zoo_data::DedupOptions { near: a.near, seed: a.input.seed, shingle: a.shingle, perms: a.perms };
-    let r = zoo_data::dedup(&a.input.file, input_format(&a.input)?, opts, &a.out)?;
+    let (file, format, dest) = (a.input.file.clone(), input_format(&a.input)?, a.out.clone());
+    let r = watched(move |w| zoo_data::dedup(&file, format, opts, &dest, w)).await?;
     report(out, ctx.style, a.input.json, &r, view::dedup)?;
     Ok(EXIT_OK)
 }
 
-fn convert(ctx: &Ctx, out: &mut dyn Write, a: DataConvertArgs) -> anyhow::Result<u8> {
-    let r = zoo_data::convert(&a.file, format(&a.format)?, format_arg(&a.to)?, &a.out, a.skip_invalid)?;
+async fn convert(ctx: &Ctx, out: &mut dyn Write, a: DataConvertArgs) -> anyhow::Result<u8> {
+    let (file, from, to, dest, skip) =
+        (a.file.clone(), format(&a.format)?, format_arg(&a.to)?, a.out.clone(), a.skip_invalid);
+    let r = watched(move |w| zoo_data::convert(&file, from, to, &dest, skip, w)).await?;
     report(out, ctx.style, a.json, &r, view::convert)?;
     Ok(EXIT_OK)
 }

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::read::{Format, Turn, read_records};
+use crate::read::{Format, Turn, Watch, read_records_until};
 use crate::validate::check_record;
 use crate::{DataError, Result};
 
@@ -147,11 +147,12 @@ pub fn convert(
     to: Format,
     output: &Path,
     skip_invalid: bool,
+    watch: Watch,
 ) -> Result<ConvertReport> {
     let mut w = RecordWriter::create(output)?;
     let mut skipped = 0usize;
     let mut failure: Option<DataError> = None;
-    let (format, read) = read_records(input, from, |fmt, rec| {
+    let (format, read) = read_records_until(input, from, watch, |fmt, rec| {
         if failure.is_some() {
             return;
         }

@@ -41,7 +41,7 @@ use sha2::{Digest, Sha256};
 use zoo_eval::SplitMix64;
 
 use crate::convert::{RecordWriter, atomic_error};
-use crate::read::{Format, Record, Turn, read_records};
+use crate::read::{Format, Record, Turn, Watch, read_records_until};
 use crate::validate::check_record;
 use crate::{DataError, Result};
 
@@ -69,13 +69,20 @@ pub struct SampleReport {
 /// Writes to `out` a uniform sample without replacement of the records of `input`, in their
 /// file order. Memory: `Count(n)` holds `n` records; `Fraction` reads the file twice and holds
 /// no record.
-pub fn sample(input: &Path, format: Option<Format>, size: SampleSize, seed: u64, out: &Path) -> Result<SampleReport> {
+pub fn sample(
+    input: &Path,
+    format: Option<Format>,
+    size: SampleSize,
+    seed: u64,
+    out: &Path,
+    watch: Watch,
+) -> Result<SampleReport> {
     let mut rng = SplitMix64(seed);
     let (format, read, written) = match size {
         SampleSize::Count(0) => return Err(DataError::Argument("a sample of 0 records: ask for 1 or more".into())),
         SampleSize::Count(n) => {
             let mut kept: Vec<Record> = Vec::new();
-            let (format, read) = read_records(input, format, |_, rec| {
+            let (format, read) = read_records_until(input, format, watch, |_, rec| {
                 if kept.len() < n {
                     kept.push(rec);
                 } else if let Some(slot) = kept.get_mut(rng.below(rec.index + 1)) {
@@ -93,11 +100,11 @@ pub fn sample(input: &Path, format: Option<Format>, size: SampleSize, seed: u64,
             if !(f > 0.0 && f <= 1.0) {
                 return Err(DataError::Argument(format!("a sample fraction is in (0, 1], not {f}")));
             }
-            let (format, total) = read_records(input, format, |_, _| {})?;
+            let (format, total) = read_records_until(input, format, watch, |_, _| {})?;
             let mut needed = ((f * total as f64).round() as usize).min(total);
             let mut w = RecordWriter::create(out)?;
             let mut failure = None;
-            let (_, again) = read_records(input, format, |_, rec| {
+            let (_, again) = read_records_until(input, format, watch, |_, rec| {
                 let left = total.saturating_sub(rec.index);
                 if failure.is_some() || needed == 0 || left == 0 {
                     return;
@@ -157,7 +164,13 @@ pub struct SplitReport {
 /// the weights, exactly, summing to the record count; which record goes where drawn from
 /// `seed`. Reads the file twice; memory: two bytes per record. Every part is written (an empty
 /// one too), and none is in place unless all are.
-pub fn split(input: &Path, format: Option<Format>, parts: &[(PathBuf, f64)], seed: u64) -> Result<SplitReport> {
+pub fn split(
+    input: &Path,
+    format: Option<Format>,
+    parts: &[(PathBuf, f64)],
+    seed: u64,
+    watch: Watch,
+) -> Result<SplitReport> {
     if parts.is_empty() || parts.len() > usize::from(u16::MAX) {
         return Err(DataError::Argument(format!("a split has 1 to {} parts, not {}", u16::MAX, parts.len())));
     }
@@ -170,7 +183,7 @@ pub fn split(input: &Path, format: Option<Format>, parts: &[(PathBuf, f64)], see
     if let Some((i, (p, _))) = parts.iter().enumerate().find(|(i, (p, _))| parts[..*i].iter().any(|(q, _)| q == p)) {
         return Err(DataError::Argument(format!("{}: part {i} has the path of an earlier part", p.display())));
     }
-    let (format, total) = read_records(input, format, |_, _| {})?;
+    let (format, total) = read_records_until(input, format, watch, |_, _| {})?;
     let weights: Vec<f64> = parts.iter().map(|(_, w)| *w).collect();
     let sizes = split_sizes(total, &weights);
     let mut labels: Vec<u16> = Vec::with_capacity(total);
@@ -183,7 +196,7 @@ pub fn split(input: &Path, format: Option<Format>, parts: &[(PathBuf, f64)], see
     }
     let mut writers = parts.iter().map(|(p, _)| RecordWriter::create(p)).collect::<Result<Vec<_>>>()?;
     let mut failure = None;
-    let (_, again) = read_records(input, format, |_, rec| {
+    let (_, again) = read_records_until(input, format, watch, |_, rec| {
         if failure.is_some() {
             return;
         }
@@ -310,7 +323,13 @@ pub struct DedupReport {
 /// Writes to `out` the records of `input` without duplicates, keeping each first occurrence.
 /// Memory: per kept record a 16-byte hash, and with `near` a signature and band keys (about
 /// `perms × 4 + bands × 20` bytes).
-pub fn dedup(input: &Path, format: Option<Format>, opts: DedupOptions, out: &Path) -> Result<DedupReport> {
+pub fn dedup(
+    input: &Path,
+    format: Option<Format>,
+    opts: DedupOptions,
+    out: &Path,
+    watch: Watch,
+) -> Result<DedupReport> {
     if let Some(t) = opts.near.filter(|t| !(*t > 0.0 && *t <= 1.0)) {
         return Err(DataError::Argument(format!("a near-duplicate threshold is in (0, 1], not {t}")));
     }
@@ -326,7 +345,7 @@ pub fn dedup(input: &Path, format: Option<Format>, opts: DedupOptions, out: &Pat
     let mut failure = None;
     let (mut exact_duplicates, mut near_duplicates, mut unreadable) = (0, 0, 0);
     let mut duplicates = Vec::new();
-    let (format, read) = read_records(input, format, |fmt, rec| {
+    let (format, read) = read_records_until(input, format, watch, |fmt, rec| {
         if failure.is_some() {
             return;
         }

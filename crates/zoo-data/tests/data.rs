@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use zoo_data::{DataError, Format, Problem, Stats, check_record, read_records};
+use zoo_data::{DataError, Format, Problem, Stats, Watch, check_record, read_records};
 
 fn file(bytes: &[u8]) -> tempfile::NamedTempFile {
     let mut f = tempfile::NamedTempFile::new().unwrap();
@@ -151,35 +151,36 @@ fn conversions_round_trip_every_turn() {
     .unwrap();
     let original = turns_of(&src);
     let jsonl = dir.path().join("chat.jsonl");
-    let r = zoo_data::convert(&src, None, Format::OpenAi, &jsonl, false).unwrap();
+    let r = zoo_data::convert(&src, None, Format::OpenAi, &jsonl, false, Watch::default()).unwrap();
     assert_eq!((r.records_read, r.records_written, r.skipped), (2, 2, 0));
     assert_eq!(std::fs::read_to_string(&jsonl).unwrap().lines().count(), 2, "JSON lines");
     assert_eq!(turns_of(&jsonl), original);
     let back = dir.path().join("back.json");
-    zoo_data::convert(&jsonl, None, Format::Conversations, &back, false).unwrap();
+    zoo_data::convert(&jsonl, None, Format::Conversations, &back, false, Watch::default()).unwrap();
     assert_eq!(turns_of(&back), original);
     let apollo = dir.path().join("apollo.json");
     // A system text does not fit ApolloCorpus: refused with the record, nothing written.
-    let e = zoo_data::convert(&src, None, Format::Apollo, &apollo, false).unwrap_err();
+    let e = zoo_data::convert(&src, None, Format::Apollo, &apollo, false, Watch::default()).unwrap_err();
     assert!(e.to_string().contains("record 0 cannot be written as apollo"), "{e}");
     assert!(!apollo.exists(), "a failed conversion leaves no file");
-    let r = zoo_data::convert(&src, None, Format::Apollo, &apollo, true).unwrap();
+    let r = zoo_data::convert(&src, None, Format::Apollo, &apollo, true, Watch::default()).unwrap();
     assert_eq!((r.records_written, r.skipped), (1, 1));
     assert_eq!(turns_of(&apollo), original[1..]);
     // Conversations keep their ids.
     let same = dir.path().join("same.json");
-    zoo_data::convert(&src, None, Format::Conversations, &same, false).unwrap();
+    zoo_data::convert(&src, None, Format::Conversations, &same, false, Watch::default()).unwrap();
     let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&same).unwrap()).unwrap();
     assert_eq!(v[0]["id"], "x1");
     // Multi-turn records do not fit Alpaca; single exchanges do, and come back the same.
-    let e = zoo_data::convert(&src, None, Format::Alpaca, &dir.path().join("a.json"), false).unwrap_err();
+    let e =
+        zoo_data::convert(&src, None, Format::Alpaca, &dir.path().join("a.json"), false, Watch::default()).unwrap_err();
     assert!(e.to_string().contains("do not fit Alpaca"), "{e}");
     let alpaca = dir.path().join("alpaca.json");
     std::fs::write(&alpaca, r#"[{"instruction": "Add", "input": "2 and 2", "output": "4"}]"#).unwrap();
     let conv = dir.path().join("from-alpaca.json");
-    zoo_data::convert(&alpaca, None, Format::Conversations, &conv, false).unwrap();
+    zoo_data::convert(&alpaca, None, Format::Conversations, &conv, false, Watch::default()).unwrap();
     let again = dir.path().join("again.json");
-    zoo_data::convert(&conv, None, Format::Alpaca, &again, false).unwrap();
+    zoo_data::convert(&conv, None, Format::Alpaca, &again, false, Watch::default()).unwrap();
     assert_eq!(turns_of(&again), turns_of(&alpaca));
     assert_eq!(turns_of(&again)[0][0].1, "Add\n\n2 and 2");
 }
@@ -225,4 +226,30 @@ fn scan_and_render_stop_when_cancelled() {
     assert!(matches!(r, Err(DataError::Cancelled)), "{r:?}");
     let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().map(|e| e.file_name()).collect();
     assert!(left.is_empty(), "nothing written: {left:?}");
+
+    // The model-free commands read under the same watch: with the token set they stop at the
+    // first read and write nothing; progress counts the file's bytes.
+    let watch = zoo_data::Watch { progress: None, cancel: Some(&cancel) };
+    let conv = zoo_data::convert(f.path(), None, Format::OpenAi, &out, false, watch);
+    assert!(matches!(conv, Err(DataError::Cancelled)), "{conv:?}");
+    let size = zoo_data::SampleSize::Fraction(0.5);
+    assert!(matches!(zoo_data::sample(f.path(), None, size, 1, &out, watch), Err(DataError::Cancelled)));
+    let parts = [(dir.path().join("a.json"), 1.0)];
+    assert!(matches!(zoo_data::split(f.path(), None, &parts, 1, watch), Err(DataError::Cancelled)));
+    let d = zoo_data::dedup(f.path(), None, zoo_data::DedupOptions::default(), &out, watch);
+    assert!(matches!(d, Err(DataError::Cancelled)));
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert!(left.is_empty(), "nothing written: {left:?}");
+    let seen = zoo_progress::Recorder::default();
+    let watch = zoo_data::Watch { progress: Some(&seen), cancel: None };
+    zoo_data::convert(f.path(), None, Format::OpenAi, &out, false, watch).unwrap();
+    let bytes: u64 = seen
+        .events()
+        .iter()
+        .filter_map(|e| match e {
+            zoo_progress::Event::Advance { delta, .. } => Some(*delta),
+            _ => None,
+        })
+        .sum();
+    assert_eq!(bytes, std::fs::metadata(f.path()).unwrap().len());
 }

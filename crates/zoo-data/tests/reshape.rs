@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
-use zoo_data::{DataError, DedupOptions, DuplicateKind, Format, SampleSize, dedup, read_records, sample, split};
+use zoo_data::{DataError, DedupOptions, DuplicateKind, Format, SampleSize, Watch, dedup, read_records, sample, split};
 
 /// `n` LLM Zoo records with ids `r0`, `r1`, ...
 fn records(n: usize) -> Vec<Value> {
@@ -54,7 +54,7 @@ fn a_sample_of_n_is_n_input_records_in_input_order_and_the_seed_decides_which() 
     let all = records(20);
     for input in [write(dir.path(), "in.json", &all), write(dir.path(), "in.jsonl", &all)] {
         let out = dir.path().join("sample.jsonl");
-        let r = sample(&input, None, SampleSize::Count(5), 7, &out).unwrap();
+        let r = sample(&input, None, SampleSize::Count(5), 7, &out, Watch::default()).unwrap();
         assert_eq!((r.records_read, r.records_written, r.seed, r.format), (20, 5, 7, Some(Format::Conversations)));
         let picked = ids(&out);
         assert_eq!(picked.len(), 5);
@@ -63,23 +63,26 @@ fn a_sample_of_n_is_n_input_records_in_input_order_and_the_seed_decides_which() 
         assert!(values(&out).iter().zip(&picked).all(|(v, &i)| *v == all[i]));
         assert_eq!(std::fs::read_to_string(&out).unwrap().lines().count(), 5, "JSON lines");
         let first = std::fs::read(&out).unwrap();
-        sample(&input, None, SampleSize::Count(5), 7, &out).unwrap();
+        sample(&input, None, SampleSize::Count(5), 7, &out, Watch::default()).unwrap();
         assert_eq!(std::fs::read(&out).unwrap(), first, "same seed, same bytes");
-        sample(&input, None, SampleSize::Count(5), 8, &out).unwrap();
+        sample(&input, None, SampleSize::Count(5), 8, &out, Watch::default()).unwrap();
         assert_ne!(ids(&out), picked, "another seed, another sample");
         // A JSON array for other names.
         let array = dir.path().join("sample.json");
-        sample(&input, None, SampleSize::Count(5), 7, &array).unwrap();
+        sample(&input, None, SampleSize::Count(5), 7, &array, Watch::default()).unwrap();
         assert!(std::fs::read_to_string(&array).unwrap().starts_with('['));
         assert_eq!(ids(&array), picked);
     }
     // More than there are: all of them.
     let input = write(dir.path(), "in.json", &all);
     let out = dir.path().join("all.json");
-    let r = sample(&input, None, SampleSize::Count(50), 1, &out).unwrap();
+    let r = sample(&input, None, SampleSize::Count(50), 1, &out, Watch::default()).unwrap();
     assert_eq!(r.records_written, 20);
     assert_eq!(values(&out), all);
-    assert!(matches!(sample(&input, None, SampleSize::Count(0), 1, &out), Err(DataError::Argument(_))));
+    assert!(matches!(
+        sample(&input, None, SampleSize::Count(0), 1, &out, Watch::default()),
+        Err(DataError::Argument(_))
+    ));
 }
 
 /// How often each of 20 records is picked over `draws` seeds, for samples of 5.
@@ -89,7 +92,7 @@ fn pick_counts(size: SampleSize, draws: u64) -> Vec<usize> {
     let out = dir.path().join("s.jsonl");
     let mut counts = vec![0; 20];
     for seed in 0..draws {
-        sample(&input, None, size, seed, &out).unwrap();
+        sample(&input, None, size, seed, &out, Watch::default()).unwrap();
         let picked = ids(&out);
         assert_eq!(picked.len(), 5);
         for i in picked {
@@ -116,21 +119,21 @@ fn a_fraction_takes_exactly_the_rounded_share() {
     let input = write(dir.path(), "in.json", &all);
     let out = dir.path().join("part.json");
     for (f, want) in [(0.25, 3), (0.5, 5), (0.04, 0), (0.06, 1), (1.0, 10)] {
-        let r = sample(&input, None, SampleSize::Fraction(f), 3, &out).unwrap();
+        let r = sample(&input, None, SampleSize::Fraction(f), 3, &out, Watch::default()).unwrap();
         assert_eq!((r.records_read, r.records_written), (10, want), "{f}");
         let picked = ids(&out);
         assert_eq!(picked.len(), want);
         assert!(picked.windows(2).all(|w| w[0] < w[1]), "{picked:?}");
     }
     assert_eq!(values(&out), all, "all of them, unchanged");
-    let a = sample(&input, None, SampleSize::Fraction(0.5), 11, &out).map(|_| ids(&out)).unwrap();
+    let a = sample(&input, None, SampleSize::Fraction(0.5), 11, &out, Watch::default()).map(|_| ids(&out)).unwrap();
     let bytes = std::fs::read(&out).unwrap();
-    sample(&input, None, SampleSize::Fraction(0.5), 11, &out).unwrap();
+    sample(&input, None, SampleSize::Fraction(0.5), 11, &out, Watch::default()).unwrap();
     assert_eq!(std::fs::read(&out).unwrap(), bytes, "same seed, same bytes");
-    sample(&input, None, SampleSize::Fraction(0.5), 12, &out).unwrap();
+    sample(&input, None, SampleSize::Fraction(0.5), 12, &out, Watch::default()).unwrap();
     assert_ne!(ids(&out), a);
     for f in [0.0, -0.5, 1.5, f64::NAN] {
-        let e = sample(&input, None, SampleSize::Fraction(f), 1, &out).unwrap_err();
+        let e = sample(&input, None, SampleSize::Fraction(f), 1, &out, Watch::default()).unwrap_err();
         assert!(matches!(e, DataError::Argument(_)), "{f}: {e}");
     }
 }
@@ -141,7 +144,7 @@ fn split_sizes_are_exact_and_the_parts_divide_the_input() {
     let all = records(10);
     let input = write(dir.path(), "in.jsonl", &all);
     let parts = [(dir.path().join("train.jsonl"), 0.8), (dir.path().join("test.json"), 0.2)];
-    let r = split(&input, None, &parts, 5).unwrap();
+    let r = split(&input, None, &parts, 5, Watch::default()).unwrap();
     assert_eq!((r.records_read, r.seed, r.format), (10, 5, Some(Format::Conversations)));
     let sizes: Vec<usize> = r.parts.iter().map(|p| p.records).collect();
     assert_eq!(sizes, [8, 2]);
@@ -155,13 +158,13 @@ fn split_sizes_are_exact_and_the_parts_divide_the_input() {
     assert!(values(&parts[0].0).iter().zip(&train).all(|(v, &i)| *v == all[i]), "unchanged");
 
     let bytes: Vec<Vec<u8>> = parts.iter().map(|(p, _)| std::fs::read(p).unwrap()).collect();
-    split(&input, None, &parts, 5).unwrap();
+    split(&input, None, &parts, 5, Watch::default()).unwrap();
     assert_eq!(
         parts.iter().map(|(p, _)| std::fs::read(p).unwrap()).collect::<Vec<_>>(),
         bytes,
         "same seed, same bytes"
     );
-    split(&input, None, &parts, 6).unwrap();
+    split(&input, None, &parts, 6, Watch::default()).unwrap();
     assert_ne!(ids(&parts[1].0), test, "another seed, another split");
 
     // Three parts of 23 by weights 5:3:2 (not normalized): 11.5, 6.9, 4.6 → 11, 7, 5.
@@ -169,7 +172,7 @@ fn split_sizes_are_exact_and_the_parts_divide_the_input() {
     let input = write(dir.path(), "in23.json", &all);
     let parts: Vec<(PathBuf, f64)> =
         ["a.json", "b.json", "c.jsonl"].iter().zip([5.0, 3.0, 2.0]).map(|(n, w)| (dir.path().join(n), w)).collect();
-    let r = split(&input, None, &parts, 99).unwrap();
+    let r = split(&input, None, &parts, 99, Watch::default()).unwrap();
     assert_eq!(r.parts.iter().map(|p| p.records).collect::<Vec<_>>(), [11, 7, 5]);
     let mut seen: Vec<usize> = parts.iter().flat_map(|(p, _)| ids(p)).collect();
     seen.sort();
@@ -180,7 +183,7 @@ fn split_sizes_are_exact_and_the_parts_divide_the_input() {
     let input = write(dir.path(), "in4.jsonl", &records(4));
     let mut halves = BTreeSet::new();
     for seed in 0..60 {
-        split(&input, None, &parts, seed).unwrap();
+        split(&input, None, &parts, seed, Watch::default()).unwrap();
         halves.insert(ids(&parts[0].0));
     }
     assert_eq!(halves.len(), 6, "{halves:?}");
@@ -194,19 +197,19 @@ fn split_refuses_bad_parts_before_writing() {
     for parts in
         [vec![], vec![p("a.json", 0.0), p("b.json", 0.0)], vec![p("a.json", -1.0)], vec![p("a.json", f64::NAN)]]
     {
-        let e = split(&input, None, &parts, 1).unwrap_err();
+        let e = split(&input, None, &parts, 1, Watch::default()).unwrap_err();
         assert!(matches!(e, DataError::Argument(_)), "{parts:?}: {e}");
     }
-    let e = split(&input, None, &[p("a.json", 1.0), p("a.json", 1.0)], 1).unwrap_err();
+    let e = split(&input, None, &[p("a.json", 1.0), p("a.json", 1.0)], 1, Watch::default()).unwrap_err();
     assert!(e.to_string().contains("the path of an earlier part"), "{e}");
     assert_eq!(names(dir.path()), ["in.json"]);
     // A part that cannot be created (its folder is a file): the parts opened before it are
     // removed, nothing is left.
-    let e = split(&input, None, &[p("a.json", 1.0), p("in.json/b.json", 1.0)], 1).unwrap_err();
+    let e = split(&input, None, &[p("a.json", 1.0), p("in.json/b.json", 1.0)], 1, Watch::default()).unwrap_err();
     assert!(e.to_string().contains("in.json"), "{e}");
     assert_eq!(names(dir.path()), ["in.json"]);
     // A part of weight 0 is written, empty.
-    let r = split(&input, None, &[p("a.json", 1.0), p("none.jsonl", 0.0)], 1).unwrap();
+    let r = split(&input, None, &[p("a.json", 1.0), p("none.jsonl", 0.0)], 1, Watch::default()).unwrap();
     assert_eq!(r.parts[1].records, 0);
     assert_eq!(std::fs::read_to_string(dir.path().join("none.jsonl")).unwrap(), "");
     assert_eq!(values(&dir.path().join("a.json")).len(), 3);
@@ -227,7 +230,7 @@ fn exact_duplicates_are_the_same_turns_whatever_the_ids_keys_and_role_names() {
     std::fs::write(&input, text).unwrap();
     let all = values(&input);
     let out = dir.path().join("out.jsonl");
-    let r = dedup(&input, None, DedupOptions::default(), &out).unwrap();
+    let r = dedup(&input, None, DedupOptions::default(), &out, Watch::default()).unwrap();
     assert_eq!((r.records_read, r.records_written, r.exact_duplicates, r.near_duplicates), (6, 4, 2, 0));
     // Records whose turns cannot all be read (an unknown role) are kept, not compared.
     assert_eq!(r.unreadable, 2);
@@ -247,7 +250,7 @@ fn exact_duplicates_are_the_same_turns_whatever_the_ids_keys_and_role_names() {
     ];
     let jsonl = write(dir.path(), "chat.jsonl", &lines);
     let out = dir.path().join("chat.dedup.jsonl");
-    let r = dedup(&jsonl, None, DedupOptions::default(), &out).unwrap();
+    let r = dedup(&jsonl, None, DedupOptions::default(), &out, Watch::default()).unwrap();
     assert_eq!((r.records_written, r.exact_duplicates), (2, 1));
     assert_eq!(values(&out), [lines[0].clone(), lines[2].clone()]);
 }
@@ -285,10 +288,10 @@ fn near_duplicates_are_caught_and_different_texts_kept() {
         let input = write(dir.path(), name, &lines);
         let out = dir.path().join(format!("dedup-{name}"));
         // Exact duplicates only: just the last record goes.
-        let r = dedup(&input, None, DedupOptions::default(), &out).unwrap();
+        let r = dedup(&input, None, DedupOptions::default(), &out, Watch::default()).unwrap();
         assert_eq!((r.records_written, r.exact_duplicates, r.near_duplicates), (6, 1, 0));
         let opts = DedupOptions { near: Some(0.8), seed: 3, ..DedupOptions::default() };
-        let r = dedup(&input, None, opts, &out).unwrap();
+        let r = dedup(&input, None, opts, &out, Watch::default()).unwrap();
         assert_eq!((r.records_read, r.records_written, r.exact_duplicates, r.near_duplicates), (7, 3, 1, 3));
         assert_eq!(values(&out), [lines[0].clone(), lines[2].clone(), lines[3].clone()]);
         assert_eq!((r.bands, r.rows), (Some(9), Some(13)));
@@ -308,11 +311,11 @@ fn near_duplicates_are_caught_and_different_texts_kept() {
         assert!((0.8..1.0).contains(&sims[0]) && (0.8..1.0).contains(&sims[1]), "{sims:?}");
         assert_eq!(sims[2..], [1.0, 1.0]);
         let bytes = std::fs::read(&out).unwrap();
-        dedup(&input, None, opts, &out).unwrap();
+        dedup(&input, None, opts, &out, Watch::default()).unwrap();
         assert_eq!(std::fs::read(&out).unwrap(), bytes, "same seed, same bytes");
         // A threshold above the one-word change keeps it.
         let strict = DedupOptions { near: Some(0.995), ..opts };
-        let r = dedup(&input, None, strict, &out).unwrap();
+        let r = dedup(&input, None, strict, &out, Watch::default()).unwrap();
         assert_eq!((r.near_duplicates, r.records_written), (1, 5), "{:?}", r.duplicates);
     }
     let input = dir.path().join("alpaca.json");
@@ -323,7 +326,7 @@ fn near_duplicates_are_caught_and_different_texts_kept() {
         DedupOptions { shingle: 0, ..DedupOptions::default() },
         DedupOptions { perms: 0, ..DedupOptions::default() },
     ] {
-        assert!(matches!(dedup(&input, None, bad, &out), Err(DataError::Argument(_))), "{bad:?}");
+        assert!(matches!(dedup(&input, None, bad, &out, Watch::default()), Err(DataError::Argument(_))), "{bad:?}");
     }
 }
 
@@ -342,11 +345,11 @@ fn a_truncated_file_fails_with_the_record_and_leaves_no_output() {
         assert!(!out.exists(), "{what}: no output");
         assert_eq!(names(dir.path()), ["broken.json"], "{what}: no temp file left");
     };
-    check(sample(&input, None, SampleSize::Count(2), 1, &out).map(drop), "sample of a count");
-    check(sample(&input, None, SampleSize::Fraction(0.5), 1, &out).map(drop), "sample of a fraction");
+    check(sample(&input, None, SampleSize::Count(2), 1, &out, Watch::default()).map(drop), "sample of a count");
+    check(sample(&input, None, SampleSize::Fraction(0.5), 1, &out, Watch::default()).map(drop), "sample of a fraction");
     let parts = [(out.clone(), 0.5), (dir.path().join("other.jsonl"), 0.5)];
-    check(split(&input, None, &parts, 1).map(drop), "split");
-    check(dedup(&input, None, DedupOptions::default(), &out).map(drop), "dedup");
+    check(split(&input, None, &parts, 1, Watch::default()).map(drop), "split");
+    check(dedup(&input, None, DedupOptions::default(), &out, Watch::default()).map(drop), "dedup");
     let near = DedupOptions { near: Some(0.8), ..DedupOptions::default() };
-    check(dedup(&input, None, near, &out).map(drop), "near dedup");
+    check(dedup(&input, None, near, &out, Watch::default()).map(drop), "near dedup");
 }

@@ -13,6 +13,17 @@ use zoo_data::{Format, RenderOptions, RenderReport, ScanOptions, StatsReport, To
 use crate::chat::{TextModel, load_text};
 use crate::{Control, Result, Zoo, blocking};
 
+/// Runs a model-free `zoo_data` command (`convert`, `sample`, `split`, `dedup`) on a worker
+/// thread under `ctl`: the file's bytes as progress, and cancelled it stops within a megabyte
+/// of the file, its output not written.
+pub async fn watched<T: Send + 'static>(
+    ctl: &Control,
+    work: impl FnOnce(Watch) -> zoo_data::Result<T> + Send + 'static,
+) -> Result<T> {
+    let (progress, cancel) = (ctl.progress.clone(), ctl.cancel.clone());
+    blocking(move || Ok(work(Watch { progress: Some(&*progress), cancel: Some(&cancel) })?)).await
+}
+
 /// What `zoo data stats` counts.
 #[derive(Debug, Clone, Default)]
 pub struct StatsRequest {
