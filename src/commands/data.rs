@@ -20,13 +20,12 @@ use crate::{EXIT_NOT_FOUND, EXIT_OK};
 pub async fn data(ctx: &Ctx, out: &mut dyn Write, c: DataCommand) -> anyhow::Result<u8> {
     match c {
         DataCommand::Validate(a) => {
-            let opts = ScanOptions {
-                format: format(&a.format)?,
-                max_problems: a.max_problems,
-                threads: cores(),
-                ..ScanOptions::default()
-            };
-            let r = zoo_data::scan(&a.file, &opts)?;
+            let (file, format, max_problems) = (a.file.clone(), format(&a.format)?, a.max_problems);
+            let r = watched(move |watch| {
+                let opts = ScanOptions { format, max_problems, threads: cores(), watch, ..ScanOptions::default() };
+                zoo_data::scan(&file, &opts)
+            })
+            .await?;
             report(out, ctx.style, a.json, &r, |r| view::scan(r, true))?;
             Ok(if r.stats.problems > 0 { EXIT_NOT_FOUND } else { EXIT_OK })
         }
@@ -49,7 +48,7 @@ fn format_arg(name: &str) -> anyhow::Result<Format> {
 }
 
 /// A model-free command on a worker thread with a progress bar; Ctrl-C stops it and nothing is
-/// written.
+/// written (`validate` writes nothing anyway).
 async fn watched<T: Send + 'static>(
     work: impl FnOnce(zoo_data::Watch) -> zoo_data::Result<T> + Send + 'static,
 ) -> anyhow::Result<T> {
