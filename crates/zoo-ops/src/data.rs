@@ -5,7 +5,6 @@
 //! `split`, `dedup`) are `zoo_data`'s functions, called directly.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use serde::Serialize;
 use zoo_data::{Format, RenderOptions, RenderReport, ScanOptions, StatsReport, TokenCounter, TokenizedBy, Turn, Watch};
@@ -53,7 +52,7 @@ pub async fn stats(zoo: &Zoo, req: &StatsRequest, ctl: &Control) -> Result<Stats
         zoo_report::PlotFormat::from_path(p)?;
     }
     let tm = match &req.tokenizer {
-        Some(m) => Some(Arc::new(load_text(zoo, Some(m), req.template.as_deref(), ctl).await?)),
+        Some(m) => Some(load_text(zoo, Some(m), req.template.as_deref(), ctl).await?),
         None => None,
     };
     let tokenizer = tm.as_ref().map(|tm| TokenizedBy { model: tm.label.clone(), format: tm.format.name().to_string() });
@@ -83,7 +82,7 @@ pub async fn stats(zoo: &Zoo, req: &StatsRequest, ctl: &Control) -> Result<Stats
 }
 
 /// The chart of `stats`: tokens when counted, else characters.
-pub fn histogram(s: &StatsReport) -> zoo_report::Histogram {
+fn histogram(s: &StatsReport) -> zoo_report::Histogram {
     let r = &s.scan;
     let (unit, h) = match (&r.tokens, &s.tokenizer) {
         (Some(t), Some(by)) => (format!("tokens ({}, {} format)", by.model, by.format), &t.histogram),

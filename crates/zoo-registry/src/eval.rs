@@ -214,10 +214,7 @@ impl Registry {
         at: &str,
         results: &[ResultRecord],
     ) -> Result<Vec<i64>, Error> {
-        let mut checked = Vec::with_capacity(results.len());
-        for r in results {
-            checked.push(self.checked_result(r).await?);
-        }
+        let checked = self.checked_results(results).await?;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let done: Option<Option<String>> = sqlx::query_scalar("SELECT finished_at FROM eval_jobs WHERE id = ?")
             .bind(job_id)

@@ -348,7 +348,7 @@ impl Registry {
     /// Record a measured result. The model and benchmark must exist and every score must be a
     /// column of the benchmark; the run is written in one transaction.
     pub async fn record_result(&self, r: &ResultRecord) -> Result<i64, Error> {
-        let (rec, hash) = self.checked_result(r).await?;
+        let (rec, hash) = self.checked_results(std::slice::from_ref(r)).await?.remove(0);
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let id = insert_run(&mut tx, &rec, &hash).await?;
         tx.commit().await?;
@@ -359,10 +359,7 @@ impl Registry {
     /// [`record_result`](Self::record_result) checks it before any is written, then all are
     /// written in one transaction. Returns their row ids in order.
     pub async fn record_results(&self, rs: &[ResultRecord]) -> Result<Vec<i64>, Error> {
-        let mut checked = Vec::with_capacity(rs.len());
-        for r in rs {
-            checked.push(self.checked_result(r).await?);
-        }
+        let checked = self.checked_results(rs).await?;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let mut ids = Vec::with_capacity(checked.len());
         for (rec, hash) in &checked {
@@ -372,28 +369,36 @@ impl Registry {
         Ok(ids)
     }
 
-    /// `r` as a measured result with its record hash, after checking its model, benchmark and
-    /// columns.
-    pub(crate) async fn checked_result(&self, r: &ResultRecord) -> Result<(ResultRecord, String), Error> {
+    /// Each of `rs` as a measured result with its record hash, after checking its model,
+    /// benchmark and columns (the model names and benchmarks are read once for all).
+    pub(crate) async fn checked_results(&self, rs: &[ResultRecord]) -> Result<Vec<(ResultRecord, String)>, Error> {
         let names = self.model_names().await?;
-        if !names.iter().any(|n| n.eq_ignore_ascii_case(&r.model)) {
-            return Err(Error::UnknownModel { name: r.model.clone() });
-        }
         let benches = self.benchmarks().await?;
-        let Some(b) = benches.iter().find(|b| b.name == r.benchmark) else {
-            return Err(Error::UnknownBenchmark { name: r.benchmark.clone() });
-        };
-        for k in r.scores.keys() {
-            if !b.columns.iter().any(|c| &c.key == k) {
-                return Err(Error::UnknownColumn { benchmark: b.name.clone(), column: k.clone() });
-            }
-        }
-        if r.scores.is_empty() {
-            return Err(Error::UnknownColumn { benchmark: b.name.clone(), column: "(no scores)".into() });
-        }
-        let mut rec = r.clone();
-        rec.origin = "measured".into();
-        let hash = crate::catalog::hex(&<sha2::Sha256 as sha2::Digest>::digest(serde_json::to_vec(&rec)?));
-        Ok((rec, hash))
+        rs.iter().map(|r| checked_result(r, &names, &benches)).collect()
     }
+}
+
+fn checked_result(
+    r: &ResultRecord,
+    names: &[String],
+    benches: &[BenchmarkRecord],
+) -> Result<(ResultRecord, String), Error> {
+    if !names.iter().any(|n| n.eq_ignore_ascii_case(&r.model)) {
+        return Err(Error::UnknownModel { name: r.model.clone() });
+    }
+    let Some(b) = benches.iter().find(|b| b.name == r.benchmark) else {
+        return Err(Error::UnknownBenchmark { name: r.benchmark.clone() });
+    };
+    for k in r.scores.keys() {
+        if !b.columns.iter().any(|c| &c.key == k) {
+            return Err(Error::UnknownColumn { benchmark: b.name.clone(), column: k.clone() });
+        }
+    }
+    if r.scores.is_empty() {
+        return Err(Error::UnknownColumn { benchmark: b.name.clone(), column: "(no scores)".into() });
+    }
+    let mut rec = r.clone();
+    rec.origin = "measured".into();
+    let hash = crate::catalog::hex(&<sha2::Sha256 as sha2::Digest>::digest(serde_json::to_vec(&rec)?));
+    Ok((rec, hash))
 }
