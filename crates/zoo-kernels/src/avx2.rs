@@ -565,6 +565,36 @@ fn dot_avxvnni(u: __m256i, s: __m256i) -> __m256i {
     _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), u, s)
 }
 
+/// `vpdpbusd` in AVX2 instructions, exactly: each i32 lane of `s` plus the 4 products of its
+/// `u8` bytes of `u` with the `i8` bytes of `v`, without saturation. Only the tests use it: the
+/// VNNI copies of the kernels are stamped out once more on it (`*_emulated`), so their own
+/// arithmetic (32-bit sums, the 8-row tiles of the AVX-512 copy) is checked on every AVX2
+/// machine, not only on the CPUs that have VNNI (where the tests run the real copies too).
+#[cfg(test)]
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) fn dpbusd_avx2(s: __m256i, u: __m256i, v: __m256i) -> __m256i {
+    // Each 16-bit lane holds one byte pair's product: 255 × -128 and 255 × 127 fit in i16.
+    let (ue, uo) = (_mm256_and_si256(u, _mm256_set1_epi16(0xFF)), _mm256_srli_epi16::<8>(u));
+    let (ve, vo) = (_mm256_srai_epi16::<8>(_mm256_slli_epi16::<8>(v)), _mm256_srai_epi16::<8>(v));
+    let ones = _mm256_set1_epi16(1);
+    let even = _mm256_madd_epi16(_mm256_mullo_epi16(ue, ve), ones);
+    let odd = _mm256_madd_epi16(_mm256_mullo_epi16(uo, vo), ones);
+    _mm256_add_epi32(s, _mm256_add_epi32(even, odd))
+}
+
+/// [`dot_vnni512`] through [`dpbusd_avx2`] (tests only).
+#[cfg(test)]
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn dot_emulated(u: __m256i, s: __m256i) -> __m256i {
+    dpbusd_avx2(_mm256_setzero_si256(), u, s)
+}
+
+// The AVX512-VNNI copy's 8-row tile on the emulated `vpdpbusd` (see `dpbusd_avx2`).
+#[cfg(test)]
+legacy_kernels!(vnni512_emulated, "avx2,fma,f16c", 8, dot_emulated);
+
 // ---------------------------------------------------------------------------------------------
 // K-quants: one weight row at a time against `CK` activation rows, ggml's block arithmetic.
 // ---------------------------------------------------------------------------------------------
@@ -764,4 +794,126 @@ unsafe fn k_tile<K: KQuant, const C: usize>(w: *const u8, a: &[*const BlockQ8K; 
         *r = hsum(a);
     }
     res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::act;
+
+    /// A seeded xorshift stream (the tests need no other randomness).
+    fn stream(seed: u64) -> impl FnMut() -> u64 {
+        let mut x = seed | 1;
+        move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        }
+    }
+
+    /// `vpdpbusd`'s definition (Intel SDM), lane by lane, on random and extreme bytes.
+    fn dpbusd_reference(s: [i32; 8], u: [u8; 32], v: [u8; 32]) -> [i32; 8] {
+        std::array::from_fn(|l| {
+            (0..4).fold(s[l], |acc, j| acc.wrapping_add(i32::from(u[4 * l + j]) * i32::from(v[4 * l + j] as i8)))
+        })
+    }
+
+    #[test]
+    fn the_emulated_dpbusd_is_the_instruction() {
+        if !available() {
+            return;
+        }
+        let mut next = stream(7);
+        let extremes = [0u8, 1, 127, 128, 254, 255];
+        for case in 0..4000 {
+            let mut u = [0u8; 32];
+            let mut v = [0u8; 32];
+            for (i, (a, b)) in u.iter_mut().zip(v.iter_mut()).enumerate() {
+                let r = next();
+                (*a, *b) = if case % 2 == 0 {
+                    (r as u8, (r >> 8) as u8)
+                } else {
+                    (extremes[(r as usize + i) % 6], extremes[(r >> 8) as usize % 6])
+                };
+            }
+            let s: [i32; 8] = std::array::from_fn(|_| next() as i32 >> (case % 3 * 8));
+            let load = |b: &[u8; 32]| unsafe { _mm256_loadu_si256(b.as_ptr().cast()) };
+            let mut got = [0i32; 8];
+            // SAFETY: AVX2 checked above; `got` holds 8 i32s.
+            unsafe {
+                let sv = _mm256_loadu_si256(s.as_ptr().cast());
+                _mm256_storeu_si256(got.as_mut_ptr().cast(), dpbusd_avx2(sv, load(&u), load(&v)));
+            }
+            assert_eq!(got, dpbusd_reference(s, u, v), "case {case}: u {u:?} v {v:?}");
+            if Backend::Vnni512.is_available() {
+                let mut hw = [0i32; 8];
+                // SAFETY: the CPU has AVX512-VNNI (checked); `hw` holds 8 i32s.
+                unsafe {
+                    let sv = _mm256_loadu_si256(s.as_ptr().cast());
+                    _mm256_storeu_si256(hw.as_mut_ptr().cast(), vnni512_dpbusd(sv, load(&u), load(&v)));
+                }
+                assert_eq!(hw, got, "case {case}: the instruction disagrees with its emulation");
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    fn vnni512_dpbusd(s: __m256i, u: __m256i, v: __m256i) -> __m256i {
+        _mm256_dpbusd_epi32(s, u, v)
+    }
+
+    /// The AVX512-VNNI copy's arithmetic and its 8-row tiles, run on the emulated instruction:
+    /// the same outputs as the AVX2 copy, on every legacy type, for decode and prompts whose
+    /// rows leave every kind of ragged edge (weight rows not a multiple of 4, activation rows
+    /// not a multiple of 8).
+    #[test]
+    fn the_vnni512_copy_computes_what_the_avx2_copy_does() {
+        if !available() {
+            return;
+        }
+        let k = 256;
+        let nb = k / 32;
+        let mut next = stream(11);
+        for t in [QuantType::Q4_0, QuantType::Q4_1, QuantType::Q5_0, QuantType::Q5_1, QuantType::Q8_0] {
+            for (n, m) in [(4, 1), (7, 1), (13, 3), (9, 8), (6, 9), (11, 17)] {
+                let w: Vec<f32> = (0..n * k).map(|_| (next() % 2001) as f32 / 1000.0 - 1.0).collect();
+                let x: Vec<f32> = (0..m * k).map(|_| (next() % 2001) as f32 / 500.0 - 2.0).collect();
+                let mut wq = vec![0u8; n * t.row_bytes(k).unwrap()];
+                zoo_ggml::quant::quantize_row(t, &w, &mut wq).unwrap();
+                let mut xq = vec![BlockQ8::ZERO; m * nb];
+                act::quantize_q8(&x, &mut xq);
+                let run = |emulated: bool| {
+                    let mut out = vec![f32::NAN; m * n];
+                    let d = Disjoint::new(&mut out);
+                    macro_rules! go {
+                        ($module:ident) => {
+                            // SAFETY: AVX2 checked above; `wq` holds `n` rows of `nb` blocks,
+                            // `xq` `m` rows, `out` `m × n` values.
+                            unsafe {
+                                match t {
+                                    QuantType::Q4_0 => $module::rows_impl::<Q4_0>(&wq, &xq, m, nb, 0..n, n, &d),
+                                    QuantType::Q4_1 => $module::rows_impl::<Q4_1>(&wq, &xq, m, nb, 0..n, n, &d),
+                                    QuantType::Q5_0 => $module::rows_impl::<Q5_0>(&wq, &xq, m, nb, 0..n, n, &d),
+                                    QuantType::Q5_1 => $module::rows_impl::<Q5_1>(&wq, &xq, m, nb, 0..n, n, &d),
+                                    _ => $module::rows_impl::<Q8_0>(&wq, &xq, m, nb, 0..n, n, &d),
+                                }
+                            }
+                        };
+                    }
+                    if emulated {
+                        go!(vnni512_emulated)
+                    } else {
+                        go!(plain)
+                    }
+                    out
+                };
+                let (avx2, vnni) = (run(false), run(true));
+                assert!(avx2.iter().all(|v| v.is_finite()), "{t} {n}×{m}: AVX2 left outputs unwritten");
+                for (i, (a, b)) in avx2.iter().zip(&vnni).enumerate() {
+                    assert!((a - b).abs() <= 1e-5 * (1.0 + a.abs()), "{t} {n}×{m} output {i}: AVX2 {a}, VNNI {b}");
+                }
+            }
+        }
+    }
 }

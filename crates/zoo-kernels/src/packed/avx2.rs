@@ -23,6 +23,24 @@ use crate::{Backend, QuantType};
 /// Bytes ahead of the current block that decode prefetches.
 const PREFETCH: usize = 2048;
 
+/// Runs the copy of the kernels in `$module` on type `$t` (an `unsafe` call: see [`groups`]).
+macro_rules! run {
+    ($module:ident, $t:expr, $w:expr, $acts:expr, $m:expr, $nb:expr, $rows:expr, $n:expr, $out:expr) => {
+        match $acts {
+            Acts::Q8(a) => match $t {
+                QuantType::Q4_1 => $module::legacy::<Q4_1>($w, a, $m, $nb, $rows, $n, $out),
+                QuantType::Q5_0 => $module::legacy::<Q5_0>($w, a, $m, $nb, $rows, $n, $out),
+                QuantType::Q5_1 => $module::legacy::<Q5_1>($w, a, $m, $nb, $rows, $n, $out),
+                QuantType::Q8_0 => $module::q8_0($w, a, $m, $nb, $rows, $n, $out),
+                _ => $module::legacy::<Q4_0>($w, a, $m, $nb, $rows, $n, $out),
+            },
+            Acts::Q8K(a) if $t == QuantType::Q6K => $module::q6k($w, a, $m, $nb, $rows, $n, $out),
+            Acts::Q8K(a) if $t == QuantType::Q5K => $module::q4k::<true>($w, a, $m, $nb, $rows, $n, $out),
+            Acts::Q8K(a) => $module::q4k::<false>($w, a, $m, $nb, $rows, $n, $out),
+        }
+    };
+}
+
 /// Computes `out[i * n + r]` for the weight rows `r` in `rows` (whole groups) and activation
 /// rows `i < m` of a packed matrix `w` (`nb` blocks per row): Q4_0 against Q8 activations or
 /// Q4_K against Q8_K ones (`acts`). Returns false, doing nothing, if the CPU lacks AVX2, the
@@ -55,33 +73,17 @@ pub(crate) fn groups(
     if !fits || !crate::avx2::available() {
         return false;
     }
-    macro_rules! run {
-        ($module:ident) => {
-            // SAFETY: `is_available` checked the features `$module` was compiled for (and
-            // `available` the AVX2 base); `w` holds `rows.end / 8` groups of `nb` packed blocks
-            // and `acts` `m` rows of `nb` blocks, so every pointer the kernels form stays inside
-            // them; outputs are `< m * n <= out.len()`, in this task's own rows.
-            unsafe {
-                match acts {
-                    Acts::Q8(a) => match t {
-                        QuantType::Q4_1 => $module::legacy::<Q4_1>(w, a, m, nb, rows, n, out),
-                        QuantType::Q5_0 => $module::legacy::<Q5_0>(w, a, m, nb, rows, n, out),
-                        QuantType::Q5_1 => $module::legacy::<Q5_1>(w, a, m, nb, rows, n, out),
-                        QuantType::Q8_0 => $module::q8_0(w, a, m, nb, rows, n, out),
-                        _ => $module::legacy::<Q4_0>(w, a, m, nb, rows, n, out),
-                    },
-                    Acts::Q8K(a) if t == QuantType::Q6K => $module::q6k(w, a, m, nb, rows, n, out),
-                    Acts::Q8K(a) if t == QuantType::Q5K => $module::q4k::<true>(w, a, m, nb, rows, n, out),
-                    Acts::Q8K(a) => $module::q4k::<false>(w, a, m, nb, rows, n, out),
-                }
-            }
-        };
-    }
-    match backend {
-        Backend::Vnni512 if backend.is_available() => run!(vnni512),
-        Backend::AvxVnni if backend.is_available() => run!(avxvnni),
-        Backend::Scalar => return false,
-        _ => run!(plain),
+    // SAFETY: `is_available` checked the features each copy was compiled for (and `available`
+    // the AVX2 base); `w` holds `rows.end / 8` groups of `nb` packed blocks and `acts` `m` rows
+    // of `nb` blocks, so every pointer the kernels form stays inside them; outputs are
+    // `< m * n <= out.len()`, in this task's own rows.
+    unsafe {
+        match backend {
+            Backend::Vnni512 if backend.is_available() => run!(vnni512, t, w, acts, m, nb, rows, n, out),
+            Backend::AvxVnni if backend.is_available() => run!(avxvnni, t, w, acts, m, nb, rows, n, out),
+            Backend::Scalar => return false,
+            _ => run!(plain, t, w, acts, m, nb, rows, n, out),
+        }
     }
     true
 }
@@ -673,11 +675,123 @@ packed_kernels!(
     pairscale_vnni
 );
 
+/// [`acc_vnni512`] on the emulated `vpdpbusd` (tests only; see `crate::avx2::dpbusd_avx2`).
+#[cfg(test)]
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn acc_emulated(s: __m256i, u: __m256i, v: __m256i) -> __m256i {
+    crate::avx2::dpbusd_avx2(s, u, v)
+}
+
+// The two VNNI copies again, on AVX2 with the emulated instruction: their 32-bit sums,
+// scales and tile widths run in the tests on every AVX2 machine.
+#[cfg(test)]
+packed_kernels!(
+    avxvnni_emulated,
+    "avx2,fma,f16c",
+    4,
+    4,
+    4,
+    acc_emulated,
+    acc_emulated,
+    fin_vnni,
+    scale_vnni,
+    pairscale_vnni
+);
+#[cfg(test)]
+packed_kernels!(
+    vnni512_emulated,
+    "avx2,fma,f16c",
+    8,
+    8,
+    8,
+    acc_emulated,
+    acc_emulated,
+    fin_vnni,
+    scale_vnni,
+    pairscale_vnni
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::act;
     use crate::packed::{pack, packed_len};
+
+    /// Packed weights of type `t` (`n` rows × `k`), and activations quantized for it.
+    fn case(t: QuantType, n: usize, k: usize, m: usize, seed: u64) -> (Vec<u8>, Vec<BlockQ8>, Vec<BlockQ8K>) {
+        let mut x = seed | 1;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let w: Vec<f32> = (0..n * k).map(|_| (next() % 2001) as f32 / 1000.0 - 1.0).collect();
+        let a: Vec<f32> = (0..m * k).map(|_| (next() % 2001) as f32 / 500.0 - 2.0).collect();
+        let mut plain = vec![0u8; n * t.row_bytes(k).unwrap()];
+        zoo_ggml::quant::quantize_row(t, &w, &mut plain).unwrap();
+        let mut packed = vec![0u8; packed_len(t, n, k).unwrap()];
+        pack(t, &plain, n, k, &mut packed).unwrap();
+        let mut q8 = vec![BlockQ8::ZERO; m * k / 32];
+        act::quantize_q8(&a, &mut q8);
+        let mut q8k = vec![BlockQ8K::ZERO; m * k / 256];
+        act::quantize_q8k(&a, &mut q8k);
+        (packed, q8, q8k)
+    }
+
+    /// The AVX-VNNI and AVX512-VNNI copies' arithmetic (32-bit sums, their scaling, the 8-row
+    /// tiles of the AVX-512 copy), run on the emulated instruction: the same outputs as the
+    /// AVX2 copy for every packed type, for decode and for prompts of every ragged tile edge.
+    /// (On CPUs with VNNI the matrix tests also run the real copies against the reference.)
+    #[test]
+    fn the_vnni_copies_compute_what_the_avx2_copy_does() {
+        if !crate::avx2::available() {
+            return;
+        }
+        let k = 512;
+        for t in QuantType::ALL {
+            if packed_len(t, 8, k).is_none() {
+                continue;
+            }
+            for (n, m) in [(8, 1), (16, 3), (8, 8), (24, 9), (16, 17)] {
+                let (w, q8, q8k) = case(t, n, k, m, 0x5eed + n as u64 * 31 + m as u64);
+                let acts = if matches!(t, QuantType::Q4K | QuantType::Q5K | QuantType::Q6K) {
+                    Acts::Q8K(&q8k)
+                } else {
+                    Acts::Q8(&q8)
+                };
+                let nb = k / t.block_size();
+                let outputs: Vec<Vec<f32>> = (0..3)
+                    .map(|copy| {
+                        let mut out = vec![f32::NAN; m * n];
+                        let d = Disjoint::new(&mut out);
+                        // SAFETY: AVX2 checked above (the emulated copies need nothing more);
+                        // `w` holds `n / 8` groups of `nb` blocks, the activations `m` rows of
+                        // `nb` blocks, `out` `m × n` values.
+                        unsafe {
+                            match copy {
+                                0 => run!(plain, t, &w, acts, m, nb, 0..n, n, &d),
+                                1 => run!(avxvnni_emulated, t, &w, acts, m, nb, 0..n, n, &d),
+                                _ => run!(vnni512_emulated, t, &w, acts, m, nb, 0..n, n, &d),
+                            }
+                        }
+                        out
+                    })
+                    .collect();
+                let avx2 = &outputs[0];
+                assert!(avx2.iter().all(|v| v.is_finite()), "{t} {n}×{m}: AVX2 left outputs unwritten");
+                for (name, other) in [("AVX-VNNI", &outputs[1]), ("AVX512-VNNI", &outputs[2])] {
+                    for (i, (a, b)) in avx2.iter().zip(other).enumerate() {
+                        assert!(
+                            (a - b).abs() <= 1e-5 * (1.0 + a.abs()),
+                            "{t} {n}×{m} output {i}: AVX2 {a}, {name} {b}"
+                        );
+                    }
+                }
+            }
+        }
+    }
 
     /// The SIMD kernels take every packed type (the matrix tests would also pass on the
     /// portable fallback, so this checks that the fast path is the one that ran).
