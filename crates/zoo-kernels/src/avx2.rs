@@ -801,17 +801,6 @@ mod tests {
     use super::*;
     use crate::act;
 
-    /// A seeded xorshift stream (the tests need no other randomness).
-    fn stream(seed: u64) -> impl FnMut() -> u64 {
-        let mut x = seed | 1;
-        move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        }
-    }
-
     /// `vpdpbusd`'s definition (Intel SDM), lane by lane, on random and extreme bytes.
     fn dpbusd_reference(s: [i32; 8], u: [u8; 32], v: [u8; 32]) -> [i32; 8] {
         std::array::from_fn(|l| {
@@ -824,7 +813,7 @@ mod tests {
         if !available() {
             return;
         }
-        let mut next = stream(7);
+        let mut next = crate::xorshift(7);
         let extremes = [0u8, 1, 127, 128, 254, 255];
         for case in 0..4000 {
             let mut u = [0u8; 32];
@@ -874,7 +863,7 @@ mod tests {
         }
         let k = 256;
         let nb = k / 32;
-        let mut next = stream(11);
+        let mut next = crate::xorshift(11);
         for t in [QuantType::Q4_0, QuantType::Q4_1, QuantType::Q5_0, QuantType::Q5_1, QuantType::Q8_0] {
             for (n, m) in [(4, 1), (7, 1), (13, 3), (9, 8), (6, 9), (11, 17)] {
                 let w: Vec<f32> = (0..n * k).map(|_| (next() % 2001) as f32 / 1000.0 - 1.0).collect();

@@ -24,6 +24,18 @@ pub mod packed;
 mod pool;
 mod scalar;
 
+/// A seeded xorshift64 stream: the unit tests' one source of random numbers.
+#[cfg(test)]
+pub(crate) fn xorshift(seed: u64) -> impl FnMut() -> u64 {
+    let mut x = seed | 1;
+    move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    }
+}
+
 use std::fmt;
 
 pub use dense16::{Half, matmul_dense, matmul_dense_with, matmul_half};

@@ -720,13 +720,7 @@ mod tests {
 
     /// Packed weights of type `t` (`n` rows × `k`), and activations quantized for it.
     fn case(t: QuantType, n: usize, k: usize, m: usize, seed: u64) -> (Vec<u8>, Vec<BlockQ8>, Vec<BlockQ8K>) {
-        let mut x = seed | 1;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut next = crate::xorshift(seed);
         let w: Vec<f32> = (0..n * k).map(|_| (next() % 2001) as f32 / 1000.0 - 1.0).collect();
         let a: Vec<f32> = (0..m * k).map(|_| (next() % 2001) as f32 / 500.0 - 2.0).collect();
         let mut plain = vec![0u8; n * t.row_bytes(k).unwrap()];

@@ -511,15 +511,9 @@ mod tests {
     fn pack_then_unpack_is_the_identity() {
         for t in QuantType::ALL {
             let (rows, cols) = (16, 512);
-            let mut x = 0x2545_F491_4F6C_DD1Du64;
-            let values: Vec<f32> = (0..rows * cols)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    (x >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-                })
-                .collect();
+            let mut next = crate::xorshift(0x2545_F491_4F6C_DD1D);
+            let values: Vec<f32> =
+                (0..rows * cols).map(|_| (next() >> 40) as f32 / (1u64 << 24) as f32 - 0.5).collect();
             let mut plain = vec![0u8; rows * t.row_bytes(cols).unwrap()];
             zoo_ggml::quant::quantize_row(t, &values, &mut plain).unwrap();
             let mut packed = vec![0u8; packed_len(t, rows, cols).unwrap()];
