@@ -55,7 +55,11 @@ impl Server {
         let child = Command::new(llama_server_bin())
             .args(["-m", gguf.to_str().unwrap(), "--host", "127.0.0.1", "--port", &port.to_string()])
             // 4 slots of 4096 tokens: Apollo's few-shot prompts stay under 4096 characters.
-            .args(["-t", "2", "-c", "16384", "-np", "4", "--no-webui"])
+            // No flash attention: llama.cpp's CPU flash attention gives numbers that change from
+            // one server to the next (same 32 questions, 6 fresh servers: the worst option-gap
+            // difference below ranged from 0.32 to 0.47, and reached 0.756 once in CI); without
+            // it, three fresh servers gave the same numbers to the last digit.
+            .args(["-t", "2", "-c", "16384", "-np", "4", "-fa", "off", "--no-webui"])
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
@@ -220,16 +224,28 @@ fn loglik_through_llama_server_logprobs(gguf: &Path, server: &Server) {
     // The options' log-probabilities against each other (the gap between two options; the
     // absolute values part more, as llama-server keeps its KV cache in f16 and normalizes over
     // its own logits): close where the server listed both.
-    let mut worst: f64 = 0.0;
+    // Per question, the largest difference of a gap; then their median and maximum.
+    let mut per_question: Vec<f64> = Vec::new();
     for (a, b) in l.iter().zip(&r) {
         let (Some(xs), Some(ys)) = (a["loglik"].as_array(), b["loglik"].as_array()) else { continue };
         let both: Vec<(f64, f64)> = xs.iter().zip(ys).filter_map(|(x, y)| Some((x.as_f64()?, y.as_f64()?))).collect();
+        let mut worst: f64 = 0.0;
         for (x1, y1) in &both {
             for (x2, y2) in &both {
                 worst = worst.max(((x1 - x2) - (y1 - y2)).abs());
             }
         }
+        per_question.push(worst);
     }
-    eprintln!("loglik: largest difference of an option gap, local vs llama-server: {worst:.3}");
-    assert!(worst < 0.75, "option gaps differ by up to {worst}");
+    per_question.sort_by(f64::total_cmp);
+    assert!(
+        per_question.len() >= 24,
+        "the server listed two options or more for only {} questions",
+        per_question.len()
+    );
+    let (median, worst) = (per_question[per_question.len() / 2], per_question[per_question.len() - 1]);
+    eprintln!("loglik: option gaps, local vs llama-server: median difference {median:.3}, largest {worst:.3}");
+    // Measured on AMD EPYC (Zen 3), 2026-12-07: median 0.114, largest 0.307, the same on three
+    // fresh servers. (K and V in f32 on the server did not bring them closer: 0.158 and 0.389.)
+    assert!(median < 0.25 && worst < 0.75, "option gaps differ: median {median}, largest {worst}");
 }
