@@ -36,6 +36,21 @@ const PREFETCH: usize = 2048;
 /// Activation rows per k-quant tile (then 4, then 1 for the rest).
 const CK: usize = 8;
 
+/// Runs the copy of the legacy-type kernels in `$module` on type `$t` (an `unsafe` call: see
+/// [`legacy_rows`]); a k-quant type makes the caller return false.
+macro_rules! run {
+    ($module:ident, $t:expr, $w:expr, $acts:expr, $m:expr, $nb:expr, $rows:expr, $n:expr, $out:expr) => {
+        match $t {
+            QuantType::Q4_0 => $module::rows_impl::<Q4_0>($w, $acts, $m, $nb, $rows, $n, $out),
+            QuantType::Q4_1 => $module::rows_impl::<Q4_1>($w, $acts, $m, $nb, $rows, $n, $out),
+            QuantType::Q5_0 => $module::rows_impl::<Q5_0>($w, $acts, $m, $nb, $rows, $n, $out),
+            QuantType::Q5_1 => $module::rows_impl::<Q5_1>($w, $acts, $m, $nb, $rows, $n, $out),
+            QuantType::Q8_0 => $module::rows_impl::<Q8_0>($w, $acts, $m, $nb, $rows, $n, $out),
+            QuantType::Q4K | QuantType::Q5K | QuantType::Q6K => return false,
+        }
+    };
+}
+
 /// Computes `out[i * n + r]` for every weight row `r` in `rows` and activation row `i < m` of a
 /// legacy-type matrix. `w` holds whole rows of `nb` blocks, `acts` `m` rows of `nb` blocks.
 /// `backend` picks the copy of the kernels (one the CPU lacks runs as [`Backend::Avx2`]).
@@ -60,31 +75,17 @@ pub fn legacy_rows(
     if !fits || !available() {
         return false;
     }
-    // Runs the copy of the kernels in `$module`.
-    macro_rules! run {
-        ($module:ident) => {
-            // SAFETY: `is_available` checked the features `$module` was compiled for (and
-            // `available` the AVX2 base); `w` holds `rows.end` rows of `nb` blocks of `t` and
-            // `acts` `m` rows of `nb` blocks, so every pointer the kernels form stays inside
-            // them; output indices are `< m * n <= out.len()`, and `rows` is this task's own
-            // (disjoint) range.
-            unsafe {
-                match t {
-                    QuantType::Q4_0 => $module::rows_impl::<Q4_0>(w, acts, m, nb, rows, n, out),
-                    QuantType::Q4_1 => $module::rows_impl::<Q4_1>(w, acts, m, nb, rows, n, out),
-                    QuantType::Q5_0 => $module::rows_impl::<Q5_0>(w, acts, m, nb, rows, n, out),
-                    QuantType::Q5_1 => $module::rows_impl::<Q5_1>(w, acts, m, nb, rows, n, out),
-                    QuantType::Q8_0 => $module::rows_impl::<Q8_0>(w, acts, m, nb, rows, n, out),
-                    QuantType::Q4K | QuantType::Q5K | QuantType::Q6K => return false,
-                }
-            }
-        };
-    }
-    match backend {
-        Backend::Vnni512 if backend.is_available() => run!(vnni512),
-        Backend::AvxVnni if backend.is_available() => run!(avxvnni),
-        Backend::Scalar => return false,
-        _ => run!(plain),
+    // SAFETY: `is_available` checked the features each copy was compiled for (and `available`
+    // the AVX2 base); `w` holds `rows.end` rows of `nb` blocks of `t` and `acts` `m` rows of
+    // `nb` blocks, so every pointer the kernels form stays inside them; output indices are
+    // `< m * n <= out.len()`, and `rows` is this task's own (disjoint) range.
+    unsafe {
+        match backend {
+            Backend::Vnni512 if backend.is_available() => run!(vnni512, t, w, acts, m, nb, rows, n, out),
+            Backend::AvxVnni if backend.is_available() => run!(avxvnni, t, w, acts, m, nb, rows, n, out),
+            Backend::Scalar => return false,
+            _ => run!(plain, t, w, acts, m, nb, rows, n, out),
+        }
     }
     true
 }
@@ -872,32 +873,26 @@ mod tests {
                 zoo_ggml::quant::quantize_row(t, &w, &mut wq).unwrap();
                 let mut xq = vec![BlockQ8::ZERO; m * nb];
                 act::quantize_q8(&x, &mut xq);
-                let run = |emulated: bool| {
+                let product = |emulated: bool| {
                     let mut out = vec![f32::NAN; m * n];
                     let d = Disjoint::new(&mut out);
-                    macro_rules! go {
-                        ($module:ident) => {
-                            // SAFETY: AVX2 checked above; `wq` holds `n` rows of `nb` blocks,
-                            // `xq` `m` rows, `out` `m × n` values.
-                            unsafe {
-                                match t {
-                                    QuantType::Q4_0 => $module::rows_impl::<Q4_0>(&wq, &xq, m, nb, 0..n, n, &d),
-                                    QuantType::Q4_1 => $module::rows_impl::<Q4_1>(&wq, &xq, m, nb, 0..n, n, &d),
-                                    QuantType::Q5_0 => $module::rows_impl::<Q5_0>(&wq, &xq, m, nb, 0..n, n, &d),
-                                    QuantType::Q5_1 => $module::rows_impl::<Q5_1>(&wq, &xq, m, nb, 0..n, n, &d),
-                                    _ => $module::rows_impl::<Q8_0>(&wq, &xq, m, nb, 0..n, n, &d),
-                                }
+                    // Returns whether a kernel ran (`run!` returns false for k-quants).
+                    let ran = |emulated: bool| -> bool {
+                        // SAFETY: AVX2 checked above; `wq` holds `n` rows of `nb` blocks, `xq`
+                        // `m` rows, `out` `m × n` values.
+                        unsafe {
+                            if emulated {
+                                run!(vnni512_emulated, t, &wq, &xq, m, nb, 0..n, n, &d)
+                            } else {
+                                run!(plain, t, &wq, &xq, m, nb, 0..n, n, &d)
                             }
-                        };
-                    }
-                    if emulated {
-                        go!(vnni512_emulated)
-                    } else {
-                        go!(plain)
-                    }
+                        }
+                        true
+                    };
+                    assert!(ran(emulated));
                     out
                 };
-                let (avx2, vnni) = (run(false), run(true));
+                let (avx2, vnni) = (product(false), product(true));
                 assert!(avx2.iter().all(|v| v.is_finite()), "{t} {n}×{m}: AVX2 left outputs unwritten");
                 for (i, (a, b)) in avx2.iter().zip(&vnni).enumerate() {
                     assert!((a - b).abs() <= 1e-5 * (1.0 + a.abs()), "{t} {n}×{m} output {i}: AVX2 {a}, VNNI {b}");
