@@ -174,7 +174,19 @@ fn check_gguf(dir: &Path) {
         let dense = dm.session.logits(&input).unwrap();
         let half = hm.session.logits(&input).unwrap();
         let d = max_diff(&half, &dense);
-        assert!(d < TOL, "{} {ty:?} kernels vs the same weights dense: {d}", dir.display());
+        // AVX512-BF16 hosts round a prompt's activations to bf16 in bf16 products (as llama.cpp
+        // and PyTorch's bf16 matmul do; docs/ARCHITECTURE.md, zoo-kernels): each activation
+        // off by up to 2⁻⁹ of itself, which through the layers (and the cache the prompt leaves
+        // for the decode steps) moves these tiny random models' logits by up to 6% of their
+        // largest (Zen 5: 0.015–0.119 of 0.64–10.5; tiny-bloom 0.038 of 0.64). A wrong product
+        // is off by the logits' whole size; the kernels' unit tests check the rounding exactly.
+        let rounded = ty == OutType::BF16 && zoo_kernels::bf16_dot_products();
+        let scale = dense.abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
+        let tol = if rounded { 0.1 * scale } else { TOL };
+        if rounded {
+            eprintln!("{} BF16 with bf16 activations: {d} of {scale}", dir.display());
+        }
+        assert!(d < tol, "{} {ty:?} kernels vs the same weights dense: {d} (of {scale})", dir.display());
         // Decode steps (the row path: 16-bit and f32 matrix-vector kernels) agree as well.
         let mut dl = dm.session.step(&input).unwrap();
         hm.session.step(&input).unwrap();
@@ -183,7 +195,7 @@ fn check_gguf(dir: &Path) {
             dl = dm.session.step(&[next]).unwrap();
             let hl = hm.session.step(&[next]).unwrap();
             let d = max_diff(&hl, &dl);
-            assert!(d < TOL, "{} {ty:?} decode step {i}: {d}", dir.display());
+            assert!(d < tol, "{} {ty:?} decode step {i}: {d}", dir.display());
         }
         // Greedy decoding gives the full logits' choices. A bf16 head is coded and computes only
         // the rows that can be the maximum, with the kernel of the full product: those rows

@@ -2,17 +2,12 @@
 //! activations, accumulating in f32. 16-bit weights stay 16-bit in memory, so a decode step
 //! reads half the bytes of an f32 copy and a 7B f16 model needs 14 GB, not 28.
 //!
-//! Prompts and batches on AVX2 hosts: from `panel::min_rows` activation rows (48; f16 24) a
-//! blocked GEMM of outer products on weight panels packed per column block (`panel.rs`);
-//! from 2 rows, register tiles of dot products read straight from the stored rows
-//! (`tile.rs`). On AVX-512 hosts, from [`GEMM_MIN_ROWS`] rows, a packed, cache-blocked GEMM:
-//! the weight rows are cut into bands of about [`BAND_BYTES`] of f32, one band per task; a task widens its band to f32 once (into a
-//! reused per-thread buffer) and multiplies it with every activation row in the `gemm` crate's
-//! register-tiled kernels (AVX-512, chosen at run time by `gemm`), single-threaded inside the
-//! task. Fewer rows there (and every `m` on the portable path) widen 16 rows at a time and take
-//! plain dot products; one row goes through [`crate::gemv`].
-
-use std::cell::RefCell;
+//! Prompts and batches on x86 hosts: from `panel::min_rows` activation rows (AVX2: 48, f16
+//! 24; AVX-512: 12, f16 8) a blocked GEMM of outer products on weight panels packed per column
+//! block (`panel.rs`; 256-bit tiles on AVX2 hosts, 512-bit tiles on AVX-512 hosts); from 2
+//! rows, register tiles of dot products read straight from the stored rows (`tile.rs`). The
+//! portable path (and non-x86 CPUs) widen 16 weight rows at a time and take plain dot
+//! products; one row goes through [`crate::gemv`].
 
 use crate::gemv::DenseRows;
 use crate::matmul::Disjoint;
@@ -32,20 +27,33 @@ pub enum Half {
 
 /// Weight rows widened per task on the small-`m` path; 16 rows of 4096 f32 = 256 KiB.
 const ROWS_PER_TASK: usize = 16;
-/// Activation rows from which the packed GEMM runs.
-pub const GEMM_MIN_ROWS: usize = 8;
-/// f32 bytes of weights per GEMM task (a band of rows): big enough that `gemm`'s packing of
-/// the activations is amortized, small enough for several tasks per thread.
-pub const BAND_BYTES: usize = 1 << 20;
 
-thread_local! {
-    /// A task's band widened to f32; kept so prompts do not allocate and fault in pages.
-    static BAND: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+/// False when `ZOO_BF16_DOT=0`: bf16 weights then multiply in f32 (the activations not
+/// rounded) on AVX512-BF16 CPUs too. Read once.
+fn bf16_pairs_allowed() -> bool {
+    use std::sync::OnceLock;
+    static ALLOWED: OnceLock<bool> = OnceLock::new();
+    *ALLOWED.get_or_init(|| std::env::var("ZOO_BF16_DOT").as_deref() != Ok("0"))
 }
 
-#[allow(clippy::too_many_arguments)]
+/// True if prompts on bf16 weights (4 or more activation rows) run as bf16 dot products here,
+/// rounding the activations to bf16 (to nearest even) first: the CPU has AVX512-BF16 (and the
+/// AVX-512 backend is the one chosen) and `ZOO_BF16_DOT=0` is not set. Each output is then
+/// within 2⁻⁸ of Σ|w·x| of the exact product, where the other paths are within 1e-4.
+pub fn bf16_dot_products() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        Backend::detect() == Backend::Vnni512 && bf16_pairs_allowed() && panel::Width::Avx512Bf16.available()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 /// `out[i][j] = dot(w_row_j, x_i)` for 16-bit weights `w` (`rows × cols`, little-endian bytes),
 /// `x` (`m × cols` f32) and `out` (`m × rows` f32).
+#[allow(clippy::too_many_arguments)]
 pub fn matmul_half(
     pool: &ThreadPool,
     kind: Half,
@@ -75,8 +83,8 @@ pub fn matmul_dense(
 }
 
 /// [`matmul_dense`] on a given backend: [`Backend::Scalar`] is the portable path (widen, then
-/// plain dot products, for any `m`); [`Backend::Avx2`] and [`Backend::AvxVnni`] the register
-/// tiles for `m ≥ 2`; [`Backend::Vnni512`] the packed GEMM for `m ≥ GEMM_MIN_ROWS`.
+/// plain dot products, for any `m`); the x86 backends the register tiles for `m ≥ 2` and the
+/// packed panels from `panel::min_rows` (512-bit ones on [`Backend::Vnni512`]).
 #[allow(clippy::too_many_arguments)]
 pub fn matmul_dense_with(
     pool: &ThreadPool,
@@ -119,23 +127,30 @@ pub fn matmul_dense_with(
             return Ok(());
         }
     }
-    // AVX2 hosts: many activation rows go through the packed panels (`panel`), fewer through
-    // register tiles straight from the stored rows (`tile`). AVX-512 hosts keep the `gemm`
-    // crate's 512-bit kernels on widened bands (the panels and tiles are 256-bit).
+    // x86 hosts: many activation rows go through the packed panels (`panel`, 512-bit on
+    // AVX-512 hosts), fewer through register tiles straight from the stored rows (`tile`).
     #[cfg(target_arch = "x86_64")]
-    if matches!(backend, Backend::Avx2 | Backend::AvxVnni) {
-        if m >= panel::min_rows(w) && panel::matmul(pool, w, rows, cols, x, m, out) {
+    if backend.is_x86() {
+        let width = match backend {
+            Backend::Vnni512 if bf16_pairs_allowed() && panel::Width::Avx512Bf16.available() => {
+                panel::Width::Avx512Bf16
+            }
+            Backend::Vnni512 => panel::Width::Avx512,
+            _ => panel::Width::Avx2,
+        };
+        if m >= panel::min_rows(w, width) && panel::matmul(pool, w, rows, cols, x, m, out, width) {
             return Ok(());
         }
         if m >= 2 && tile::matmul(pool, w, rows, cols, x, m, out) {
             return Ok(());
         }
     }
-    if backend.is_x86() && m >= GEMM_MIN_ROWS {
-        gemm_bands(pool, w, rows, cols, x, m, out, backend);
-    } else {
-        small_m(pool, w, rows, cols, x, m, out, backend);
+    if m == 1 {
+        // One row (a prompt's last position through the output head): the decode product,
+        // which streams the stored rows instead of widening them into a buffer first.
+        return crate::gemv::gemv_with(pool, w, rows, cols, x, out, backend);
     }
+    small_m(pool, w, rows, cols, x, m, out, backend);
     Ok(())
 }
 
@@ -147,74 +162,6 @@ fn rows_f32(w: DenseRows<'_>, r0: usize, cols: usize, backend: Backend, dst: &mu
         DenseRows::Half(kind, b) => widen(kind, backend, b.get(2 * start..2 * end).unwrap_or_default(), dst),
         _ => {}
     }
-}
-
-/// The packed GEMM over bands of weight rows (see the module docs). Lengths are checked.
-#[allow(clippy::too_many_arguments)]
-fn gemm_bands(
-    pool: &ThreadPool,
-    w: DenseRows<'_>,
-    rows: usize,
-    cols: usize,
-    x: &[f32],
-    m: usize,
-    out: &mut [f32],
-    backend: Backend,
-) {
-    let threads = pool.threads().max(1);
-    // Bands of whole 16-row groups; at least two per thread when the matrix allows.
-    let by_bytes = (BAND_BYTES / (cols * 4)).max(16);
-    let by_threads = rows.div_ceil(2 * threads).max(16);
-    let band = by_bytes.min(by_threads).next_multiple_of(16);
-    let tasks = rows.div_ceil(band);
-    let dst = Disjoint::new(out);
-    pool.run(tasks, &|t| {
-        let r0 = (t * band).min(rows);
-        let r1 = (r0 + band).min(rows);
-        let nr = r1 - r0;
-        if nr == 0 {
-            return;
-        }
-        let product = |wf: &[f32]| {
-            if wf.len() < nr * cols || x.len() < m * cols || dst.len() < m * rows {
-                return;
-            }
-            // SAFETY: `dst` holds `m × rows` values and this task alone writes columns
-            // `r0..r1` of every row (`dst + r0 + i * rows + j` for `i < m`, `j < nr`); `x` holds
-            // `m × cols` values read with row stride `cols`; `wf` holds `nr × cols` values read
-            // as the `cols × nr` matrix with column stride `cols`. `gemm` touches nothing else.
-            unsafe {
-                gemm::gemm(
-                    m,
-                    nr,
-                    cols,
-                    dst.ptr_at(r0),
-                    1,
-                    rows as isize,
-                    false,
-                    x.as_ptr(),
-                    1,
-                    cols as isize,
-                    wf.as_ptr(),
-                    cols as isize,
-                    1,
-                    0.0f32,
-                    1.0f32,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::None,
-                )
-            }
-        };
-        if let DenseRows::F32(v) = w {
-            return product(v.get(r0 * cols..r1 * cols).unwrap_or_default());
-        }
-        crate::matmul::with_scratch(&BAND, nr * cols, 0.0, |buf| {
-            rows_f32(w, r0, cols, backend, buf);
-            product(buf);
-        });
-    });
 }
 
 /// Few activation rows (or the portable path): 16 weight rows widened at a time, then a dot
@@ -336,17 +283,20 @@ pub(crate) mod tests {
     }
 
     /// The prompt paths a test forces, beside what `matmul_dense_with` picks.
-    #[derive(Debug, Clone, Copy)]
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
     enum Path {
         Dispatch,
-        Bands,
         #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
         Panel,
+        #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+        Panel512,
+        #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+        Panel512Bf16,
         #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
         Tile,
     }
 
-    /// Every path (portable, the packed GEMM of AVX-512 hosts, the AVX2 panels and tiles, each
+    /// Every path (portable, the AVX2 and AVX-512 panels and the tiles, each
     /// forced whatever `m`), f32 and both 16-bit kinds, ragged shapes (rows not a multiple of
     /// 16, odd columns, more columns than one panel block, bands that do not divide the rows,
     /// activation rows that end in partial groups): within 1e-4 relative to an f64 product of
@@ -366,6 +316,7 @@ pub(crate) mod tests {
                 (7, 2051, 6),
                 (70, 4100, 55),
                 (64, 64, 49),
+                (45, 300, 26),
             ];
             for (rows, cols, m) in shapes {
                 let w: Vec<f32> = (0..rows * cols).map(|i| ((i * 37 % 101) as f32 - 50.0) / 64.0).collect();
@@ -381,22 +332,43 @@ pub(crate) mod tests {
                         _ => (DenseRows::F32(&w), w.clone()),
                     };
                     // Every backend, then on x86 each AVX2 prompt path whatever `m` would pick
-                    // (`Path::Panel`, `Path::Tile`) and the `gemm` bands (AVX-512 hosts' path).
+                    // (`Path::Panel`, `Path::Tile`) and, on AVX-512 hosts, the 512-bit panels.
                     let x86 = backends.iter().find(|b| b.is_x86()).copied();
                     let paths = backends
                         .iter()
                         .map(|&b| (b, Path::Dispatch))
-                        .chain(x86.into_iter().flat_map(|b| [(b, Path::Bands), (b, Path::Panel), (b, Path::Tile)]));
+                        .chain(x86.into_iter().flat_map(|b| [(b, Path::Panel), (b, Path::Tile)]))
+                        .chain(x86.into_iter().flat_map(|b| [(b, Path::Panel512), (b, Path::Panel512Bf16)]));
                     for (backend, path) in paths {
                         let mut out = vec![f32::NAN; m * rows];
                         match path {
                             Path::Dispatch => {
                                 matmul_dense_with(&pool, rows_view, rows, cols, &x, m, &mut out, backend).unwrap()
                             }
-                            Path::Bands => gemm_bands(&pool, rows_view, rows, cols, &x, m, &mut out, backend),
                             #[cfg(target_arch = "x86_64")]
                             Path::Panel => {
-                                assert!(panel::matmul(&pool, rows_view, rows, cols, &x, m, &mut out));
+                                assert!(panel::matmul(
+                                    &pool,
+                                    rows_view,
+                                    rows,
+                                    cols,
+                                    &x,
+                                    m,
+                                    &mut out,
+                                    panel::Width::Avx2
+                                ));
+                            }
+                            #[cfg(target_arch = "x86_64")]
+                            Path::Panel512 | Path::Panel512Bf16 => {
+                                let width = if path == Path::Panel512 {
+                                    panel::Width::Avx512
+                                } else {
+                                    panel::Width::Avx512Bf16
+                                };
+                                if !width.available() {
+                                    continue;
+                                }
+                                assert!(panel::matmul(&pool, rows_view, rows, cols, &x, m, &mut out, width));
                             }
                             #[cfg(target_arch = "x86_64")]
                             Path::Tile => assert!(tile::matmul(&pool, rows_view, rows, cols, &x, m, &mut out)),
@@ -418,6 +390,53 @@ pub(crate) mod tests {
                         }
                     }
                 }
+            }
+        }
+    }
+
+    /// The bf16 dot products (`Width::Avx512Bf16`, on CPUs with AVX512-BF16) round the
+    /// activations to bf16 (to nearest even) and nothing else: within 1e-5 relative of an f64
+    /// product with the rounded activations (which an f32 product of the unrounded ones is
+    /// not: the rounding's errors are ~3e-5 of the magnitude here), and within 2⁻⁸ of the
+    /// exact product, the bound docs/ARCHITECTURE.md gives.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn bf16_dot_products_round_only_the_activations() {
+        if !panel::Width::Avx512Bf16.available() {
+            eprintln!("skipped: this CPU has no AVX512-BF16");
+            return;
+        }
+        let mut next = crate::xorshift(0xBF16);
+        let mut unit = move || (next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0;
+        let pool = ThreadPool::new(2);
+        for (rows, cols, m) in [(67, 4096, 13), (40, 2050, 30), (32, 2, 1)] {
+            let w: Vec<f32> = (0..rows * cols).map(|_| unit() * 0.05).collect();
+            let wb = bytes(Half::Bf16, &w);
+            let mut wide = vec![0f32; rows * cols];
+            widen(Half::Bf16, Backend::Scalar, &wb, &mut wide);
+            let x: Vec<f32> = (0..m * cols).map(|_| unit() * 2.0).collect();
+            let xr: Vec<f32> = x.iter().map(|&v| half::bf16::from_f32(v).to_f32()).collect();
+            let mut out = vec![f32::NAN; m * rows];
+            let rows_view = DenseRows::Half(Half::Bf16, &wb);
+            assert!(panel::matmul(&pool, rows_view, rows, cols, &x, m, &mut out, panel::Width::Avx512Bf16));
+            let mut worst_unrounded = 0f64;
+            for i in 0..m {
+                for r in 0..rows {
+                    let (mut exact, mut rounded, mut mag) = (0f64, 0f64, 0f64);
+                    for k in 0..cols {
+                        let wv = f64::from(wide[r * cols + k]);
+                        exact += wv * f64::from(x[i * cols + k]);
+                        rounded += wv * f64::from(xr[i * cols + k]);
+                        mag += (wv * f64::from(x[i * cols + k])).abs();
+                    }
+                    let got = f64::from(out[i * rows + r]);
+                    assert!((got - rounded).abs() <= 1e-5 * mag, "{rows}x{cols} m={m} [{i},{r}]: {got} vs {rounded}");
+                    assert!((got - exact).abs() <= mag / 256.0, "{rows}x{cols} m={m} [{i},{r}]: {got} vs {exact}");
+                    worst_unrounded = worst_unrounded.max((exact - rounded).abs() / mag);
+                }
+            }
+            if cols > 2 {
+                assert!(worst_unrounded > 1e-5, "{rows}x{cols}: the test data cannot tell rounded from unrounded");
             }
         }
     }

@@ -38,7 +38,7 @@ pub(crate) fn xorshift(seed: u64) -> impl FnMut() -> u64 {
 
 use std::fmt;
 
-pub use dense16::{Half, matmul_dense, matmul_dense_with, matmul_half};
+pub use dense16::{Half, bf16_dot_products, matmul_dense, matmul_dense_with, matmul_half};
 pub use gemv::{DenseRows, gemv};
 pub use greedy::{CodedHead, GreedyHead, SplitHead, gemv_greedy};
 pub use matmul::{matmul, matmul_with};
