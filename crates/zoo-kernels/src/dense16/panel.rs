@@ -340,120 +340,107 @@ fn transpose8(v: [__m256; 8]) -> [__m256; 8] {
     ]
 }
 
-/// `out[i * ostride + j] (+)= Σ_{k < kc} a[i][k] · panel[k][j]` for `i < C`, `j < cols_here`:
-/// activation rows `astride` values apart in `a` (broadcast straight from the caller's rows),
-/// the panel `NR` values per column.
-#[allow(clippy::too_many_arguments)]
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn tile<const C: usize>(
-    a: *const f32,
-    astride: usize,
-    panel: *const f32,
-    kc: usize,
-    out: *mut f32,
-    ostride: usize,
-    cols_here: usize,
-    add: bool,
-) {
-    let mut acc = [[_mm256_setzero_ps(); 2]; C];
-    // SAFETY (all below): `k < kc` columns of the panel and of each of the `C` activation rows
-    // are in bounds; the output tile is the caller's.
-    unsafe {
-        for k in 0..kc {
-            let b0 = _mm256_loadu_ps(panel.add(k * NR));
-            let b1 = _mm256_loadu_ps(panel.add(k * NR + 8));
-            for i in 0..C {
-                let av = _mm256_broadcast_ss(&*a.add(i * astride + k));
-                acc[i][0] = _mm256_fmadd_ps(av, b0, acc[i][0]);
-                acc[i][1] = _mm256_fmadd_ps(av, b1, acc[i][1]);
+/// `$tile::<C>`: `out[i * ostride + j] (+)= Σ_{k < kc} a[i][k] · panel[k][j]` for `i < C`,
+/// `j < cols_here`: activation rows `astride` values apart in `a` (broadcast straight from the
+/// caller's rows), the panel `$nr` values per column (two vectors of `$lanes`), `2·C`
+/// accumulators; `$store` writes (or, with `add`, adds) a tile's sums, row `i`'s first
+/// `cols_here` values at `out + i * ostride`. Stamped out once per vector width (`$v`).
+macro_rules! panel_tile {
+    ($tile:ident, $store:ident, $feat:literal, $nr:expr, $lanes:literal, $v:ty,
+     $zero:ident, $load:ident, $set1:ident, $fma:ident, $add:ident, $storeu:ident) => {
+        #[allow(clippy::too_many_arguments)]
+        #[inline]
+        #[target_feature(enable = $feat)]
+        unsafe fn $tile<const C: usize>(
+            a: *const f32,
+            astride: usize,
+            panel: *const f32,
+            kc: usize,
+            out: *mut f32,
+            ostride: usize,
+            cols_here: usize,
+            add: bool,
+        ) {
+            let mut acc = [[$zero(); 2]; C];
+            // SAFETY (all below): `k < kc` columns of the panel and of each of the `C`
+            // activation rows are in bounds; the output tile is the caller's.
+            unsafe {
+                for k in 0..kc {
+                    let b0 = $load(panel.add(k * $nr));
+                    let b1 = $load(panel.add(k * $nr + $lanes));
+                    for i in 0..C {
+                        let av = $set1(*a.add(i * astride + k));
+                        acc[i][0] = $fma(av, b0, acc[i][0]);
+                        acc[i][1] = $fma(av, b1, acc[i][1]);
+                    }
+                }
+                $store(&acc, out, ostride, cols_here, add);
             }
         }
-        for i in 0..C {
-            let o = out.add(i * ostride);
-            if cols_here == NR {
-                let (mut v0, mut v1) = (acc[i][0], acc[i][1]);
-                if add {
-                    v0 = _mm256_add_ps(v0, _mm256_loadu_ps(o));
-                    v1 = _mm256_add_ps(v1, _mm256_loadu_ps(o.add(8)));
-                }
-                _mm256_storeu_ps(o, v0);
-                _mm256_storeu_ps(o.add(8), v1);
-            } else {
-                let mut s = [0f32; NR];
-                _mm256_storeu_ps(s.as_mut_ptr(), acc[i][0]);
-                _mm256_storeu_ps(s.as_mut_ptr().add(8), acc[i][1]);
-                for j in 0..cols_here {
-                    let oj = o.add(j);
-                    *oj = if add { *oj + s[j] } else { s[j] };
-                }
-            }
-        }
-    }
-}
 
-/// [`tile`] on AVX-512: `out[i * ostride + j] (+)= Σ_{k < kc} a[i][k] · panel[k][j]` for
-/// `i < C ≤ 12`, `j < cols_here`, the panel [`NR512`] values per column (two f32x16 vectors),
-/// `2·C` accumulators.
-#[allow(clippy::too_many_arguments)]
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512f")]
-unsafe fn tile512<const C: usize>(
-    a: *const f32,
-    astride: usize,
-    panel: *const f32,
-    kc: usize,
-    out: *mut f32,
-    ostride: usize,
-    cols_here: usize,
-    add: bool,
-) {
-    let mut acc = [[_mm512_setzero_ps(); 2]; C];
-    // SAFETY (all below): `k < kc` columns of the panel and of each of the `C` activation rows
-    // are in bounds; the output tile is the caller's.
-    unsafe {
-        for k in 0..kc {
-            let b0 = _mm512_loadu_ps(panel.add(k * NR512));
-            let b1 = _mm512_loadu_ps(panel.add(k * NR512 + 16));
-            for i in 0..C {
-                let av = _mm512_set1_ps(*a.add(i * astride + k));
-                acc[i][0] = _mm512_fmadd_ps(av, b0, acc[i][0]);
-                acc[i][1] = _mm512_fmadd_ps(av, b1, acc[i][1]);
-            }
-        }
-        store512(&acc, out, ostride, cols_here, add);
-    }
-}
-
-/// Stores (or adds, with `add`) a 512-bit tile's sums: row `i`'s first `cols_here` of its 32
-/// values at `out + i * ostride`.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512f")]
-unsafe fn store512<const C: usize>(acc: &[[__m512; 2]; C], out: *mut f32, ostride: usize, cols_here: usize, add: bool) {
-    // SAFETY: the output tile (`C` rows of `cols_here` values) is the caller's.
-    unsafe {
-        for i in 0..C {
-            let o = out.add(i * ostride);
-            if cols_here == NR512 {
-                let (mut v0, mut v1) = (acc[i][0], acc[i][1]);
-                if add {
-                    v0 = _mm512_add_ps(v0, _mm512_loadu_ps(o));
-                    v1 = _mm512_add_ps(v1, _mm512_loadu_ps(o.add(16)));
-                }
-                _mm512_storeu_ps(o, v0);
-                _mm512_storeu_ps(o.add(16), v1);
-            } else {
-                let mut s = [0f32; NR512];
-                _mm512_storeu_ps(s.as_mut_ptr(), acc[i][0]);
-                _mm512_storeu_ps(s.as_mut_ptr().add(16), acc[i][1]);
-                for j in 0..cols_here {
-                    let oj = o.add(j);
-                    *oj = if add { *oj + s[j] } else { s[j] };
+        #[inline]
+        #[target_feature(enable = $feat)]
+        unsafe fn $store<const C: usize>(
+            acc: &[[$v; 2]; C],
+            out: *mut f32,
+            ostride: usize,
+            cols_here: usize,
+            add: bool,
+        ) {
+            // SAFETY: the output tile (`C` rows of `cols_here` values) is the caller's.
+            unsafe {
+                for i in 0..C {
+                    let o = out.add(i * ostride);
+                    if cols_here == $nr {
+                        let (mut v0, mut v1) = (acc[i][0], acc[i][1]);
+                        if add {
+                            v0 = $add(v0, $load(o));
+                            v1 = $add(v1, $load(o.add($lanes)));
+                        }
+                        $storeu(o, v0);
+                        $storeu(o.add($lanes), v1);
+                    } else {
+                        let mut s = [0f32; $nr];
+                        $storeu(s.as_mut_ptr(), acc[i][0]);
+                        $storeu(s.as_mut_ptr().add($lanes), acc[i][1]);
+                        for j in 0..cols_here {
+                            let oj = o.add(j);
+                            *oj = if add { *oj + s[j] } else { s[j] };
+                        }
+                    }
                 }
             }
         }
-    }
+    };
 }
+panel_tile!(
+    tile,
+    store256,
+    "avx2,fma,f16c",
+    NR,
+    8,
+    __m256,
+    _mm256_setzero_ps,
+    _mm256_loadu_ps,
+    _mm256_set1_ps,
+    _mm256_fmadd_ps,
+    _mm256_add_ps,
+    _mm256_storeu_ps
+);
+panel_tile!(
+    tile512,
+    store512,
+    "avx2,fma,f16c,avx512f",
+    NR512,
+    16,
+    __m512,
+    _mm512_setzero_ps,
+    _mm512_loadu_ps,
+    _mm512_set1_ps,
+    _mm512_fmadd_ps,
+    _mm512_add_ps,
+    _mm512_storeu_ps
+);
 
 /// `n` activations at `x` rounded to bf16 (to nearest even, as `half::bf16::from_f32`), two
 /// per 32-bit value at `dst` (`n` even): the lower half holds the even column.
