@@ -170,7 +170,9 @@ pub enum Backend {
     /// client cores since Alder Lake and Xeons since Sapphire Rapids.
     AvxVnni,
     /// [`Backend::Avx2`] with AVX512-VNNI `vpdpbusd` on 256-bit vectors and 32 vector registers
-    /// (a wider tile) in the legacy-type kernels: Xeons since Cascade Lake, AMD since Zen 4.
+    /// (a wider tile) in the quantized kernels, and 512-bit tiles for dense prompts (bf16
+    /// weights as `vdpbf16ps` pairs where the CPU has AVX512-BF16, see
+    /// [`bf16_dot_products`]): Xeons since Cascade Lake, AMD since Zen 4.
     Vnni512,
 }
 
