@@ -3,8 +3,9 @@
 //! reads half the bytes of an f32 copy and a 7B f16 model needs 14 GB, not 28.
 //!
 //! Prompts and batches on x86 hosts: from `panel::min_rows` activation rows (AVX2: 48, f16
-//! 24; AVX-512: 12, f16 8) a blocked GEMM of outer products on weight panels packed per column
-//! block (`panel.rs`; 256-bit tiles on AVX2 hosts, 512-bit tiles on AVX-512 hosts); from 2
+//! 24; AVX-512: 12, f16 8, bf16 4 as pairs where [`bf16_dot_products`]) a blocked GEMM of outer
+//! products on weight panels packed per column block (`panel.rs`; 256-bit tiles on AVX2 hosts,
+//! 512-bit tiles on AVX-512 hosts); from 2
 //! rows, register tiles of dot products read straight from the stored rows (`tile.rs`). The
 //! portable path (and non-x86 CPUs) widen 16 weight rows at a time and take plain dot
 //! products; one row goes through [`crate::gemv`].
