@@ -79,14 +79,7 @@ pub fn legacy_rows(
     // the AVX2 base); `w` holds `rows.end` rows of `nb` blocks of `t` and `acts` `m` rows of
     // `nb` blocks, so every pointer the kernels form stays inside them; output indices are
     // `< m * n <= out.len()`, and `rows` is this task's own (disjoint) range.
-    unsafe {
-        match backend {
-            Backend::Vnni512 if backend.is_available() => run!(vnni512, t, w, acts, m, nb, rows, n, out),
-            Backend::AvxVnni if backend.is_available() => run!(avxvnni, t, w, acts, m, nb, rows, n, out),
-            Backend::Scalar => return false,
-            _ => run!(plain, t, w, acts, m, nb, rows, n, out),
-        }
-    }
+    unsafe { by_backend!(backend, run, t, w, acts, m, nb, rows, n, out) }
     true
 }
 

@@ -11,6 +11,22 @@
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
 
+/// The copy of the x86 kernels `$backend` picks, as `$run!(module, args..)` with `module` one of
+/// `vnni512`, `avxvnni`, `plain` (a backend the CPU lacks runs `plain`, the AVX2 copy); for
+/// [`Backend::Scalar`] the calling function returns false. One place for the policy that
+/// `avx2::legacy_rows` and `packed::avx2::groups` (and their tests) share.
+#[cfg(target_arch = "x86_64")]
+macro_rules! by_backend {
+    ($backend:expr, $run:ident, $($arg:expr),* $(,)?) => {
+        match $backend {
+            Backend::Vnni512 if $backend.is_available() => $run!(vnni512, $($arg),*),
+            Backend::AvxVnni if $backend.is_available() => $run!(avxvnni, $($arg),*),
+            Backend::Scalar => return false,
+            _ => $run!(plain, $($arg),*),
+        }
+    };
+}
+
 pub mod act;
 pub mod attn;
 #[cfg(target_arch = "x86_64")]

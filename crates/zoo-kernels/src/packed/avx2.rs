@@ -77,14 +77,7 @@ pub(crate) fn groups(
     // the AVX2 base); `w` holds `rows.end / 8` groups of `nb` packed blocks and `acts` `m` rows
     // of `nb` blocks, so every pointer the kernels form stays inside them; outputs are
     // `< m * n <= out.len()`, in this task's own rows.
-    unsafe {
-        match backend {
-            Backend::Vnni512 if backend.is_available() => run!(vnni512, t, w, acts, m, nb, rows, n, out),
-            Backend::AvxVnni if backend.is_available() => run!(avxvnni, t, w, acts, m, nb, rows, n, out),
-            Backend::Scalar => return false,
-            _ => run!(plain, t, w, acts, m, nb, rows, n, out),
-        }
-    }
+    unsafe { by_backend!(backend, run, t, w, acts, m, nb, rows, n, out) }
     true
 }
 
