@@ -186,11 +186,34 @@ impl Job<'_, '_> {
         }
     }
 
+    /// A prompt's rows of a packed matrix through the 512-bit kernels (`packed::wide`), where
+    /// the CPU has AVX512-VNNI and the backend is that one; false if not taken.
+    fn wide(&self, acts: packed::Acts<'_>, rows: Range<usize>, out: &Disjoint<'_, f32>) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            self.w.layout == Layout::Packed8
+                && self.backend == Backend::Vnni512
+                && self.m >= packed::wide::MIN_ROWS
+                && packed::wide::rows(self.w.qtype, self.w.data, acts, self.m, self.nb, rows, self.n, out)
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = (acts, rows, out);
+            false
+        }
+    }
+
     fn legacy_rows(&self, acts: &[BlockQ8], rows: Range<usize>, out: &Disjoint<'_, f32>) {
+        if self.wide(packed::Acts::Q8(acts), rows.clone(), out) {
+            return;
+        }
         self.blocked(acts, rows, out, |a, m, rows, o| self.legacy_block(a, m, rows, o));
     }
 
     fn k_rows(&self, acts: &[BlockQ8K], rows: Range<usize>, out: &Disjoint<'_, f32>) {
+        if self.wide(packed::Acts::Q8K(acts), rows.clone(), out) {
+            return;
+        }
         self.blocked(acts, rows, out, |a, m, rows, o| self.k_block(a, m, rows, o));
     }
 

@@ -17,7 +17,7 @@ use std::ops::Range;
 
 use crate::act::{BlockQ8, BlockQ8K};
 use crate::matmul::Disjoint;
-use crate::packed::{Acts, GROUP, group_block_bytes};
+use crate::packed::{Acts, GROUP, in_bounds, store_tile};
 use crate::{Backend, QuantType};
 
 /// Bytes ahead of the current block that decode prefetches.
@@ -57,20 +57,7 @@ pub(crate) fn groups(
     n: usize,
     out: &Disjoint<'_, f32>,
 ) -> bool {
-    let Some(gb) = group_block_bytes(t) else { return false };
-    let acts_len = match acts {
-        Acts::Q8(a) if !matches!(t, QuantType::Q4K | QuantType::Q5K | QuantType::Q6K) => a.len(),
-        Acts::Q8K(a) if matches!(t, QuantType::Q4K | QuantType::Q5K | QuantType::Q6K) => a.len(),
-        _ => return false,
-    };
-    let fits = rows.start.is_multiple_of(GROUP)
-        && rows.end.is_multiple_of(GROUP)
-        && rows.start <= rows.end
-        && (rows.end / GROUP).checked_mul(nb * gb).is_some_and(|e| e <= w.len())
-        && m.checked_mul(nb).is_some_and(|e| e <= acts_len)
-        && m.checked_mul(n).is_some_and(|e| e <= out.len())
-        && rows.end <= n;
-    if !fits || !crate::avx2::available() {
+    if !in_bounds(t, w, acts, m, nb, &rows, n, out.len()) || !crate::avx2::available() {
         return false;
     }
     // SAFETY: `is_available` checked the features each copy was compiled for (and `available`
@@ -202,13 +189,9 @@ fn prefetch_block(p: *const u8, bytes: usize) {
 /// Stores the tile's results: lane `r` of `res[c]` is `out[(i0 + c) * n + r0 + r]`.
 #[inline(always)]
 unsafe fn store8<const C: usize>(out: &Disjoint<'_, f32>, res: &[__m256; C], r0: usize, i0: usize, n: usize) {
-    for (c, v) in res.iter().enumerate() {
-        // SAFETY: this task owns weight rows `r0..r0 + 8` of every output row; `slice` checks
-        // the bounds, and the store writes exactly its 8 floats.
-        if let Some(dst) = unsafe { out.slice((i0 + c) * n + r0, GROUP) } {
-            unsafe { _mm256_storeu_ps(dst.as_mut_ptr(), *v) };
-        }
-    }
+    // SAFETY: this task owns weight rows `r0..r0 + 8` of every output row; the store writes
+    // exactly 8 floats.
+    unsafe { store_tile(out, res, (r0, i0, n, GROUP), |p, v| _mm256_storeu_ps(p, v)) }
 }
 
 /// AVX2: `s + maddubs(u, v)` in 16-bit lanes (the sums stay in range, see the module docs).

@@ -38,6 +38,8 @@
 
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx2;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod wide;
 
 use zoo_ggml::quant::{pack_scale_min_k4, unpack_scale_min_k4};
 
@@ -50,6 +52,63 @@ use crate::{KernelError, QuantType};
 pub(crate) enum Acts<'a> {
     Q8(&'a [BlockQ8]),
     Q8K(&'a [BlockQ8K]),
+}
+
+impl Acts<'_> {
+    /// Blocks held, if they are the kind `t`'s kernels take (Q8_K for the k-quants, Q8 else).
+    pub(crate) fn len_for(&self, t: QuantType) -> Option<usize> {
+        let k = matches!(t, QuantType::Q4K | QuantType::Q5K | QuantType::Q6K);
+        match *self {
+            Acts::Q8(a) if !k => Some(a.len()),
+            Acts::Q8K(a) if k => Some(a.len()),
+            _ => None,
+        }
+    }
+}
+
+/// Whether a product over the packed groups of `rows` (whole groups) of `w` (`nb` blocks of
+/// `t` per row), `m` activation rows of `acts` and an output of `m × n` (`out_len`) stays in
+/// bounds: the check every packed kernel's entry point makes before its `unsafe` call.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn in_bounds(
+    t: QuantType,
+    w: &[u8],
+    acts: Acts<'_>,
+    m: usize,
+    nb: usize,
+    rows: &std::ops::Range<usize>,
+    n: usize,
+    out_len: usize,
+) -> bool {
+    let (Some(gb), Some(acts_len)) = (group_block_bytes(t), acts.len_for(t)) else { return false };
+    rows.start.is_multiple_of(GROUP)
+        && rows.end.is_multiple_of(GROUP)
+        && rows.start <= rows.end
+        && (rows.end / GROUP).checked_mul(nb * gb).is_some_and(|e| e <= w.len())
+        && m.checked_mul(nb).is_some_and(|e| e <= acts_len)
+        && m.checked_mul(n).is_some_and(|e| e <= out_len)
+        && rows.end <= n
+}
+
+/// Writes a tile's results: `res[c]` (`width` floats, for weight rows `r0..r0 + width`) into
+/// output row `i0 + c` through `st` (a vector store).
+///
+/// # Safety
+/// The calling task owns weight rows `r0..r0 + width` of every output row; `st` must write
+/// exactly `width` floats at the pointer it is given (`slice` checks the bounds).
+#[inline(always)]
+pub(crate) unsafe fn store_tile<V: Copy, const C: usize>(
+    out: &crate::matmul::Disjoint<'_, f32>,
+    res: &[V; C],
+    (r0, i0, n, width): (usize, usize, usize, usize),
+    st: impl Fn(*mut f32, V),
+) {
+    for (c, v) in res.iter().enumerate() {
+        // SAFETY: the caller's; `slice` checks the bounds.
+        if let Some(dst) = unsafe { out.slice((i0 + c) * n + r0, width) } {
+            st(dst.as_mut_ptr(), *v);
+        }
+    }
 }
 
 /// Rows per interleaved group.
