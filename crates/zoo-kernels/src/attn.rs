@@ -49,6 +49,75 @@ pub fn attend_one(
     true
 }
 
+/// Rows of one head of a prompt: `rows` query rows at consecutive positions `pos..pos + rows`
+/// (row `i` at `q[i * q_stride..][..d]`), row `i` attending to the first `pos + i + 1` of
+/// `keys` and `values` (rows of `d` values), outputs to `out` (`rows × d`, row after row).
+/// Returns false, leaving `out` alone, when the lengths disagree.
+///
+/// On x86 with `d` a multiple of 16 the rows go in blocks of [`SPAN_ROWS`]: the keys are
+/// transposed once per call (into `scratch`), so a block's scores are a register-tiled product
+/// (each key read once per block of rows, not once per row), then each row's softmax, then
+/// the probabilities times the values as another tiled product; attention over the cache then
+/// costs what a matrix product costs instead of one pass over the cache per query row.
+/// Elsewhere, row by row through [`attend_one`].
+#[allow(clippy::too_many_arguments)]
+pub fn attend_span(
+    q: &[f32],
+    q_stride: usize,
+    rows: usize,
+    pos: usize,
+    keys: &[f32],
+    values: &[f32],
+    scale: f32,
+    slope: f32,
+    scratch: &mut Vec<f32>,
+    out: &mut [f32],
+) -> bool {
+    let d = out.len().checked_div(rows).unwrap_or(0);
+    let seen = pos + rows;
+    if d == 0
+        || out.len() != rows * d
+        || q_stride < d
+        || q.len() < (rows - 1) * q_stride + d
+        || keys.len() < seen * d
+        || values.len() < seen * d
+    {
+        return false;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if Backend::detect().is_x86() && d.is_multiple_of(16) {
+        let np = seen.next_multiple_of(16);
+        scratch.clear();
+        scratch.resize(d * np + SPAN_ROWS * np, 0.0);
+        let (kt, s) = scratch.split_at_mut(d * np);
+        for (j, k) in keys.chunks_exact(d).take(seen).enumerate() {
+            for (col, &x) in kt.chunks_exact_mut(np).zip(k) {
+                if let Some(t) = col.get_mut(j) {
+                    *t = x;
+                }
+            }
+        }
+        // SAFETY: the backend has AVX2 + FMA; `kt` holds d × np transposed keys (zero past
+        // `seen`), `s` SPAN_ROWS × np, and the lengths of q, values and out were checked.
+        unsafe { avx2::attend_span(q, q_stride, rows, pos, kt, np, values, scale, slope, s, out) };
+        return true;
+    }
+    let _ = scratch;
+    let mut scores = Vec::new();
+    for (i, o) in out.chunks_exact_mut(d).enumerate() {
+        let n = (pos + i + 1) * d;
+        let (Some(qi), Some(k), Some(v)) = (q.get(i * q_stride..i * q_stride + d), keys.get(..n), values.get(..n))
+        else {
+            return false;
+        };
+        attend_one(qi, k, v, scale, slope, &mut scores, o);
+    }
+    true
+}
+
+/// Query rows per block of [`attend_span`] (6 rows × 16 keys or 16 values: 12 accumulators).
+pub const SPAN_ROWS: usize = 6;
+
 /// `a · b` over the shorter length.
 pub fn dot(backend: Backend, a: &[f32], b: &[f32]) -> f32 {
     #[cfg(target_arch = "x86_64")]
@@ -166,6 +235,112 @@ mod avx2 {
             for (i, a) in acc.iter().enumerate() {
                 // SAFETY: c + CHUNK <= d = out.len().
                 unsafe { _mm256_storeu_ps(op.add(c + 8 * i), *a) };
+            }
+        }
+    }
+
+    /// [`super::attend_span`] for `d` a multiple of 16, the keys already transposed: `kt[c *
+    /// np + j]` is value `c` of key `j` (zero for `j` past the last row's keys).
+    ///
+    /// # Safety
+    /// AVX2 + FMA; `kt` holds `d × np` values, `s` `SPAN_ROWS × np`, `np` a multiple of 16 and at
+    /// least `pos + rows`; `q`, `values` and `out` as `attend_span` checks.
+    // Every index is a loop counter over a local array of `R` rows (or its 2 halves).
+    #[allow(clippy::too_many_arguments, clippy::indexing_slicing)]
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn attend_span(
+        q: &[f32],
+        q_stride: usize,
+        rows: usize,
+        pos: usize,
+        kt: &[f32],
+        np: usize,
+        values: &[f32],
+        scale: f32,
+        slope: f32,
+        s: &mut [f32],
+        out: &mut [f32],
+    ) {
+        const R: usize = super::SPAN_ROWS;
+        let d = out.len() / rows;
+        let (kp, vp, sp, op) = (kt.as_ptr(), values.as_ptr(), s.as_mut_ptr(), out.as_mut_ptr());
+        for i0 in (0..rows).step_by(R) {
+            let rb = R.min(rows - i0);
+            // Keys the block's last row sees, and the query rows (the last repeated to fill
+            // the tile; its copies are never stored).
+            let nb = pos + i0 + rb;
+            let qr: [*const f32; R] = std::array::from_fn(|r| q.as_ptr().wrapping_add((i0 + r.min(rb - 1)) * q_stride));
+            for j0 in (0..nb).step_by(16) {
+                let mut acc = [[_mm256_setzero_ps(); 2]; R];
+                for c in 0..d {
+                    // SAFETY: keys j0..j0 + 16 <= np of row c < d of kt; value c of each query row.
+                    let (k0, k1) =
+                        unsafe { (_mm256_loadu_ps(kp.add(c * np + j0)), _mm256_loadu_ps(kp.add(c * np + j0 + 8))) };
+                    for (a, qr) in acc.iter_mut().zip(&qr) {
+                        let x = unsafe { _mm256_broadcast_ss(&*qr.add(c)) };
+                        a[0] = _mm256_fmadd_ps(x, k0, a[0]);
+                        a[1] = _mm256_fmadd_ps(x, k1, a[1]);
+                    }
+                }
+                for (r, a) in acc.iter().enumerate() {
+                    // SAFETY: row r < R of s, keys j0..j0 + 16 <= np.
+                    unsafe {
+                        _mm256_storeu_ps(sp.add(r * np + j0), a[0]);
+                        _mm256_storeu_ps(sp.add(r * np + j0 + 8), a[1]);
+                    }
+                }
+            }
+            // Each row's softmax over the keys it sees; probabilities of the rest are 0.
+            let mut inv = [0f32; R];
+            for (r, inv) in inv.iter_mut().enumerate().take(rb) {
+                let seen = pos + i0 + r + 1;
+                // SAFETY: row r of s holds np >= nb scores.
+                let row = unsafe { std::slice::from_raw_parts_mut(sp.add(r * np), nb) };
+                let mut max = f32::NEG_INFINITY;
+                for (j, x) in row.iter_mut().enumerate().take(seen) {
+                    *x = *x * scale + slope * j as f32;
+                    max = max.max(*x);
+                }
+                let (mv, mut sv) = (_mm256_set1_ps(max), _mm256_setzero_ps());
+                let mut sum = 0f32;
+                let mut chunks = row[..seen].chunks_exact_mut(8);
+                for ch in &mut chunks {
+                    // SAFETY: `ch` holds 8 f32.
+                    unsafe {
+                        let e = exp8(_mm256_sub_ps(_mm256_loadu_ps(ch.as_ptr()), mv));
+                        _mm256_storeu_ps(ch.as_mut_ptr(), e);
+                        sv = _mm256_add_ps(sv, e);
+                    }
+                }
+                for x in chunks.into_remainder() {
+                    *x = (*x - max).exp();
+                    sum += *x;
+                }
+                row[seen..].fill(0.0);
+                *inv = 1.0 / (sum + hsum(sv));
+            }
+            // The block's outputs: 16 values of the head at a time, every key it sees.
+            for c0 in (0..d).step_by(16) {
+                let mut acc = [[_mm256_setzero_ps(); 2]; R];
+                for j in 0..nb {
+                    // SAFETY: key j < nb <= seen rows of values, values c0..c0 + 16 <= d.
+                    let (v0, v1) =
+                        unsafe { (_mm256_loadu_ps(vp.add(j * d + c0)), _mm256_loadu_ps(vp.add(j * d + c0 + 8))) };
+                    for (r, a) in acc.iter_mut().enumerate() {
+                        // SAFETY: row r < R of s, key j < np.
+                        let p = unsafe { _mm256_broadcast_ss(&*sp.add(r.min(rb - 1) * np + j)) };
+                        a[0] = _mm256_fmadd_ps(p, v0, a[0]);
+                        a[1] = _mm256_fmadd_ps(p, v1, a[1]);
+                    }
+                }
+                for (r, a) in acc.iter().enumerate().take(rb) {
+                    let f = _mm256_set1_ps(inv[r]);
+                    // SAFETY: output row i0 + r < rows, values c0..c0 + 16 <= d.
+                    unsafe {
+                        _mm256_storeu_ps(op.add((i0 + r) * d + c0), _mm256_mul_ps(a[0], f));
+                        _mm256_storeu_ps(op.add((i0 + r) * d + c0 + 8), _mm256_mul_ps(a[1], f));
+                    }
+                }
             }
         }
     }
@@ -291,6 +466,38 @@ mod tests {
         let mut out = [0f32; 4];
         assert!(!attend_one(&[0.0; 4], &[0.0; 6], &[0.0; 6], 1.0, 0.0, &mut Vec::new(), &mut out));
         assert!(!attend_one(&[0.0; 4], &[], &[], 1.0, 0.0, &mut Vec::new(), &mut out));
+    }
+
+    /// A prompt's rows of one head (positions after a cached prefix, every block size, with
+    /// and without a slope) equal attention row by row, on head sizes that take the blocked
+    /// path and one that does not.
+    #[test]
+    fn a_span_of_rows_equals_attention_row_by_row() {
+        for (rows, pos, d) in [(1, 0, 16), (6, 0, 64), (13, 5, 64), (37, 0, 128), (20, 3, 24), (7, 30, 32)] {
+            let stride = 3 * d;
+            let q: Vec<f32> = (0..rows * stride).map(|i| ((i * 7 % 23) as f32 - 11.0) / 8.0).collect();
+            let n = pos + rows;
+            let k: Vec<f32> = (0..n * d).map(|i| ((i * 13 % 17) as f32 - 8.0) / 6.0).collect();
+            let v: Vec<f32> = (0..n * d).map(|i| ((i * 5 % 19) as f32 - 9.0) / 3.0).collect();
+            for slope in [0.0, -0.125] {
+                let mut out = vec![f32::NAN; rows * d];
+                assert!(attend_span(&q, stride, rows, pos, &k, &v, 0.2, slope, &mut Vec::new(), &mut out));
+                for i in 0..rows {
+                    let mut want = vec![0f32; d];
+                    let seen = (pos + i + 1) * d;
+                    let qi = &q[i * stride..i * stride + d];
+                    assert!(attend_one(qi, &k[..seen], &v[..seen], 0.2, slope, &mut Vec::new(), &mut want));
+                    for (c, (g, w)) in out[i * d..(i + 1) * d].iter().zip(&want).enumerate() {
+                        assert!(
+                            (g - w).abs() < 1e-5,
+                            "rows={rows} pos={pos} d={d} slope={slope} row {i} value {c}: {g} vs {w}"
+                        );
+                    }
+                }
+            }
+        }
+        let mut out = [0f32; 8];
+        assert!(!attend_span(&[0.0; 8], 8, 1, 1, &[0.0; 8], &[0.0; 8], 1.0, 0.0, &mut Vec::new(), &mut out));
     }
 
     /// The vector exp against f64 over the softmax range, including the edges.

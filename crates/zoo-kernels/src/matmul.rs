@@ -90,12 +90,23 @@ struct Job<'a, 'b> {
 }
 
 impl Job<'_, '_> {
-    /// Weight rows a task's range must be a multiple of: a register tile, or a packed group.
+    /// Weight rows a task's range must be a multiple of: a register tile, a packed group, or
+    /// two for the 512-bit prompt kernels' bands (an odd group at a task's end would go
+    /// through the 256-bit ones).
     fn tile_rows(&self) -> usize {
         match self.w.layout {
             Layout::Rows => 4,
+            Layout::Packed8 if self.wide_applies() => 2 * packed::GROUP,
             Layout::Packed8 => packed::GROUP,
         }
+    }
+
+    /// Whether a packed matrix's product goes through `packed::wide` (AVX512-VNNI, a prompt).
+    fn wide_applies(&self) -> bool {
+        cfg!(target_arch = "x86_64")
+            && self.w.layout == Layout::Packed8
+            && self.backend == Backend::Vnni512
+            && self.m >= packed::WIDE_MIN_ROWS
     }
 
     /// The rows of a packed matrix: the SIMD kernels, or (portable path) each group unpacked
@@ -191,9 +202,7 @@ impl Job<'_, '_> {
     fn wide(&self, acts: packed::Acts<'_>, rows: Range<usize>, out: &Disjoint<'_, f32>) -> bool {
         #[cfg(target_arch = "x86_64")]
         {
-            self.w.layout == Layout::Packed8
-                && self.backend == Backend::Vnni512
-                && self.m >= packed::wide::MIN_ROWS
+            self.wide_applies()
                 && packed::wide::rows(self.w.qtype, self.w.data, acts, self.m, self.nb, rows, self.n, out)
         }
         #[cfg(not(target_arch = "x86_64"))]

@@ -2,6 +2,7 @@
 //! row attends to its own sequence's cached positions up to and including its own, with grouped
 //! key/value heads and optional ALiBi, one (row, head) task per kernel-pool task.
 
+use std::cell::RefCell;
 use std::sync::{Mutex, PoisonError};
 
 use zoo_kernels::ThreadPool;
@@ -80,12 +81,28 @@ pub fn attend_batch(
         }
         cache.push_rows(heads.kv, heads.dim, s.len, ks, vs)?;
     }
-    // Row r of span s sees positions 0..=pos + j of its own sequence (causal).
-    let mut jobs: Vec<(&KvCache, usize)> = Vec::with_capacity(rows);
+    // Row r of span s sees positions 0..=pos + j of its own sequence (causal). Spans of a
+    // prompt's length go through the blocked kernel, one task per (span, head); the rest (decode
+    // rows of many sequences, short chunks) one task per (row, head).
+    let mut rows_alone: Vec<(usize, &KvCache, usize)> = Vec::new();
+    let mut blocks: Vec<(&KvCache, Span)> = Vec::new();
     for (cache, s) in caches.iter().zip(spans) {
-        jobs.extend((0..s.len).map(|j| (&**cache, s.pos + j + 1)));
+        if s.len >= SPAN_MIN_ROWS {
+            blocks.push((&**cache, *s));
+        } else {
+            rows_alone.extend((0..s.len).map(|j| (s.start + j, &**cache, s.pos + j + 1)));
+        }
     }
-    attend_rows(pool, &jobs, q, heads, slopes, out)
+    attend(pool, &rows_alone, &blocks, q, heads, slopes, out)
+}
+
+/// Rows of one sequence from which [`attend_batch`] runs them as a block
+/// (`zoo_kernels::attn::attend_span`): below, transposing the keys costs more than it saves.
+const SPAN_MIN_ROWS: usize = 8;
+
+thread_local! {
+    /// The blocked kernel's transposed keys and scores, and a block's outputs.
+    static SPAN_SCRATCH: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
 }
 
 /// Attention of query rows over cached positions: row `r` (`q[r]`, heads.q × dim) attends to
@@ -99,28 +116,91 @@ pub fn attend_rows(
     slopes: Option<&[f32]>,
     out: &mut [f32],
 ) -> Result<()> {
-    let d = heads.dim;
-    let n = jobs.len() * heads.q;
-    if d == 0 || heads.kv == 0 || !heads.q.is_multiple_of(heads.kv) || q.len() != n * d || out.len() != n * d {
+    let n = jobs.len() * heads.q * heads.dim;
+    if q.len() != n || out.len() != n {
         return Err(InferError::Invalid("attention: query and cache shapes disagree".into()));
     }
-    if jobs.iter().any(|(c, seen)| c.shape() != (heads.kv, d) || *seen == 0 || *seen > c.len()) {
+    let rows: Vec<(usize, &KvCache, usize)> = jobs.iter().enumerate().map(|(r, (c, seen))| (r, *c, *seen)).collect();
+    attend(pool, &rows, &[], q, heads, slopes, out)
+}
+
+/// The tasks of [`attend_rows`] and [`attend_batch`]: `rows` as (row, cache, positions seen),
+/// one task per (row, head); `blocks` as (cache, span), one task per (span, head). `q` and
+/// `out` hold every row of the batch.
+fn attend(
+    pool: &ThreadPool,
+    rows: &[(usize, &KvCache, usize)],
+    blocks: &[(&KvCache, Span)],
+    q: &[f32],
+    heads: Heads,
+    slopes: Option<&[f32]>,
+    out: &mut [f32],
+) -> Result<()> {
+    let d = heads.dim;
+    let n = out.len() / d.max(1);
+    let last = |r: usize| (r + 1) * heads.q <= n;
+    if d == 0
+        || heads.kv == 0
+        || !heads.q.is_multiple_of(heads.kv)
+        || q.len() != out.len()
+        || !out.len().is_multiple_of(d)
+    {
+        return Err(InferError::Invalid("attention: query and cache shapes disagree".into()));
+    }
+    let fits = |c: &KvCache, seen: usize| c.shape() == (heads.kv, d) && seen != 0 && seen <= c.len();
+    if rows.iter().any(|(r, c, seen)| !last(*r) || !fits(c, *seen))
+        || blocks.iter().any(|(c, s)| s.len == 0 || !last(s.start + s.len - 1) || !fits(c, s.pos + s.len))
+    {
         return Err(InferError::Invalid("attention: a cache holds other heads or too few positions".into()));
     }
     let group = heads.q / heads.kv;
-    // One task per (row, head); each writes only its own chunk of `out`.
+    // Each task writes only its own (row, head) chunks of `out`.
     let outs: Vec<Mutex<&mut [f32]>> = out.chunks_mut(d).map(Mutex::new).collect();
-    pool.run(n, &|task| {
-        let (r, h) = (task / heads.q, task % heads.q);
-        let (Some((cache, seen)), Some(qh), Some(cell)) =
-            (jobs.get(r), q.get(task * d..(task + 1) * d), outs.get(task))
-        else {
+    let slope = |h: usize| slopes.and_then(|s| s.get(h).copied()).unwrap_or(0.0);
+    let span_tasks = blocks.len() * heads.q;
+    pool.run(span_tasks + rows.len() * heads.q, &|task| {
+        if task < span_tasks {
+            let (Some((cache, s)), h) = (blocks.get(task / heads.q), task % heads.q) else { return };
+            let Some((keys, values)) = cache.head_rows(h / group, s.pos + s.len) else { return };
+            let Some(qs) = q.get((s.start * heads.q + h) * d..) else { return };
+            SPAN_SCRATCH.with(|cell| {
+                let Ok(mut guard) = cell.try_borrow_mut() else { return };
+                let (scratch, local) = &mut *guard;
+                local.clear();
+                local.resize(s.len * d, 0.0);
+                let stride = heads.q * d;
+                if !zoo_kernels::attn::attend_span(
+                    qs,
+                    stride,
+                    s.len,
+                    s.pos,
+                    keys,
+                    values,
+                    heads.scale,
+                    slope(h),
+                    scratch,
+                    local,
+                ) {
+                    return;
+                }
+                for (j, o) in local.chunks_exact(d).enumerate() {
+                    if let Some(cell) = outs.get((s.start + j) * heads.q + h) {
+                        cell.lock().unwrap_or_else(PoisonError::into_inner).copy_from_slice(o);
+                    }
+                }
+            });
             return;
-        };
+        }
+        let task = task - span_tasks;
+        let (Some((r, cache, seen)), h) = (rows.get(task / heads.q), task % heads.q) else { return };
+        let idx = r * heads.q + h;
+        let (Some(qh), Some(cell)) = (q.get(idx * d..(idx + 1) * d), outs.get(idx)) else { return };
         let Some((keys, values)) = cache.head_rows(h / group, *seen) else { return };
-        let slope = slopes.and_then(|s| s.get(h).copied()).unwrap_or(0.0);
         let mut oh = cell.lock().unwrap_or_else(PoisonError::into_inner);
-        zoo_kernels::attn::attend_one(qh, keys, values, heads.scale, slope, &mut Vec::new(), &mut oh);
+        SPAN_SCRATCH.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut g) => zoo_kernels::attn::attend_one(qh, keys, values, heads.scale, slope(h), &mut g.0, &mut oh),
+            Err(_) => zoo_kernels::attn::attend_one(qh, keys, values, heads.scale, slope(h), &mut Vec::new(), &mut oh),
+        });
     });
     Ok(())
 }
@@ -229,6 +309,56 @@ mod tests {
         assert!(attend_rows(&pool, &[(&c, 2)], &[0.0; 8], h2, None, &mut [0.0; 8]).is_err(), "past len");
         c.push_row(2, 4, &[0.0; 8], &[0.0; 8]).unwrap();
         assert!(matches!(c.push_row(2, 4, &[0.0; 8], &[0.0; 8]), Err(InferError::ContextOverflow { .. })));
+    }
+
+    /// Prompt-length spans (the blocked kernel, head size 32) next to a short one (row by
+    /// row) in one batch, one of them after a cached prefix: each equals candle's masked
+    /// attention over its sequence alone, with and without ALiBi.
+    #[test]
+    fn prompt_spans_equal_candle_attention_per_sequence() {
+        let pool = ThreadPool::new(2);
+        let (hq, hkv, d) = (6, 2, 32);
+        let heads = Heads { q: hq, kv: hkv, dim: d, scale: 0.2 };
+        // (new rows, cached positions) per sequence.
+        let seqs = [(11, 3), (2, 0), (9, 0)];
+        for alibi in [false, true] {
+            let slopes = alibi.then(|| alibi_slopes(hq));
+            let mut caches: Vec<KvCache> = seqs.iter().map(|_| KvCache::new(32)).collect();
+            let mut prefix = Vec::new();
+            for (i, (c, (_, pos))) in caches.iter_mut().zip(seqs).enumerate() {
+                let (k0, v0) = (values(pos * hkv * d, 10 + i as u32), values(pos * hkv * d, 20 + i as u32));
+                if pos > 0 {
+                    c.push_rows(hkv, d, pos, &k0, &v0).unwrap();
+                }
+                prefix.push((k0, v0));
+            }
+            let sp = spans(seqs);
+            let rows: usize = seqs.iter().map(|s| s.0).sum();
+            let q = values(rows * hq * d, 3);
+            let (mut k, v) = (values(rows * hkv * d, 4), values(rows * hkv * d, 5));
+            let mut got = vec![0f32; rows * hq * d];
+            let mut qm = q.clone();
+            let mut refs: Vec<&mut KvCache> = caches.iter_mut().collect();
+            attend_batch(&pool, &mut refs, &sp, heads, None, slopes.as_deref(), &mut qm, &mut k, &v, &mut got).unwrap();
+            for (s, (k0, v0)) in sp.iter().zip(&prefix) {
+                let n = s.pos + s.len;
+                let ks: Vec<f32> =
+                    k0.iter().chain(&k[s.start * hkv * d..(s.start + s.len) * hkv * d]).copied().collect();
+                let vs: Vec<f32> =
+                    v0.iter().chain(&v[s.start * hkv * d..(s.start + s.len) * hkv * d]).copied().collect();
+                let want = candle_attention(
+                    &heads_of(&q[s.start * hq * d..(s.start + s.len) * hq * d], s.len, hq, d),
+                    &heads_of(&ks, n, hkv, d),
+                    &heads_of(&vs, n, hkv, d),
+                    s.pos,
+                    0.2,
+                    slopes.as_deref(),
+                );
+                let want = want.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                let diff = max_diff(&got[s.start * hq * d..(s.start + s.len) * hq * d], &want);
+                assert!(diff < 1e-5, "alibi {alibi}, span {s:?}: {diff}");
+            }
+        }
     }
 
     #[test]

@@ -19,7 +19,7 @@
 //!    (`vpmulld`), the block sums' term by `vpmaddwd`, and one f32 update per super-block.
 //!
 //! The integer sums are exactly those of [`super::avx2`] and the reference (`crate::scalar`);
-//! only the order of the final f32 operations differs. Used from [`MIN_ROWS`] activation rows
+//! only the order of the final f32 operations differs. Used from [`super::WIDE_MIN_ROWS`] activation rows
 //! on (below, the tile kernels' in-register unpacking costs less than the buffer).
 //!
 //! Safety model as in [`super::avx2`]: the `unsafe fn`s need AVX-512 F/BW/VL and VNNI (the
@@ -40,8 +40,6 @@ use crate::{Backend, QuantType};
 const BAND: usize = 2 * GROUP;
 /// Activation rows per tile: 8 × 3 accumulators (sub-block, super-block, f32) of 32 registers.
 const TILE: usize = 8;
-/// Fewest activation rows for which unpacking into a buffer pays (see the module docs).
-pub(crate) const MIN_ROWS: usize = 8;
 /// Bytes of unpacked bands to hold at once (in L2, with one tile's activation rows): each
 /// band is unpacked once per call, and each tile's rows are read once per set of bands.
 const SET_BYTES: usize = 384 * 1024;
