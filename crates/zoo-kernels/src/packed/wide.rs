@@ -37,7 +37,7 @@ use crate::packed::{Acts, GROUP, group_block_bytes, in_bounds, store_tile};
 use crate::{Backend, QuantType};
 
 /// Weight rows per band: two packed groups, one per 256-bit half.
-const BAND: usize = 2 * GROUP;
+pub(crate) const BAND: usize = 2 * GROUP;
 /// Activation rows per tile: 8 × 3 accumulators (sub-block, super-block, f32) of 32 registers.
 const TILE: usize = 8;
 /// Bytes of unpacked bands to hold at once (in L2, with one tile's activation rows): each
@@ -47,7 +47,7 @@ const SET_BYTES: usize = 384 * 1024;
 /// One 64-byte line of the unpacked band (aligned, so each load is one line).
 #[derive(Clone, Copy)]
 #[repr(C, align(64))]
-struct Line([u8; 64]);
+pub(crate) struct Line([u8; 64]);
 
 thread_local! {
     /// The unpacked band of the current call.
@@ -59,10 +59,16 @@ thread_local! {
 /// 16-value halves), `d` and `dmin`; a legacy block 8 of weights, `d` and the offset term.
 fn lines(t: QuantType) -> usize {
     match t {
-        QuantType::Q6K => 64 + 16 + 8 + 2,
-        QuantType::Q4K | QuantType::Q5K => 64 + 8 + 8 + 2,
+        QuantType::Q6K => k_lines(16),
+        QuantType::Q4K | QuantType::Q5K => k_lines(8),
         _ => 8 + 2,
     }
+}
+
+/// Lines of an unpacked k-quant super-block of `nsub` sub-blocks: 64 of weights, `nsub` of
+/// scales, 8 of block-sum terms, `d` and `dmin`.
+pub(crate) const fn k_lines(nsub: usize) -> usize {
+    64 + nsub + 8 + 2
 }
 
 /// A tile kernel over unpacked bands, for one kind of activation block.
@@ -114,6 +120,23 @@ pub(crate) fn rows(
     n: usize,
     out: &Disjoint<'_, f32>,
 ) -> bool {
+    rows_with(super::amx::available(), t, w, acts, m, nb, rows, n, out)
+}
+
+/// [`rows`], with tiles of 16 activation rows through [`super::amx`] if `amx` (which the
+/// caller has checked is [`super::amx::available`]).
+#[allow(clippy::too_many_arguments)]
+fn rows_with(
+    amx: bool,
+    t: QuantType,
+    w: &[u8],
+    acts: Acts<'_>,
+    m: usize,
+    nb: usize,
+    rows: Range<usize>,
+    n: usize,
+    out: &Disjoint<'_, f32>,
+) -> bool {
     let Some(gb) = group_block_bytes(t) else { return false };
     if !in_bounds(t, w, acts, m, nb, &rows, n, out.len()) || nb == 0 || !Backend::Vnni512.is_available() {
         return false;
@@ -142,10 +165,22 @@ pub(crate) fn rows(
                     }
                 }
                 let set = Set { lines: buf.as_ptr(), bands: set, band_lines, r0 };
+                let amx_rows = m >= super::amx::MIN_ROWS && amx;
                 match acts {
-                    Acts::Q8K(a) if t == QuantType::Q6K => tiles::<KQuant<16>>(&set, a, m, nb, n, out),
-                    Acts::Q8K(a) => tiles::<KQuant<8>>(&set, a, m, nb, n, out),
-                    Acts::Q8(a) => tiles::<Legacy>(&set, a, m, nb, n, out),
+                    // Q6_K's sub-blocks of 16 gained nothing from AMX tiles (docs/BENCHMARKS.md).
+                    Acts::Q8K(a) if t == QuantType::Q6K => {
+                        let i =
+                            if amx_rows && amx_q6k() { super::amx::kquant::<16>(&set, a, m, nb, n, out) } else { 0 };
+                        tiles::<KQuant<16>>(&set, a, i, m, nb, n, out)
+                    }
+                    Acts::Q8K(a) => {
+                        let i = if amx_rows { super::amx::kquant::<8>(&set, a, m, nb, n, out) } else { 0 };
+                        tiles::<KQuant<8>>(&set, a, i, m, nb, n, out)
+                    }
+                    Acts::Q8(a) => {
+                        let i = if amx_rows { super::amx::legacy(&set, a, m, nb, n, out) } else { 0 };
+                        tiles::<Legacy>(&set, a, i, m, nb, n, out)
+                    }
                 }
             }
             b0 += set;
@@ -158,23 +193,44 @@ pub(crate) fn rows(
     true
 }
 
-/// Unpacked bands side by side: `bands` of `band_lines` lines from `lines`, for weight rows
-/// `r0..r0 + 16 × bands`.
-struct Set {
-    lines: *const Line,
-    bands: usize,
-    band_lines: usize,
-    r0: usize,
+/// Whether Q6_K takes the AMX tiles too: only in this module's tests (so that the path stays
+/// right), as on the CPUs measured it was no faster than the 512-bit VNNI tiles.
+fn amx_q6k() -> bool {
+    cfg!(test)
 }
 
-/// All `m` activation rows against a set of unpacked bands: tiles of 8 rows, then of 4, then
+/// Unpacked bands side by side: `bands` of `band_lines` lines from `lines`, for weight rows
+/// `r0..r0 + 16 × bands`.
+pub(crate) struct Set {
+    lines: *const Line,
+    pub(crate) bands: usize,
+    band_lines: usize,
+    pub(crate) r0: usize,
+}
+
+impl Set {
+    /// The first line of band `j`.
+    pub(crate) fn band(&self, j: usize) -> *const Line {
+        self.lines.wrapping_add(j * self.band_lines)
+    }
+}
+
+/// Activation rows `i0..m` against a set of unpacked bands: tiles of 8 rows, then of 4, then
 /// single rows, each tile against every band of the set while its rows are in cache.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn tiles<K: Kernel>(set: &Set, acts: &[K::Act], m: usize, nb: usize, n: usize, out: &Disjoint<'_, f32>) {
+unsafe fn tiles<K: Kernel>(
+    set: &Set,
+    acts: &[K::Act],
+    i0: usize,
+    m: usize,
+    nb: usize,
+    n: usize,
+    out: &Disjoint<'_, f32>,
+) {
     let ap = |i: usize| acts.as_ptr().wrapping_add(i * nb);
-    let band = |j: usize| set.lines.wrapping_add(j * set.band_lines);
-    let mut i = 0;
+    let band = |j: usize| set.band(j);
+    let mut i = i0;
     // SAFETY (all three): the caller's bounds; `store` checks the output range.
     while i + TILE <= m {
         let a: [_; TILE] = std::array::from_fn(|c| ap(i + c));
@@ -201,7 +257,7 @@ unsafe fn tiles<K: Kernel>(set: &Set, acts: &[K::Act], m: usize, nb: usize, n: u
 /// Stores a tile's results: lane `r` of `res[c]` is `out[(i + c) * n + r0 + r]`.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn store<const C: usize>(out: &Disjoint<'_, f32>, res: &[__m512; C], r0: usize, i: usize, n: usize) {
+pub(crate) unsafe fn store<const C: usize>(out: &Disjoint<'_, f32>, res: &[__m512; C], r0: usize, i: usize, n: usize) {
     // SAFETY: this task owns weight rows `r0..r0 + 16` of every output row; the store writes
     // exactly 16 floats.
     unsafe { store_tile(out, res, (r0, i, n, BAND), |p, v| _mm512_storeu_ps(p, v)) }
@@ -219,7 +275,7 @@ unsafe fn k_tile<const NSUB: usize, const C: usize>(
     let mut acc = [_mm512_setzero_ps(); C];
     for b in 0..nb {
         // SAFETY: super-block `b < nb` of the band and of each activation row.
-        let p = unsafe { band.add(b * (64 + NSUB + 8 + 2)) }.cast::<__m512i>();
+        let p = unsafe { band.add(b * k_lines(NSUB)) }.cast::<__m512i>();
         let ys: [&BlockQ8K; C] = std::array::from_fn(|c| unsafe { &*a[c].add(b) });
         let mut itot = [_mm512_setzero_si512(); C];
         for s in 0..NSUB {
@@ -238,17 +294,8 @@ unsafe fn k_tile<const NSUB: usize, const C: usize>(
                 itot[c] = _mm512_add_epi32(itot[c], _mm512_mullo_epi32(isub[c], sc));
             }
         }
-        // The block sums' term: line q holds each row's i16 pair for the 16-value halves
-        // 2q and 2q + 1, against the activations' two block sums of those halves.
-        let mut msum = [_mm512_setzero_si512(); C];
-        for q in 0..8 {
-            let mn = unsafe { _mm512_load_si512(p.add(64 + NSUB + q)) };
-            for c in 0..C {
-                // SAFETY: block sums 2q and 2q + 1 of the block's 16.
-                let bs = unsafe { ys[c].bsums.as_ptr().add(2 * q).cast::<i32>().read_unaligned() };
-                msum[c] = _mm512_add_epi32(msum[c], _mm512_madd_epi16(mn, _mm512_set1_epi32(bs)));
-            }
-        }
+        // SAFETY: the block's lines.
+        let msum: [__m512i; C] = std::array::from_fn(|c| unsafe { block_sum_term::<NSUB>(p, ys[c]) });
         let d = unsafe { _mm512_load_ps(p.add(64 + NSUB + 8).cast()) };
         let dm = unsafe { _mm512_load_ps(p.add(64 + NSUB + 9).cast()) };
         for c in 0..C {
@@ -257,6 +304,27 @@ unsafe fn k_tile<const NSUB: usize, const C: usize>(
         }
     }
     acc
+}
+
+/// The block sums' term of one activation super-block `y` against the unpacked super-block at
+/// `p`: line `64 + NSUB + q` holds each row's i16 pair for the 16-value halves 2q and 2q + 1,
+/// against `y`'s two block sums of those halves.
+///
+/// # Safety
+/// `p` points at an unpacked super-block of `NSUB` sub-blocks.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(crate) unsafe fn block_sum_term<const NSUB: usize>(p: *const __m512i, y: &BlockQ8K) -> __m512i {
+    let mut msum = _mm512_setzero_si512();
+    for q in 0..8 {
+        // SAFETY: line 64 + NSUB + q of the block (caller); block sums 2q and 2q + 1 of 16.
+        unsafe {
+            let mn = _mm512_load_si512(p.add(64 + NSUB + q));
+            let bs = y.bsums.as_ptr().add(2 * q).cast::<i32>().read_unaligned();
+            msum = _mm512_add_epi32(msum, _mm512_madd_epi16(mn, _mm512_set1_epi32(bs)));
+        }
+    }
+    msum
 }
 
 /// 32 bytes at `p0` and 32 at `p1`, as the low and high halves of one vector.
@@ -503,8 +571,9 @@ mod tests {
     use crate::act;
     use crate::packed::{pack, packed_len};
 
-    /// On ragged shapes (odd group counts, tiles of 8, 4 and 1 rows, several sets of bands), the
-    /// 512-bit path gives what the reference dot product gives for every packed type.
+    /// On ragged shapes (odd group counts, pairs of 16-row AMX tiles, tiles of 8, 4 and 1 rows, several sets of
+    /// bands), the 512-bit path, with and (where the CPU has it) without AMX tiles, gives what
+    /// the reference dot product gives for every packed type.
     #[test]
     fn the_wide_path_matches_the_reference_on_every_type() {
         if !Backend::Vnni512.is_available() {
@@ -512,8 +581,18 @@ mod tests {
             return;
         }
         let mut next = crate::xorshift(0x77_1de);
-        for t in QuantType::ALL {
-            for (n, k, m) in [(16, 256, 16), (24, 512, 23), (40, 768, 37), (32, 256, 1), (8, 512, 19), (424, 768, 13)] {
+        let paths: &[bool] = if super::super::amx::available() { &[false, true] } else { &[false] };
+        for (t, &amx) in QuantType::ALL.into_iter().flat_map(|t| paths.iter().map(move |a| (t, a))) {
+            for (n, k, m) in [
+                (16, 256, 16),
+                (24, 512, 23),
+                (40, 768, 37),
+                (32, 256, 1),
+                (8, 512, 19),
+                (424, 768, 35),
+                (56, 512, 64),
+                (24, 256, 50),
+            ] {
                 let w: Vec<f32> = (0..n * k).map(|_| (next() % 2001) as f32 / 1000.0 - 1.0).collect();
                 let x: Vec<f32> = (0..m * k).map(|_| (next() % 2001) as f32 / 500.0 - 2.0).collect();
                 let mut plain = vec![0u8; n * t.row_bytes(k).unwrap()];
@@ -527,7 +606,7 @@ mod tests {
                 let reference: Box<dyn Fn(usize, usize) -> f32> = if t.block_size() == 256 {
                     let mut acts = vec![BlockQ8K::ZERO; m * nb];
                     act::quantize_q8k(&x, &mut acts);
-                    assert!(rows(t, &packed, Acts::Q8K(&acts), m, nb, 0..n, n, &d), "{t}: did not run");
+                    assert!(rows_with(amx, t, &packed, Acts::Q8K(&acts), m, nb, 0..n, n, &d), "{t}: did not run");
                     let plain = plain.clone();
                     Box::new(move |i, r| {
                         crate::scalar::dot_k(t, &plain[r * row_bytes..(r + 1) * row_bytes], &acts[i * nb..(i + 1) * nb])
@@ -535,7 +614,7 @@ mod tests {
                 } else {
                     let mut acts = vec![BlockQ8::ZERO; m * nb];
                     act::quantize_q8(&x, &mut acts);
-                    assert!(rows(t, &packed, Acts::Q8(&acts), m, nb, 0..n, n, &d), "{t}: did not run");
+                    assert!(rows_with(amx, t, &packed, Acts::Q8(&acts), m, nb, 0..n, n, &d), "{t}: did not run");
                     let plain = plain.clone();
                     Box::new(move |i, r| {
                         crate::scalar::dot_legacy(
@@ -550,7 +629,7 @@ mod tests {
                         let (got, want) = (out[i * n + r], reference(i, r));
                         assert!(
                             (got - want).abs() <= 1e-4 * (1.0 + want.abs()),
-                            "{t} {n}×{k}, m {m}: output ({i}, {r}) {got}, reference {want}"
+                            "{t} {n}×{k}, m {m}, amx {amx}: output ({i}, {r}) {got}, reference {want}"
                         );
                     }
                 }

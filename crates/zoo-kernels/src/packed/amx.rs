@@ -1,0 +1,373 @@
+//! Intel AMX (AMX-INT8) prompt tiles over the unpacked bands of [`super::wide`].
+//!
+//! A band's unpacked weights are already in AMX's layout for the right-hand tile: a line holds
+//! 4 consecutive values of each of 16 weight rows, so the lines of one sub-block (8 for 32
+//! values; 4 for Q6_K's 16) are a `B` tile with a 64-byte stride. The left-hand `A` tile is 16
+//! activation rows of the same 32 (16) quants, read in place with the activations' row stride.
+//!
+//! A step multiplies two `A` tiles (32 activation rows) by two `B` tiles (two bands, 32 weight
+//! rows): four `tdpbsud` (signed activations × unsigned weights) into `tmm0..tmm3`, stored as
+//! 4 × 256 `i32` sums to a thread-local buffer, while AVX-512 scales the previous step's sums
+//! (the other half of the buffer) into f32 accumulators: legacy types
+//! `d_w × (d_a × Σ) + m_w × s_a` per block as in [`super::wide`]; k-quants `f += Σ × scale` per
+//! sub-block, then per super-block `d_a × (d × f − dmin × m)` with the block sums' term `m`
+//! of [`super::wide::block_sum_term`]. An odd last band or a last 16 activation rows repeat
+//! the other tile of the pair (its sums are not used); fewer than 16 rows are left to the
+//! caller.
+//!
+//! Each step is one run of tile instructions: one tile's multiply waits for its loads, and a
+//! store for its multiply, so four independent products per step keep the unit busy where one
+//! per step left it waiting (Xeon, 7B shapes: 1.05–1.2× the 512-bit VNNI tiles with one, see
+//! docs/BENCHMARKS.md round 9). The integer sums are exact; the k-quants' per sub-block scaling runs
+//! in f32 (each product below 2^24, so exact; their sum rounds), where [`super::wide`] sums
+//! in i32: the results differ by f32 rounding only.
+//!
+//! Linux only: the kernel must grant the process the AMX state (`arch_prctl(ARCH_REQ_XCOMP_
+//! PERM)`), asked once; the tile configuration is loaded per call and released after it.
+//! `ZOO_AMX=0` turns the path off (for benchmarks: the 512-bit VNNI tiles then run).
+
+#![allow(clippy::indexing_slicing)]
+
+use std::arch::asm;
+use std::arch::x86_64::*;
+use std::mem::{offset_of, size_of};
+
+use super::wide::{BAND, Line, Set, block_sum_term, store};
+use crate::act::{BlockQ8, BlockQ8K};
+use crate::matmul::Disjoint;
+
+/// Activation rows per AMX tile (the `A` tile's rows).
+pub(crate) const ROWS: usize = 16;
+/// Fewest activation rows for the AMX path: a pair of tiles (with one, the second tile's
+/// product is a repeat, and the 512-bit VNNI tiles were faster).
+pub(crate) const MIN_ROWS: usize = 2 * ROWS;
+
+/// True when this CPU and kernel run AMX-INT8 tiles and `ZOO_AMX` does not turn them off;
+/// checked once.
+pub(crate) fn available() -> bool {
+    use std::sync::OnceLock;
+    static OK: OnceLock<bool> = OnceLock::new();
+    *OK.get_or_init(|| {
+        std::env::var("ZOO_AMX").as_deref() != Ok("0")
+            && crate::Backend::Vnni512.is_available()
+            && cpu_has_amx_int8()
+            && permitted()
+    })
+}
+
+/// CPUID leaf 7: AMX-TILE (EDX bit 24) and AMX-INT8 (bit 25).
+fn cpu_has_amx_int8() -> bool {
+    // CPUID is available on every x86-64 CPU; leaf 7 is asked only if it exists.
+    if __get_cpuid_max(0).0 < 7 {
+        return false;
+    }
+    let l = __cpuid_count(7, 0);
+    l.edx & (1 << 24) != 0 && l.edx & (1 << 25) != 0
+}
+
+/// Asks Linux for the AMX tile data state for this process (needed before any tile
+/// instruction, else the kernel kills the process); false where it refuses or elsewhere.
+fn permitted() -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        const ARCH_REQ_XCOMP_PERM: libc::c_long = 0x1023;
+        const XFEATURE_XTILEDATA: libc::c_long = 18;
+        // SAFETY: arch_prctl with this request only changes the process' permitted xstate.
+        unsafe { libc::syscall(libc::SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0 }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        false
+    }
+}
+
+/// The 64-byte tile configuration (`ldtilecfg`), palette 1.
+#[repr(C, align(64))]
+struct Config {
+    palette: u8,
+    start_row: u8,
+    reserved: [u8; 14],
+    colsb: [u16; 16],
+    rows: [u8; 16],
+}
+
+/// Tiles for sub-blocks of `per_sub` lines (4 values each): `tmm0..tmm3` sums (16 × 16 i32;
+/// activation tile `t / 2` × band `t % 2`), `tmm4`/`tmm5` activations (16 rows × `4 per_sub`
+/// bytes), `tmm6`/`tmm7` weights (`per_sub` lines).
+fn config(per_sub: usize) -> Config {
+    let (k, p) = (4 * per_sub as u16, per_sub as u8);
+    let mut colsb = [0u16; 16];
+    let mut rows = [0u8; 16];
+    for (t, (c, r)) in
+        [(64, 16), (64, 16), (64, 16), (64, 16), (k, 16), (k, 16), (64, p), (64, p)].into_iter().enumerate()
+    {
+        colsb[t] = c;
+        rows[t] = r;
+    }
+    Config { palette: 1, start_row: 0, reserved: [0; 14], colsb, rows }
+}
+
+/// Loads a tile configuration into this thread until the guard drops (`tilerelease`, also on
+/// unwinding).
+struct Tiles;
+
+impl Tiles {
+    /// # Safety
+    /// AMX available and permitted ([`available`]).
+    unsafe fn load(cfg: &Config) -> Tiles {
+        // SAFETY: the caller's; `cfg` is a valid palette-1 configuration.
+        unsafe { asm!("ldtilecfg [{}]", in(reg) cfg, options(nostack, readonly, preserves_flags)) };
+        Tiles
+    }
+}
+
+impl Drop for Tiles {
+    fn drop(&mut self) {
+        // SAFETY: a configuration was loaded (`load`), so AMX is usable.
+        unsafe { asm!("tilerelease", options(nostack, nomem, preserves_flags)) };
+    }
+}
+
+/// One step: activation tiles at `a0`, `a1` (16 rows each, `sa` bytes apart) × weight tiles at
+/// `b0`, `b1` (64-byte lines) into the four 256-`i32` buffers at `c` (`a0b0, a0b1, a1b0, a1b1`).
+///
+/// # Safety
+/// A configuration from [`config`] is loaded; every tile's bytes are readable and `c` holds
+/// 4 KiB.
+#[inline(always)]
+unsafe fn step(a0: *const u8, a1: *const u8, sa: usize, b0: *const Line, b1: *const Line, c: *mut i32) {
+    // SAFETY: the caller's.
+    unsafe {
+        asm!(
+            "tileloadd tmm4, [{a0} + {sa}]",
+            "tileloadd tmm6, [{b0} + {s64}]",
+            "tilezero tmm0",
+            "tdpbsud tmm0, tmm4, tmm6",
+            "tileloadd tmm7, [{b1} + {s64}]",
+            "tilezero tmm1",
+            "tdpbsud tmm1, tmm4, tmm7",
+            "tileloadd tmm5, [{a1} + {sa}]",
+            "tilezero tmm2",
+            "tdpbsud tmm2, tmm5, tmm6",
+            "tilezero tmm3",
+            "tdpbsud tmm3, tmm5, tmm7",
+            "tilestored [{c} + {s64}], tmm0",
+            "tilestored [{c} + {s64} + 1024], tmm1",
+            "tilestored [{c} + {s64} + 2048], tmm2",
+            "tilestored [{c} + {s64} + 3072], tmm3",
+            a0 = in(reg) a0, a1 = in(reg) a1, sa = in(reg) sa, b0 = in(reg) b0, b1 = in(reg) b1,
+            c = in(reg) c, s64 = in(reg) 64usize,
+            options(nostack, preserves_flags)
+        );
+    }
+}
+
+/// Asks for `count` lines from `p` into L1: the weight tiles of two steps ahead (tile loads
+/// from L2 were where the steps waited). Prefetches never fault.
+#[inline(always)]
+fn prefetch_lines(p: *const Line, count: usize) {
+    for l in 0..count {
+        // SAFETY: a prefetch reads nothing architecturally and never faults.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(l).cast()) };
+    }
+}
+
+/// Thread-local buffers for the stored sums: two steps of four tiles.
+#[repr(C, align(64))]
+struct Sums([[i32; 1024]; 2]);
+
+thread_local! {
+    static SUMS: std::cell::UnsafeCell<Sums> = const { std::cell::UnsafeCell::new(Sums([[0; 1024]; 2])) };
+}
+
+/// Four tiles' f32 results: `[activation tile × 2 + band][row]`.
+type Acc = [[__m512; ROWS]; 4];
+
+/// A pair of activation tiles and a pair of bands, with how many of each are real.
+struct Pair<'a, A> {
+    rows: [&'a [A]; 2],
+    bands: [*const Line; 2],
+    n_rows: usize,
+    n_bands: usize,
+}
+
+/// Runs `tile` over the activation rows `0..m / 16 × 16` in pairs of 16-row tiles and the bands
+/// of `set` in pairs, storing each pair's results; returns the rows done.
+///
+/// # Safety
+/// [`available`], a configuration loaded; `set` and `acts` as in `super::wide::tiles`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn pairs<A>(
+    set: &Set,
+    acts: &[A],
+    m: usize,
+    nb: usize,
+    n: usize,
+    out: &Disjoint<'_, f32>,
+    tile: impl Fn(&Pair<'_, A>, *mut i32) -> Acc,
+) -> usize {
+    let done = m / ROWS * ROWS;
+    SUMS.with(|sums| {
+        let sums = sums.get().cast::<i32>();
+        for i in (0..done).step_by(2 * ROWS) {
+            let n_rows = if i + 2 * ROWS <= done { 2 } else { 1 };
+            let r0 = &acts[i * nb..(i + ROWS) * nb];
+            let r1 = if n_rows == 2 { &acts[(i + ROWS) * nb..(i + 2 * ROWS) * nb] } else { r0 };
+            for j in (0..set.bands).step_by(2) {
+                let n_bands = if j + 1 < set.bands { 2 } else { 1 };
+                let pair = Pair { rows: [r0, r1], bands: [set.band(j), set.band(j + n_bands - 1)], n_rows, n_bands };
+                let acc = tile(&pair, sums);
+                for ta in 0..n_rows {
+                    for tb in 0..n_bands {
+                        // SAFETY: this task owns bands j, j + 1 (weight rows) of every output row.
+                        unsafe { store(out, &acc[2 * ta + tb], set.r0 + (j + tb) * BAND, i + ta * ROWS, n) };
+                    }
+                }
+            }
+        }
+    });
+    done
+}
+
+/// The legacy types (blocks of 32, `nb` per row): activation rows in tiles of 16 against every
+/// band of `set`; returns the first row not done (fewer than 16 are left).
+///
+/// # Safety
+/// [`available`]; `set` and `acts` as in `super::wide::tiles` (`m` rows of `nb` blocks).
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(crate) unsafe fn legacy(
+    set: &Set,
+    acts: &[BlockQ8],
+    m: usize,
+    nb: usize,
+    n: usize,
+    out: &Disjoint<'_, f32>,
+) -> usize {
+    // SAFETY: the caller's.
+    unsafe {
+        let _tiles = Tiles::load(&config(8));
+        pairs(set, acts, m, nb, n, out, |pair, sums| legacy_pair(pair, nb, sums))
+    }
+}
+
+/// One pair of activation tiles × one pair of bands over all `nb` blocks (see the module docs).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn legacy_pair(pair: &Pair<'_, BlockQ8>, nb: usize, sums: *mut i32) -> Acc {
+    let mut acc = [[_mm512_setzero_ps(); ROWS]; 4];
+    let stride = nb * size_of::<BlockQ8>();
+    let qs = offset_of!(BlockQ8, qs);
+    // The sums of block b went to buffer half b % 2; scale them into `acc`.
+    let post = |acc: &mut Acc, b: usize| {
+        for ta in 0..pair.n_rows {
+            for tb in 0..pair.n_bands {
+                // SAFETY: block b of the band (10 lines) and of every row; the half was stored.
+                unsafe {
+                    let p = pair.bands[tb].add(b * 10).cast::<__m512i>();
+                    let d = _mm512_load_ps(p.add(8).cast());
+                    let mw = _mm512_load_ps(p.add(9).cast());
+                    let s = sums.add(1024 * (b % 2) + 256 * (2 * ta + tb)).cast::<__m512i>();
+                    for (c, acc) in acc[2 * ta + tb].iter_mut().enumerate() {
+                        let y = &pair.rows[ta][c * nb + b];
+                        let t = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_load_si512(s.add(c))), _mm512_set1_ps(y.d));
+                        *acc = _mm512_fmadd_ps(mw, _mm512_set1_ps(y.s), _mm512_fmadd_ps(d, t, *acc));
+                    }
+                }
+            }
+        }
+    };
+    for b in 0..nb {
+        // SAFETY: block b's quants of 16 rows per tile (`stride` apart, in the slices) and its 8
+        // weight lines per band; the buffer half holds 4 × 256 i32.
+        unsafe {
+            let a = |ta: usize| pair.rows[ta].as_ptr().add(b).cast::<u8>().add(qs);
+            let w = |tb: usize| pair.bands[tb].add(b * 10);
+            prefetch_lines(w(0).wrapping_add(20), 10);
+            prefetch_lines(w(1).wrapping_add(20), 10);
+            step(a(0), a(1), stride, w(0), w(1), sums.add(1024 * (b % 2)));
+        }
+        if b > 0 {
+            post(&mut acc, b - 1);
+        }
+    }
+    post(&mut acc, nb - 1);
+    acc
+}
+
+/// The k-quants (`NSUB` sub-blocks per super-block), as [`legacy`].
+///
+/// # Safety
+/// As [`legacy`], with Q8_K activations.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(crate) unsafe fn kquant<const NSUB: usize>(
+    set: &Set,
+    acts: &[BlockQ8K],
+    m: usize,
+    nb: usize,
+    n: usize,
+    out: &Disjoint<'_, f32>,
+) -> usize {
+    // SAFETY: the caller's.
+    unsafe {
+        let _tiles = Tiles::load(&config(64 / NSUB));
+        pairs(set, acts, m, nb, n, out, |pair, sums| k_pair::<NSUB>(pair, nb, sums))
+    }
+}
+
+/// One pair of activation tiles × one pair of k-quant bands over all `nb` super-blocks.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn k_pair<const NSUB: usize>(pair: &Pair<'_, BlockQ8K>, nb: usize, sums: *mut i32) -> Acc {
+    let per_sub = 64 / NSUB;
+    let block_lines = super::wide::k_lines(NSUB);
+    let stride = nb * size_of::<BlockQ8K>();
+    let qs = offset_of!(BlockQ8K, qs);
+    let mut acc = [[_mm512_setzero_ps(); ROWS]; 4];
+    for b in 0..nb {
+        // SAFETY (pointer arithmetic): super-block b of each band and of every row.
+        let p = |tb: usize| unsafe { pair.bands[tb].add(b * block_lines) };
+        let mut f = [[_mm512_setzero_ps(); ROWS]; 4];
+        let post = |f: &mut Acc, s: usize| {
+            for tb in 0..pair.n_bands {
+                // SAFETY: line 64 + s holds sub-block s's scales; the buffer half s % 2 its sums.
+                let sc = unsafe { _mm512_cvtepi32_ps(_mm512_load_si512(p(tb).add(64 + s).cast())) };
+                for ta in 0..pair.n_rows {
+                    let buf = unsafe { sums.add(1024 * (s % 2) + 256 * (2 * ta + tb)) }.cast::<__m512i>();
+                    for (c, f) in f[2 * ta + tb].iter_mut().enumerate() {
+                        *f = _mm512_fmadd_ps(unsafe { _mm512_cvtepi32_ps(_mm512_load_si512(buf.add(c))) }, sc, *f);
+                    }
+                }
+            }
+        };
+        for s in 0..NSUB {
+            // SAFETY: sub-block s's quants of 16 rows per tile and its lines per band.
+            unsafe {
+                let a = |ta: usize| pair.rows[ta].as_ptr().add(b).cast::<u8>().add(qs + 4 * per_sub * s);
+                prefetch_lines(p(0).wrapping_add(per_sub * (s + 2)), per_sub);
+                prefetch_lines(p(1).wrapping_add(per_sub * (s + 2)), per_sub);
+                step(a(0), a(1), stride, p(0).add(per_sub * s), p(1).add(per_sub * s), sums.add(1024 * (s % 2)));
+            }
+            if s > 0 {
+                post(&mut f, s - 1);
+            }
+        }
+        post(&mut f, NSUB - 1);
+        for tb in 0..pair.n_bands {
+            let pv = p(tb).cast::<__m512i>();
+            // SAFETY: lines 64 + NSUB + 8 and + 9 hold d and dmin (Q6_K: d again).
+            let (d, dm) =
+                unsafe { (_mm512_load_ps(pv.add(64 + NSUB + 8).cast()), _mm512_load_ps(pv.add(64 + NSUB + 9).cast())) };
+            for ta in 0..pair.n_rows {
+                for (c, (acc, f)) in acc[2 * ta + tb].iter_mut().zip(&f[2 * ta + tb]).enumerate() {
+                    let y = &pair.rows[ta][c * nb + b];
+                    // SAFETY: the super-block's lines.
+                    let msum = unsafe { block_sum_term::<NSUB>(pv, y) };
+                    let mt = _mm512_mul_ps(_mm512_cvtepi32_ps(msum), dm);
+                    *acc = _mm512_fmadd_ps(_mm512_fmsub_ps(*f, d, mt), _mm512_set1_ps(y.d), *acc);
+                }
+            }
+        }
+    }
+    acc
+}
