@@ -133,6 +133,7 @@ pub fn matmul_dense_with(
     #[cfg(target_arch = "x86_64")]
     if backend.is_x86() {
         let width = match backend {
+            Backend::Vnni512 if bf16_pairs_allowed() && panel::Width::AmxBf16.available() => panel::Width::AmxBf16,
             Backend::Vnni512 if bf16_pairs_allowed() && panel::Width::Avx512Bf16.available() => {
                 panel::Width::Avx512Bf16
             }
@@ -410,7 +411,11 @@ pub(crate) mod tests {
         let mut next = crate::xorshift(0xBF16);
         let mut unit = move || (next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0;
         let pool = ThreadPool::new(2);
-        for (rows, cols, m) in [(67, 4096, 13), (40, 2050, 30), (32, 2, 1)] {
+        let widths = [panel::Width::Avx512Bf16, panel::Width::AmxBf16];
+        let shapes = [(67, 4096, 13), (40, 2050, 30), (32, 2, 1), (128, 1024, 40), (64, 2048, 16), (96, 160, 33)];
+        for (width, (rows, cols, m)) in
+            widths.into_iter().filter(|w| w.available()).flat_map(|w| shapes.map(|s| (w, s)))
+        {
             let w: Vec<f32> = (0..rows * cols).map(|_| unit() * 0.05).collect();
             let wb = bytes(Half::Bf16, &w);
             let mut wide = vec![0f32; rows * cols];
@@ -419,7 +424,7 @@ pub(crate) mod tests {
             let xr: Vec<f32> = x.iter().map(|&v| half::bf16::from_f32(v).to_f32()).collect();
             let mut out = vec![f32::NAN; m * rows];
             let rows_view = DenseRows::Half(Half::Bf16, &wb);
-            assert!(panel::matmul(&pool, rows_view, rows, cols, &x, m, &mut out, panel::Width::Avx512Bf16));
+            assert!(panel::matmul(&pool, rows_view, rows, cols, &x, m, &mut out, width));
             let mut worst_unrounded = 0f64;
             for i in 0..m {
                 for r in 0..rows {
@@ -431,7 +436,10 @@ pub(crate) mod tests {
                         mag += (wv * f64::from(x[i * cols + k])).abs();
                     }
                     let got = f64::from(out[i * rows + r]);
-                    assert!((got - rounded).abs() <= 1e-5 * mag, "{rows}x{cols} m={m} [{i},{r}]: {got} vs {rounded}");
+                    assert!(
+                        (got - rounded).abs() <= 1e-5 * mag,
+                        "{width:?} {rows}x{cols} m={m} [{i},{r}]: {got} vs {rounded}"
+                    );
                     assert!((got - exact).abs() <= mag / 256.0, "{rows}x{cols} m={m} [{i},{r}]: {got} vs {exact}");
                     worst_unrounded = worst_unrounded.max((exact - rounded).abs() / mag);
                 }

@@ -71,7 +71,7 @@ pub(super) fn min_rows(w: DenseRows<'_>, width: Width) -> usize {
     match (width, w) {
         (Width::Avx2, DenseRows::Half(Half::F16, _)) => 24,
         (Width::Avx2, _) => 48,
-        (Width::Avx512Bf16, DenseRows::Half(Half::Bf16, _)) => 4,
+        (Width::Avx512Bf16 | Width::AmxBf16, DenseRows::Half(Half::Bf16, _)) => 4,
         (_, DenseRows::Half(Half::F16, _)) => 8,
         (_, _) => 12,
     }
@@ -96,6 +96,9 @@ pub(super) enum Width {
     /// nearest even) once per call, as llama.cpp and PyTorch's bf16 matmul do: twice the
     /// products per instruction, each activation off by at most 2⁻⁹ of itself.
     Avx512Bf16,
+    /// As `Avx512Bf16`, with tiles of 16 or 32 activation rows × 32-row panels through Intel
+    /// AMX-BF16 (`tdpbf16ps`) where the panels and blocks are whole (see [`run_band_bf16`]).
+    AmxBf16,
 }
 
 impl Width {
@@ -103,7 +106,7 @@ impl Width {
     const fn kc(self) -> usize {
         match self {
             Width::Avx2 => KC,
-            Width::Avx512 | Width::Avx512Bf16 => KC512,
+            Width::Avx512 | Width::Avx512Bf16 | Width::AmxBf16 => KC512,
         }
     }
 
@@ -111,7 +114,7 @@ impl Width {
     const fn nr(self) -> usize {
         match self {
             Width::Avx2 => NR,
-            Width::Avx512 | Width::Avx512Bf16 => NR512,
+            Width::Avx512 | Width::Avx512Bf16 | Width::AmxBf16 => NR512,
         }
     }
 
@@ -121,6 +124,7 @@ impl Width {
             Width::Avx2 => crate::avx2::available(),
             Width::Avx512 => crate::avx2::available() && std::arch::is_x86_feature_detected!("avx512f"),
             Width::Avx512Bf16 => Width::Avx512.available() && std::arch::is_x86_feature_detected!("avx512bf16"),
+            Width::AmxBf16 => Width::Avx512Bf16.available() && crate::packed::amx::bf16_available(),
         }
     }
 }
@@ -152,7 +156,8 @@ pub(super) fn matmul(
     let band = rows.div_ceil(want).next_multiple_of(nr).clamp(nr, BAND_MAX);
     let tasks = rows.div_ceil(band);
     let dst = Disjoint::new(out);
-    if width == Width::Avx512Bf16 && kind == BF16 && cols.is_multiple_of(2) {
+    if matches!(width, Width::Avx512Bf16 | Width::AmxBf16) && kind == BF16 && cols.is_multiple_of(2) {
+        let amx = width == Width::AmxBf16;
         return crate::matmul::with_scratch(&XB, m * cols / 2, 0, |xb| {
             // SAFETY: AVX512-BF16 checked above (`width.available()`); `x` holds `m × cols`
             // values and `xb` half as many.
@@ -166,7 +171,7 @@ pub(super) fn matmul(
                     let args = Band { x: x.as_ptr(), cols, m, out: dst.ptr_at(0), n: rows, r0, r1 };
                     // SAFETY: as below, with `xb` holding `m × cols / 2` pairs and `bp`
                     // `panels × nr × min(KC, cols) / 2` of them.
-                    unsafe { run_band_bf16(super::tile::w_ptr(w), &args, xb.as_ptr(), bp) }
+                    unsafe { run_band_bf16(super::tile::w_ptr(w), &args, xb.as_ptr(), bp, amx) }
                 });
             });
             true
@@ -463,9 +468,13 @@ unsafe fn to_bf16_pairs(x: *const f32, n: usize, dst: *mut u32) {
 }
 
 /// [`run_band512`] for bf16 weights as pairs: each row's `cols / 2` 32-bit pairs packed into
-/// 32-row panels (the f32 transpose moves them unchanged), `xb` the activations' pairs.
+/// 32-row panels (the f32 transpose moves them unchanged), `xb` the activations' pairs. With
+/// `amx` ([`Width::AmxBf16`]), where every panel of the band is whole and the block's pairs a
+/// multiple of 16, activation rows go in AMX tiles of 32 (then 16) first: a panel's pairs are
+/// already AMX's `B` layout (a pair of 16 rows per 64 bytes, 128 bytes apart), so
+/// `packed::amx::bf16_tile` multiplies them in place; the rows left take the vector tiles.
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bf16")]
-unsafe fn run_band_bf16(w: *const u8, b: &Band, xb: *const u32, bp: *mut f32) {
+unsafe fn run_band_bf16(w: *const u8, b: &Band, xb: *const u32, bp: *mut f32, amx: bool) {
     let (wstride, pairs) = (b.cols * 2, b.cols / 2);
     let nr = b.r1 - b.r0;
     let panels = nr.div_ceil(NR512);
@@ -483,6 +492,18 @@ unsafe fn run_band_bf16(w: *const u8, b: &Band, xb: *const u32, bp: *mut f32) {
                 pack::<F32, NR512>(src, wstride, rows_here, kp, bp.add(p * NR512 * kp));
             }
             let mut a = 0;
+            if amx && nr.is_multiple_of(NR512) && kp.is_multiple_of(16) && b.m >= 16 {
+                let _tiles = crate::packed::amx::Tiles::bf16();
+                while a + 16 <= b.m {
+                    let two = a + 32 <= b.m;
+                    let (xa, o) = (xb.add(a * pairs + k0 / 2), b.out.add(a * b.n + b.r0));
+                    for p in 0..panels {
+                        let bpp = bp.add(p * NR512 * kp).cast::<u32>();
+                        crate::packed::amx::bf16_tile(xa, pairs, bpp, kp, o.add(p * NR512), b.n, two, add);
+                    }
+                    a += if two { 32 } else { 16 };
+                }
+            }
             while a < b.m {
                 let c = group(b.m, a, MR512);
                 let (xa, o) = (xb.add(a * pairs + k0 / 2), b.out.add(a * b.n + b.r0));

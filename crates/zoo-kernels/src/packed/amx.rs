@@ -55,6 +55,16 @@ pub(crate) fn available() -> bool {
     })
 }
 
+/// True when this CPU and kernel run AMX-BF16 tiles (as [`available`], with AMX-BF16).
+pub(crate) fn bf16_available() -> bool {
+    use std::sync::OnceLock;
+    static OK: OnceLock<bool> = OnceLock::new();
+    *OK.get_or_init(|| {
+        // CPUID leaf 7, EDX bit 22: AMX-BF16 (asked only where `available` found leaf 7).
+        available() && __cpuid_count(7, 0).edx & (1 << 22) != 0
+    })
+}
+
 /// CPUID leaf 7: AMX-TILE (EDX bit 24) and AMX-INT8 (bit 25).
 fn cpu_has_amx_int8() -> bool {
     // CPUID is available on every x86-64 CPU; leaf 7 is asked only if it exists.
@@ -109,9 +119,22 @@ fn config(per_sub: usize) -> Config {
 
 /// Loads a tile configuration into this thread until the guard drops (`tilerelease`, also on
 /// unwinding).
-struct Tiles;
+pub(crate) struct Tiles;
 
 impl Tiles {
+    /// Every tile 16 rows × 64 bytes, for [`bf16_tile`].
+    ///
+    /// # Safety
+    /// [`bf16_available`].
+    pub(crate) unsafe fn bf16() -> Tiles {
+        // Palette 1 has 8 tiles; the entries of the other 8 must be 0 (else `ldtilecfg` faults).
+        let mut cfg = Config { palette: 1, start_row: 0, reserved: [0; 14], colsb: [0; 16], rows: [0; 16] };
+        cfg.colsb[..8].fill(64);
+        cfg.rows[..8].fill(16);
+        // SAFETY: the caller's.
+        unsafe { Tiles::load(&cfg) }
+    }
+
     /// # Safety
     /// AMX available and permitted ([`available`]).
     unsafe fn load(cfg: &Config) -> Tiles {
@@ -370,4 +393,89 @@ fn k_pair<const NSUB: usize>(pair: &Pair<'_, BlockQ8K>, nb: usize, sums: *mut i3
         }
     }
     acc
+}
+
+/// `out[i * ostride + j] (+)= Σ_{p < kp} a[i][p] · panel[p][j]` for 16 activation rows (32 if
+/// `two`) × a 32-row panel of bf16 pairs (`panel[p]` holds the 32 rows' pairs of column pair
+/// `p`, 128 bytes), `a` the activations' pairs `astride` apart; `tdpbf16ps` sums each pair of
+/// bf16 products into f32, as `vdpbf16ps` does. The sums stay in `tmm0..tmm3` over all `kp`
+/// pairs (loaded from `out` when `add`) and are stored to `out` once.
+///
+/// # Safety
+/// [`Tiles::bf16`] loaded; `kp` a multiple of 16; `a` holds 16 (32) rows of `kp` pairs, `panel`
+/// `kp × 32` pairs, and the output tile (16 or 32 rows × 32 values, `ostride` apart) is the
+/// caller's.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(crate) unsafe fn bf16_tile(
+    a: *const u32,
+    astride: usize,
+    panel: *const u32,
+    kp: usize,
+    out: *mut f32,
+    ostride: usize,
+    two: bool,
+    add: bool,
+) {
+    let (sa, so) = (astride * 4, ostride * 4);
+    // SAFETY (all below): the caller's; each tile reads or writes 16 rows × 64 bytes of them.
+    unsafe {
+        let out1 = out.add(16 * ostride);
+        if add {
+            asm!(
+                "tileloadd tmm0, [{o} + {so}]",
+                "tileloadd tmm1, [{o} + {so} + 64]",
+                o = in(reg) out, so = in(reg) so, options(nostack, readonly, preserves_flags)
+            );
+            if two {
+                asm!(
+                    "tileloadd tmm2, [{o} + {so}]",
+                    "tileloadd tmm3, [{o} + {so} + 64]",
+                    o = in(reg) out1, so = in(reg) so, options(nostack, readonly, preserves_flags)
+                );
+            }
+        } else {
+            asm!(
+                "tilezero tmm0",
+                "tilezero tmm1",
+                "tilezero tmm2",
+                "tilezero tmm3",
+                options(nostack, nomem, preserves_flags)
+            );
+        }
+        for p in (0..kp).step_by(16) {
+            let (ap, bp) = (a.add(p), panel.add(p * 32));
+            asm!(
+                "tileloadd tmm4, [{a} + {sa}]",
+                "tileloadd tmm6, [{b} + {s128}]",
+                "tileloadd tmm7, [{b} + {s128} + 64]",
+                "tdpbf16ps tmm0, tmm4, tmm6",
+                "tdpbf16ps tmm1, tmm4, tmm7",
+                a = in(reg) ap, sa = in(reg) sa, b = in(reg) bp, s128 = in(reg) 128usize,
+                options(nostack, readonly, preserves_flags)
+            );
+            if two {
+                asm!(
+                    "tileloadd tmm5, [{a} + {sa}]",
+                    "tdpbf16ps tmm2, tmm5, tmm6",
+                    "tdpbf16ps tmm3, tmm5, tmm7",
+                    a = in(reg) ap.add(16 * astride), sa = in(reg) sa,
+                    options(nostack, readonly, preserves_flags)
+                );
+            }
+        }
+        asm!(
+            "tilestored [{o} + {so}], tmm0",
+            "tilestored [{o} + {so} + 64], tmm1",
+            o = in(reg) out, so = in(reg) so, options(nostack, preserves_flags)
+        );
+        if two {
+            asm!(
+                "tilestored [{o} + {so}], tmm2",
+                "tilestored [{o} + {so} + 64], tmm3",
+                o = in(reg) out1, so = in(reg) so, options(nostack, preserves_flags)
+            );
+        }
+    }
 }

@@ -143,7 +143,9 @@ fn rows_with(
     }
     let bands = (rows.end - rows.start) / BAND;
     let band_lines = nb * lines(t);
-    let per_set = (SET_BYTES / (band_lines * 64)).clamp(1, bands.max(1));
+    // AMX multiplies bands in pairs: an even count per set (a lone band would repeat itself).
+    let fit = SET_BYTES / (band_lines * 64);
+    let per_set = if amx { (fit.max(2) + 1) / 2 * 2 } else { fit }.clamp(1, bands.max(1));
     with_scratch(&BAND_LINES, per_set * band_lines, Line([0; 64]), |buf| {
         let mut b0 = 0;
         while b0 < bands {
