@@ -145,7 +145,7 @@ fn rows_with(
     let band_lines = nb * lines(t);
     // AMX multiplies bands in pairs: an even count per set (a lone band would repeat itself).
     let fit = SET_BYTES / (band_lines * 64);
-    let per_set = if amx { (fit.max(2) + 1) / 2 * 2 } else { fit }.clamp(1, bands.max(1));
+    let per_set = if amx { fit.max(2).next_multiple_of(2) } else { fit }.clamp(1, bands.max(1));
     with_scratch(&BAND_LINES, per_set * band_lines, Line([0; 64]), |buf| {
         let mut b0 = 0;
         while b0 < bands {
