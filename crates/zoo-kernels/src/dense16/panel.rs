@@ -493,7 +493,7 @@ unsafe fn run_band_bf16(w: *const u8, b: &Band, xb: *const u32, bp: *mut f32, am
             }
             let mut a = 0;
             if amx && nr.is_multiple_of(NR512) && kp.is_multiple_of(16) && b.m >= 16 {
-                let _tiles = crate::packed::amx::Tiles::bf16();
+                let _tiles = crate::packed::amx::Tiles::square();
                 while a + 16 <= b.m {
                     let two = a + 32 <= b.m;
                     let (xa, o) = (xb.add(a * pairs + k0 / 2), b.out.add(a * b.n + b.r0));

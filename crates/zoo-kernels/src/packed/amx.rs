@@ -32,7 +32,7 @@ use std::arch::asm;
 use std::arch::x86_64::*;
 use std::mem::{offset_of, size_of};
 
-use super::wide::{BAND, Line, Set, block_sum_term, store};
+use super::wide::{BAND, FOLDED_LINES, Line, Set, block_sum_term, store};
 use crate::act::{BlockQ8, BlockQ8K};
 use crate::matmul::Disjoint;
 
@@ -122,11 +122,11 @@ fn config(per_sub: usize) -> Config {
 pub(crate) struct Tiles;
 
 impl Tiles {
-    /// Every tile 16 rows × 64 bytes, for [`bf16_tile`].
+    /// Every tile 16 rows × 64 bytes, for [`bf16_tile`] and [`kquant`].
     ///
     /// # Safety
-    /// [`bf16_available`].
-    pub(crate) unsafe fn bf16() -> Tiles {
+    /// [`available`] ([`bf16_available`] for `tdpbf16ps`).
+    pub(crate) unsafe fn square() -> Tiles {
         // Palette 1 has 8 tiles; the entries of the other 8 must be 0 (else `ldtilecfg` faults).
         let mut cfg = Config { palette: 1, start_row: 0, reserved: [0; 14], colsb: [0; 16], rows: [0; 16] };
         cfg.colsb[..8].fill(64);
@@ -318,10 +318,12 @@ fn legacy_pair(pair: &Pair<'_, BlockQ8>, nb: usize, sums: *mut i32) -> Acc {
     acc
 }
 
-/// The k-quants (`NSUB` sub-blocks per super-block), as [`legacy`].
+/// The k-quants (`NSUB` sub-blocks per super-block) from the bands' folded lines
+/// (`super::wide::fold`), in tiles of 16 activation rows (pairs) against one band at a time;
+/// returns the first row not done (fewer than 16 are left).
 ///
 /// # Safety
-/// As [`legacy`], with Q8_K activations.
+/// [`available`]; `set` unpacked with its folded lines, `acts` `m` rows of `nb` Q8_K blocks.
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 pub(crate) unsafe fn kquant<const NSUB: usize>(
     set: &Set,
@@ -331,67 +333,113 @@ pub(crate) unsafe fn kquant<const NSUB: usize>(
     n: usize,
     out: &Disjoint<'_, f32>,
 ) -> usize {
+    let done = m / ROWS * ROWS;
     // SAFETY: the caller's.
-    unsafe {
-        let _tiles = Tiles::load(&config(64 / NSUB));
-        pairs(set, acts, m, nb, n, out, |pair, sums| k_pair::<NSUB>(pair, nb, sums))
-    }
+    let _tiles = unsafe { Tiles::square() };
+    SUMS.with(|sums| {
+        let sums = sums.get().cast::<i32>();
+        for i in (0..done).step_by(2 * ROWS) {
+            let two = i + 2 * ROWS <= done;
+            let r0 = &acts[i * nb..(i + ROWS) * nb];
+            let r1 = if two { &acts[(i + ROWS) * nb..(i + 2 * ROWS) * nb] } else { r0 };
+            for j in 0..set.bands {
+                let acc = k_folded::<NSUB>([r0, r1], two, set.band(j), nb, sums);
+                for (ta, acc) in acc.iter().enumerate().take(if two { 2 } else { 1 }) {
+                    // SAFETY: this task owns band j (weight rows) of every output row.
+                    unsafe { store(out, acc, set.r0 + j * BAND, i + ta * ROWS, n) };
+                }
+            }
+        }
+    });
+    done
 }
 
-/// One pair of activation tiles × one pair of k-quant bands over all `nb` super-blocks.
+/// Two tiles of activation rows (the second a repeat of the first unless `two`) × one band
+/// over all `nb` super-blocks: per 64 values, `tdpbsud` of the activations by the folded low
+/// parts into `tmm0`/`tmm2` and `tdpbssd` by the high parts into `tmm1`/`tmm3`, summed over the
+/// super-block in the tiles, then `d_a × (d × (128 h + l) − dmin × m)` in f32 (Q6_K: no `m`,
+/// its offset is in the folded weights) while the next super-block multiplies.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-fn k_pair<const NSUB: usize>(pair: &Pair<'_, BlockQ8K>, nb: usize, sums: *mut i32) -> Acc {
-    let per_sub = 64 / NSUB;
-    let block_lines = super::wide::k_lines(NSUB);
+fn k_folded<const NSUB: usize>(
+    rows: [&[BlockQ8K]; 2],
+    two: bool,
+    band: *const Line,
+    nb: usize,
+    sums: *mut i32,
+) -> [[__m512; ROWS]; 2] {
+    let kl = super::wide::k_lines(NSUB);
     let stride = nb * size_of::<BlockQ8K>();
     let qs = offset_of!(BlockQ8K, qs);
-    let mut acc = [[_mm512_setzero_ps(); ROWS]; 4];
-    for b in 0..nb {
-        // SAFETY (pointer arithmetic): super-block b of each band and of every row.
-        let p = |tb: usize| unsafe { pair.bands[tb].add(b * block_lines) };
-        let mut f = [[_mm512_setzero_ps(); ROWS]; 4];
-        let post = |f: &mut Acc, s: usize| {
-            for tb in 0..pair.n_bands {
-                // SAFETY: line 64 + s holds sub-block s's scales; the buffer half s % 2 its sums.
-                let sc = unsafe { _mm512_cvtepi32_ps(_mm512_load_si512(p(tb).add(64 + s).cast())) };
-                for ta in 0..pair.n_rows {
-                    let buf = unsafe { sums.add(1024 * (s % 2) + 256 * (2 * ta + tb)) }.cast::<__m512i>();
-                    for (c, f) in f[2 * ta + tb].iter_mut().enumerate() {
-                        *f = _mm512_fmadd_ps(unsafe { _mm512_cvtepi32_ps(_mm512_load_si512(buf.add(c))) }, sc, *f);
-                    }
+    let mut acc = [[_mm512_setzero_ps(); ROWS]; 2];
+    let post = |acc: &mut [[__m512; ROWS]; 2], b: usize| {
+        // SAFETY: super-block b's lines; buffer half b % 2 holds its four tiles.
+        unsafe {
+            let pv = band.add(b * kl).cast::<__m512i>();
+            let d = _mm512_load_ps(pv.add(64 + NSUB + 8).cast());
+            let dm = _mm512_load_ps(pv.add(64 + NSUB + 9).cast());
+            let buf = sums.add(1024 * (b % 2)).cast::<__m512i>();
+            for (ta, acc) in acc.iter_mut().enumerate().take(if two { 2 } else { 1 }) {
+                for (c, acc) in acc.iter_mut().enumerate() {
+                    let y = &rows[ta][c * nb + b];
+                    let lo = _mm512_load_si512(buf.add(32 * ta + c));
+                    let hi = _mm512_load_si512(buf.add(32 * ta + 16 + c));
+                    let isum = _mm512_cvtepi32_ps(_mm512_add_epi32(_mm512_slli_epi32::<7>(hi), lo));
+                    let f = if NSUB == 16 {
+                        _mm512_mul_ps(isum, d)
+                    } else {
+                        let mt = _mm512_mul_ps(_mm512_cvtepi32_ps(block_sum_term::<NSUB>(pv, y)), dm);
+                        _mm512_fmsub_ps(isum, d, mt)
+                    };
+                    *acc = _mm512_fmadd_ps(f, _mm512_set1_ps(y.d), *acc);
                 }
-            }
-        };
-        for s in 0..NSUB {
-            // SAFETY: sub-block s's quants of 16 rows per tile and its lines per band.
-            unsafe {
-                let a = |ta: usize| pair.rows[ta].as_ptr().add(b).cast::<u8>().add(qs + 4 * per_sub * s);
-                prefetch_lines(p(0).wrapping_add(per_sub * (s + 2)), per_sub);
-                prefetch_lines(p(1).wrapping_add(per_sub * (s + 2)), per_sub);
-                step(a(0), a(1), stride, p(0).add(per_sub * s), p(1).add(per_sub * s), sums.add(1024 * (s % 2)));
-            }
-            if s > 0 {
-                post(&mut f, s - 1);
             }
         }
-        post(&mut f, NSUB - 1);
-        for tb in 0..pair.n_bands {
-            let pv = p(tb).cast::<__m512i>();
-            // SAFETY: lines 64 + NSUB + 8 and + 9 hold d and dmin (Q6_K: d again).
-            let (d, dm) =
-                unsafe { (_mm512_load_ps(pv.add(64 + NSUB + 8).cast()), _mm512_load_ps(pv.add(64 + NSUB + 9).cast())) };
-            for ta in 0..pair.n_rows {
-                for (c, (acc, f)) in acc[2 * ta + tb].iter_mut().zip(&f[2 * ta + tb]).enumerate() {
-                    let y = &pair.rows[ta][c * nb + b];
-                    // SAFETY: the super-block's lines.
-                    let msum = unsafe { block_sum_term::<NSUB>(pv, y) };
-                    let mt = _mm512_mul_ps(_mm512_cvtepi32_ps(msum), dm);
-                    *acc = _mm512_fmadd_ps(_mm512_fmsub_ps(*f, d, mt), _mm512_set1_ps(y.d), *acc);
-                }
+    };
+    for b in 0..nb {
+        // SAFETY: super-block b's 256 quants of 16 rows per tile (`stride` apart, in the
+        // slices) and its 128 folded lines; the buffer half holds 4 × 256 i32.
+        unsafe {
+            let f = band.add(nb * kl + b * FOLDED_LINES);
+            let a0 = rows[0].as_ptr().add(b).cast::<u8>().add(qs);
+            let a1 = rows[1].as_ptr().add(b).cast::<u8>().add(qs);
+            prefetch_lines(band.add(nb * kl + (b + 1) * FOLDED_LINES), FOLDED_LINES);
+            asm!(
+                "tilezero tmm0",
+                "tilezero tmm1",
+                "tilezero tmm2",
+                "tilezero tmm3",
+                options(nostack, nomem, preserves_flags)
+            );
+            for g in 0..4 {
+                asm!(
+                    "tileloadd tmm4, [{a0} + {sa}]",
+                    "tileloadd tmm6, [{l} + {s64}]",
+                    "tileloadd tmm7, [{h} + {s64}]",
+                    "tdpbsud tmm0, tmm4, tmm6",
+                    "tdpbssd tmm1, tmm4, tmm7",
+                    "tileloadd tmm5, [{a1} + {sa}]",
+                    "tdpbsud tmm2, tmm5, tmm6",
+                    "tdpbssd tmm3, tmm5, tmm7",
+                    a0 = in(reg) a0.add(64 * g), a1 = in(reg) a1.add(64 * g), sa = in(reg) stride,
+                    l = in(reg) f.add(16 * g), h = in(reg) f.add(64 + 16 * g), s64 = in(reg) 64usize,
+                    options(nostack, readonly, preserves_flags)
+                );
             }
+            let c = sums.add(1024 * (b % 2));
+            asm!(
+                "tilestored [{c} + {s64}], tmm0",
+                "tilestored [{c} + {s64} + 1024], tmm1",
+                "tilestored [{c} + {s64} + 2048], tmm2",
+                "tilestored [{c} + {s64} + 3072], tmm3",
+                c = in(reg) c, s64 = in(reg) 64usize, options(nostack, preserves_flags)
+            );
+        }
+        if b > 0 {
+            post(&mut acc, b - 1);
         }
     }
+    post(&mut acc, nb - 1);
     acc
 }
 

@@ -71,6 +71,61 @@ pub(crate) const fn k_lines(nsub: usize) -> usize {
     64 + nsub + 8 + 2
 }
 
+/// Lines per k-quant super-block of the folded weights (`fold`): 64 of low parts, 64 of high.
+pub(crate) const FOLDED_LINES: usize = 128;
+
+/// For [`super::amx`]: writes, after a band's `nb` unpacked k-quant super-blocks at `band`,
+/// each weight times its sub-block's scale less `off` times it (Q6_K's `−32`), `w = 128 h + l`
+/// split into `l` in 0..128 and a signed `h` (`|w| < 2^13`, so both are bytes): line `i` of a
+/// super-block's 128 folded lines holds the `l` of its weight line `i`, line `64 + i` the `h`.
+/// The products `Σ a × l` and `Σ a × h` then sum a whole super-block exactly, with no scaling
+/// per sub-block.
+///
+/// # Safety
+/// `band` holds `nb × (k_lines(NSUB) + FOLDED_LINES)` lines, the first `nb × k_lines(NSUB)`
+/// unpacked.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn fold<const NSUB: usize>(band: *mut Line, nb: usize, off: i16) {
+    let per_sub = 64 / NSUB;
+    let kl = k_lines(NSUB);
+    // i16 lane 4r + j takes row r's scale: rows 0..8 for the low 32 bytes, 8..16 for the high.
+    let idx_lo = _mm512_set_epi16(
+        7, 7, 7, 7, 6, 6, 6, 6, 5, 5, 5, 5, 4, 4, 4, 4, 3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0,
+    );
+    let idx_hi = _mm512_add_epi16(idx_lo, _mm512_set1_epi16(8));
+    let (offv, m127) = (_mm512_set1_epi16(off), _mm512_set1_epi16(127));
+    for b in 0..nb {
+        // SAFETY: super-block b's lines and its folded lines are in the band (caller).
+        unsafe {
+            let p = band.add(b * kl).cast::<__m512i>();
+            let f = band.add(nb * kl + b * FOLDED_LINES).cast::<__m512i>();
+            for s in 0..NSUB {
+                let sc = _mm512_castsi256_si512(_mm512_cvtepi32_epi16(_mm512_load_si512(p.add(64 + s))));
+                let (s_lo, s_hi) = (_mm512_permutexvar_epi16(idx_lo, sc), _mm512_permutexvar_epi16(idx_hi, sc));
+                for l in s * per_sub..(s + 1) * per_sub {
+                    let q = _mm512_load_si512(p.add(l));
+                    let w0 = _mm512_mullo_epi16(
+                        _mm512_sub_epi16(_mm512_cvtepu8_epi16(_mm512_castsi512_si256(q)), offv),
+                        s_lo,
+                    );
+                    let w1 = _mm512_mullo_epi16(
+                        _mm512_sub_epi16(_mm512_cvtepu8_epi16(_mm512_extracti64x4_epi64::<1>(q)), offv),
+                        s_hi,
+                    );
+                    let bytes = |v0: __m512i, v1: __m512i| {
+                        _mm512_inserti64x4::<1>(
+                            _mm512_castsi256_si512(_mm512_cvtepi16_epi8(v0)),
+                            _mm512_cvtepi16_epi8(v1),
+                        )
+                    };
+                    _mm512_store_si512(f.add(l), bytes(_mm512_and_si512(w0, m127), _mm512_and_si512(w1, m127)));
+                    _mm512_store_si512(f.add(64 + l), bytes(_mm512_srai_epi16::<7>(w0), _mm512_srai_epi16::<7>(w1)));
+                }
+            }
+        }
+    }
+}
+
 /// A tile kernel over unpacked bands, for one kind of activation block.
 trait Kernel {
     type Act;
@@ -142,7 +197,10 @@ fn rows_with(
         return false;
     }
     let bands = (rows.end - rows.start) / BAND;
-    let band_lines = nb * lines(t);
+    // With AMX, the k-quants' bands also hold their weights times their scales (`fold`).
+    let kquant = matches!(t, QuantType::Q4K | QuantType::Q5K | QuantType::Q6K);
+    let folded = kquant && amx && m >= super::amx::MIN_ROWS;
+    let band_lines = nb * (lines(t) + if folded { FOLDED_LINES } else { 0 });
     // AMX multiplies bands in pairs: an even count per set (a lone band would repeat itself).
     let fit = SET_BYTES / (band_lines * 64);
     let per_set = if amx { fit.max(2).next_multiple_of(2) } else { fit }.clamp(1, bands.max(1));
@@ -165,18 +223,21 @@ fn rows_with(
                         QuantType::Q4K => unpack_q4k::<false>(g, g.add(nb * gb), nb, dst),
                         _ => unpack_legacy(t, g, g.add(nb * gb), nb, dst),
                     }
+                    if folded && t == QuantType::Q6K {
+                        fold::<16>(dst, nb, 32);
+                    } else if folded {
+                        fold::<8>(dst, nb, 0);
+                    }
                 }
                 let set = Set { lines: buf.as_ptr(), bands: set, band_lines, r0 };
                 let amx_rows = m >= super::amx::MIN_ROWS && amx;
                 match acts {
-                    // Q6_K's sub-blocks of 16 gained nothing from AMX tiles (docs/BENCHMARKS.md).
                     Acts::Q8K(a) if t == QuantType::Q6K => {
-                        let i =
-                            if amx_rows && amx_q6k() { super::amx::kquant::<16>(&set, a, m, nb, n, out) } else { 0 };
+                        let i = if folded { super::amx::kquant::<16>(&set, a, m, nb, n, out) } else { 0 };
                         tiles::<KQuant<16>>(&set, a, i, m, nb, n, out)
                     }
                     Acts::Q8K(a) => {
-                        let i = if amx_rows { super::amx::kquant::<8>(&set, a, m, nb, n, out) } else { 0 };
+                        let i = if folded { super::amx::kquant::<8>(&set, a, m, nb, n, out) } else { 0 };
                         tiles::<KQuant<8>>(&set, a, i, m, nb, n, out)
                     }
                     Acts::Q8(a) => {
@@ -193,12 +254,6 @@ fn rows_with(
         return super::avx2::groups(Backend::Vnni512, t, w, acts, m, nb, last, n, out);
     }
     true
-}
-
-/// Whether Q6_K takes the AMX tiles too: only in this module's tests (so that the path stays
-/// right), as on the CPUs measured it was no faster than the 512-bit VNNI tiles.
-fn amx_q6k() -> bool {
-    cfg!(test)
 }
 
 /// Unpacked bands side by side: `bands` of `band_lines` lines from `lines`, for weight rows
