@@ -1,30 +1,34 @@
-//! Intel AMX (AMX-INT8) prompt tiles over the unpacked bands of [`super::wide`].
+//! Intel AMX prompt tiles: AMX-INT8 over the unpacked bands of [`super::wide`], and AMX-BF16
+//! for the bf16 panels of `dense16` ([`bf16_tile`]).
 //!
 //! A band's unpacked weights are already in AMX's layout for the right-hand tile: a line holds
-//! 4 consecutive values of each of 16 weight rows, so the lines of one sub-block (8 for 32
-//! values; 4 for Q6_K's 16) are a `B` tile with a 64-byte stride. The left-hand `A` tile is 16
-//! activation rows of the same 32 (16) quants, read in place with the activations' row stride.
+//! 4 consecutive values of each of 16 weight rows, so 8 lines (32 values) or 16 (64) are a `B`
+//! tile with a 64-byte stride. The left-hand `A` tile is 16 activation rows of the same quants,
+//! read in place with the activations' row stride.
 //!
-//! A step multiplies two `A` tiles (32 activation rows) by two `B` tiles (two bands, 32 weight
-//! rows): four `tdpbsud` (signed activations × unsigned weights) into `tmm0..tmm3`, stored as
-//! 4 × 256 `i32` sums to a thread-local buffer, while AVX-512 scales the previous step's sums
-//! (the other half of the buffer) into f32 accumulators: legacy types
-//! `d_w × (d_a × Σ) + m_w × s_a` per block as in [`super::wide`]; k-quants `f += Σ × scale` per
-//! sub-block, then per super-block `d_a × (d × f − dmin × m)` with the block sums' term `m`
-//! of [`super::wide::block_sum_term`]. An odd last band or a last 16 activation rows repeat
-//! the other tile of the pair (its sums are not used); fewer than 16 rows are left to the
-//! caller.
+//! - **Legacy types** ([`legacy`]; blocks of 32, each with its own f32 scale): a step
+//!   multiplies two `A` tiles (32 activation rows) by two `B` tiles (two bands, 32 weight rows),
+//!   four `tdpbsud` (signed activations × unsigned weights) into `tmm0..tmm3`, stored as
+//!   4 × 256 `i32` sums to a thread-local buffer, while AVX-512 scales the previous block's
+//!   sums (the other half of the buffer) into f32: `d_w × (d_a × Σ) + m_w × s_a` as in
+//!   [`super::wide`]. An odd last band or a last 16 activation rows repeat the other tile of the
+//!   pair (its sums are not used).
+//! - **k-quants** ([`kquant`]): the sub-blocks' integer scales are folded into the weights
+//!   (`super::wide::fold`: `scale × q`, Q6_K `scale × (q − 32)`, as two bytes `128 h + l`), so
+//!   a whole super-block sums in the tiles with no step out to AVX-512 per sub-block: per 64
+//!   values, two `A` tiles × the `l` and `h` tiles (`tdpbsud`, `tdpbssd`), then per super-block
+//!   `d_a × (d × (128 Σh + Σl) − dmin × m)` (`m`: the rows' minimum pairs, folded lines too,
+//!   by the activations' 32-value sums in pairs, `vpmaddwd`; Q6_K has none).
 //!
-//! Each step is one run of tile instructions: one tile's multiply waits for its loads, and a
-//! store for its multiply, so four independent products per step keep the unit busy where one
-//! per step left it waiting (Xeon, 7B shapes: 1.05–1.2× the 512-bit VNNI tiles with one, see
-//! docs/BENCHMARKS.md round 9). The integer sums are exact; the k-quants' per sub-block scaling runs
-//! in f32 (each product below 2^24, so exact; their sum rounds), where [`super::wide`] sums
-//! in i32: the results differ by f32 rounding only.
+//! Rows below [`MIN_ROWS`] and the last rows short of a tile are left to the caller (the
+//! 512-bit VNNI tiles). The integer sums are exact; the f32 steps differ from [`super::wide`]'s
+//! in order only. Xeon, 7B shapes: legacy types 1.02–1.2× and k-quants 1.25–2× the 512-bit VNNI
+//! tiles (docs/BENCHMARKS.md round 9).
 //!
-//! Linux only: the kernel must grant the process the AMX state (`arch_prctl(ARCH_REQ_XCOMP_
-//! PERM)`), asked once; the tile configuration is loaded per call and released after it.
-//! `ZOO_AMX=0` turns the path off (for benchmarks: the 512-bit VNNI tiles then run).
+//! Tile instructions are `asm!` (the intrinsics are not stable Rust). Linux only: the kernel
+//! must grant the process the AMX state (`arch_prctl(ARCH_REQ_XCOMP_PERM)`), asked once; a
+//! tile configuration is loaded per call and released by a guard. `ZOO_AMX=0` turns the path off
+//! (for benchmarks: the 512-bit vector tiles then run).
 
 #![allow(clippy::indexing_slicing)]
 
@@ -32,7 +36,7 @@ use std::arch::asm;
 use std::arch::x86_64::*;
 use std::mem::{offset_of, size_of};
 
-use super::wide::{BAND, FOLDED_LINES, Line, Set, block_sum_term, store};
+use super::wide::{BAND, FOLDED_LINES, Line, Set, store};
 use crate::act::{BlockQ8, BlockQ8K};
 use crate::matmul::Disjoint;
 
@@ -101,15 +105,14 @@ struct Config {
     rows: [u8; 16],
 }
 
-/// Tiles for sub-blocks of `per_sub` lines (4 values each): `tmm0..tmm3` sums (16 × 16 i32;
-/// activation tile `t / 2` × band `t % 2`), `tmm4`/`tmm5` activations (16 rows × `4 per_sub`
-/// bytes), `tmm6`/`tmm7` weights (`per_sub` lines).
-fn config(per_sub: usize) -> Config {
-    let (k, p) = (4 * per_sub as u16, per_sub as u8);
+/// Tiles for the legacy types' blocks of 32 values (8 lines): `tmm0..tmm3` sums (16 × 16 i32;
+/// activation tile `t / 2` × band `t % 2`), `tmm4`/`tmm5` activations (16 rows × 32 bytes),
+/// `tmm6`/`tmm7` weights (8 lines); the other 8 entries of palette 1 stay 0.
+fn legacy_config() -> Config {
     let mut colsb = [0u16; 16];
     let mut rows = [0u8; 16];
     for (t, (c, r)) in
-        [(64, 16), (64, 16), (64, 16), (64, 16), (k, 16), (k, 16), (64, p), (64, p)].into_iter().enumerate()
+        [(64, 16), (64, 16), (64, 16), (64, 16), (32, 16), (32, 16), (64, 8), (64, 8)].into_iter().enumerate()
     {
         colsb[t] = c;
         rows[t] = r;
@@ -155,7 +158,7 @@ impl Drop for Tiles {
 /// `b0`, `b1` (64-byte lines) into the four 256-`i32` buffers at `c` (`a0b0, a0b1, a1b0, a1b1`).
 ///
 /// # Safety
-/// A configuration from [`config`] is loaded; every tile's bytes are readable and `c` holds
+/// [`legacy_config`] is loaded; every tile's bytes are readable and `c` holds
 /// 4 KiB.
 #[inline(always)]
 unsafe fn step(a0: *const u8, a1: *const u8, sa: usize, b0: *const Line, b1: *const Line, c: *mut i32) {
@@ -269,7 +272,7 @@ pub(crate) unsafe fn legacy(
 ) -> usize {
     // SAFETY: the caller's.
     unsafe {
-        let _tiles = Tiles::load(&config(8));
+        let _tiles = Tiles::load(&legacy_config());
         pairs(set, acts, m, nb, n, out, |pair, sums| legacy_pair(pair, nb, sums))
     }
 }
@@ -328,12 +331,16 @@ fn legacy_pair(pair: &Pair<'_, BlockQ8>, nb: usize, sums: *mut i32) -> Acc {
 pub(crate) unsafe fn kquant<const NSUB: usize>(
     set: &Set,
     acts: &[BlockQ8K],
+    pairs: &[[i32; 4]],
     m: usize,
     nb: usize,
     n: usize,
     out: &Disjoint<'_, f32>,
 ) -> usize {
     let done = m / ROWS * ROWS;
+    if NSUB == 8 && pairs.len() < done * nb {
+        return 0;
+    }
     // SAFETY: the caller's.
     let _tiles = unsafe { Tiles::square() };
     SUMS.with(|sums| {
@@ -342,8 +349,10 @@ pub(crate) unsafe fn kquant<const NSUB: usize>(
             let two = i + 2 * ROWS <= done;
             let r0 = &acts[i * nb..(i + ROWS) * nb];
             let r1 = if two { &acts[(i + ROWS) * nb..(i + 2 * ROWS) * nb] } else { r0 };
+            let p = |t: usize| if NSUB == 8 { &pairs[(i + t * ROWS) * nb..(i + (t + 1) * ROWS) * nb] } else { &[] };
+            let pr = [p(0), if two { p(1) } else { p(0) }];
             for j in 0..set.bands {
-                let acc = k_folded::<NSUB>([r0, r1], two, set.band(j), nb, sums);
+                let acc = k_folded::<NSUB>([r0, r1], pr, two, set.band(j), nb, sums);
                 for (ta, acc) in acc.iter().enumerate().take(if two { 2 } else { 1 }) {
                     // SAFETY: this task owns band j (weight rows) of every output row.
                     unsafe { store(out, acc, set.r0 + j * BAND, i + ta * ROWS, n) };
@@ -363,6 +372,7 @@ pub(crate) unsafe fn kquant<const NSUB: usize>(
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 fn k_folded<const NSUB: usize>(
     rows: [&[BlockQ8K]; 2],
+    pairs: [&[[i32; 4]]; 2],
     two: bool,
     band: *const Line,
     nb: usize,
@@ -379,6 +389,7 @@ fn k_folded<const NSUB: usize>(
             let d = _mm512_load_ps(pv.add(64 + NSUB + 8).cast());
             let dm = _mm512_load_ps(pv.add(64 + NSUB + 9).cast());
             let buf = sums.add(1024 * (b % 2)).cast::<__m512i>();
+            let mins = band.add(nb * kl + b * FOLDED_LINES + 128).cast::<__m512i>();
             for (ta, acc) in acc.iter_mut().enumerate().take(if two { 2 } else { 1 }) {
                 for (c, acc) in acc.iter_mut().enumerate() {
                     let y = &rows[ta][c * nb + b];
@@ -388,8 +399,16 @@ fn k_folded<const NSUB: usize>(
                     let f = if NSUB == 16 {
                         _mm512_mul_ps(isum, d)
                     } else {
-                        let mt = _mm512_mul_ps(_mm512_cvtepi32_ps(block_sum_term::<NSUB>(pv, y)), dm);
-                        _mm512_fmsub_ps(isum, d, mt)
+                        // The minimum term: each row's minimum pairs by the row's 32-value sums.
+                        let pp = &pairs[ta][c * nb + b];
+                        let mut ms = _mm512_setzero_si512();
+                        for (q, &x) in pp.iter().enumerate() {
+                            ms = _mm512_add_epi32(
+                                ms,
+                                _mm512_madd_epi16(_mm512_load_si512(mins.add(q)), _mm512_set1_epi32(x)),
+                            );
+                        }
+                        _mm512_fmsub_ps(isum, d, _mm512_mul_ps(_mm512_cvtepi32_ps(ms), dm))
                     };
                     *acc = _mm512_fmadd_ps(f, _mm512_set1_ps(y.d), *acc);
                 }

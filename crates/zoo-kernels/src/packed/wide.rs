@@ -1,4 +1,5 @@
-//! 512-bit prompt kernels for the k-quants (Q4_K, Q5_K, Q6_K) on AVX512-VNNI CPUs.
+//! 512-bit prompt kernels for every packed type on AVX512-VNNI CPUs (and the bands that
+//! [`super::amx`] multiplies on AMX CPUs).
 //!
 //! The 256-bit kernels in [`super::avx2`] split nibbles and fifth or sixth bits inside the
 //! tile, again for every 4 or 8 activation rows; on a Q5_K or Q6_K matrix that is more
@@ -50,6 +51,8 @@ const SET_BYTES: usize = 384 * 1024;
 pub(crate) struct Line([u8; 64]);
 
 thread_local! {
+    /// The activations' 32-value sums in `i16` pairs, for [`super::amx::kquant`].
+    static BSUM_PAIRS: RefCell<Vec<[i32; 4]>> = const { RefCell::new(Vec::new()) };
     /// The unpacked band of the current call.
     static BAND_LINES: RefCell<Vec<Line>> = const { RefCell::new(Vec::new()) };
 }
@@ -71,15 +74,17 @@ pub(crate) const fn k_lines(nsub: usize) -> usize {
     64 + nsub + 8 + 2
 }
 
-/// Lines per k-quant super-block of the folded weights (`fold`): 64 of low parts, 64 of high.
-pub(crate) const FOLDED_LINES: usize = 128;
+/// Lines per k-quant super-block of the folded weights (`fold`): 64 of low parts, 64 of high,
+/// and (Q4_K, Q5_K) 4 of minimums as `i16` pairs of sub-blocks `2q`, `2q + 1`.
+pub(crate) const FOLDED_LINES: usize = 132;
 
 /// For [`super::amx`]: writes, after a band's `nb` unpacked k-quant super-blocks at `band`,
 /// each weight times its sub-block's scale less `off` times it (Q6_K's `−32`), `w = 128 h + l`
 /// split into `l` in 0..128 and a signed `h` (`|w| < 2^13`, so both are bytes): line `i` of a
 /// super-block's 128 folded lines holds the `l` of its weight line `i`, line `64 + i` the `h`.
 /// The products `Σ a × l` and `Σ a × h` then sum a whole super-block exactly, with no scaling
-/// per sub-block.
+/// per sub-block. For 8 sub-blocks (Q4_K, Q5_K), lines `128 + q` hold each row's minimums of
+/// sub-blocks `2q` and `2q + 1` as an `i16` pair, for the activations' 32-value sums.
 ///
 /// # Safety
 /// `band` holds `nb × (k_lines(NSUB) + FOLDED_LINES)` lines, the first `nb × k_lines(NSUB)`
@@ -120,6 +125,13 @@ unsafe fn fold<const NSUB: usize>(band: *mut Line, nb: usize, off: i16) {
                     };
                     _mm512_store_si512(f.add(l), bytes(_mm512_and_si512(w0, m127), _mm512_and_si512(w1, m127)));
                     _mm512_store_si512(f.add(64 + l), bytes(_mm512_srai_epi16::<7>(w0), _mm512_srai_epi16::<7>(w1)));
+                }
+            }
+            if NSUB == 8 {
+                // Lines 64 + 8 + 2q and + 1 hold the minimum of sub-block 2q (2q + 1) twice.
+                for q in 0..4 {
+                    let (even, odd) = (_mm512_load_si512(p.add(72 + 2 * q)), _mm512_load_si512(p.add(73 + 2 * q)));
+                    _mm512_store_si512(f.add(128 + q), _mm512_mask_blend_epi16(0xAAAA_AAAA, even, odd));
                 }
             }
         }
@@ -178,8 +190,10 @@ pub(crate) fn rows(
     rows_with(super::amx::available(), t, w, acts, m, nb, rows, n, out)
 }
 
-/// [`rows`], with tiles of 16 activation rows through [`super::amx`] if `amx` (which the
-/// caller has checked is [`super::amx::available`]).
+/// [`rows`]; if `amx` (which the caller has checked is [`super::amx::available`]) and there are
+/// at least [`super::amx::MIN_ROWS`] activation rows, the rows in whole tiles of 16 go through
+/// [`super::amx`] (the k-quants' bands with their folded lines, `fold`), the rest through the
+/// tiles here.
 #[allow(clippy::too_many_arguments)]
 fn rows_with(
     amx: bool,
@@ -204,50 +218,63 @@ fn rows_with(
     // AMX multiplies bands in pairs: an even count per set (a lone band would repeat itself).
     let fit = SET_BYTES / (band_lines * 64);
     let per_set = if amx { fit.max(2).next_multiple_of(2) } else { fit }.clamp(1, bands.max(1));
-    with_scratch(&BAND_LINES, per_set * band_lines, Line([0; 64]), |buf| {
-        let mut b0 = 0;
-        while b0 < bands {
-            let set = per_set.min(bands - b0);
-            let r0 = rows.start + b0 * BAND;
-            // SAFETY: AVX512-VNNI checked above; the groups of bands `b0..b0 + set` are whole
-            // in `w` (`fits`), `buf` holds `set` unpacked bands of `nb` blocks, the
-            // activations `m` rows of `nb` blocks, and outputs stay below `m * n`, in this
-            // task's rows.
-            unsafe {
-                for j in 0..set {
-                    let g = w.as_ptr().add((r0 / GROUP + 2 * j) * nb * gb);
-                    let dst = buf.as_mut_ptr().add(j * band_lines);
-                    match t {
-                        QuantType::Q6K => unpack_q6k(g, g.add(nb * gb), nb, dst),
-                        QuantType::Q5K => unpack_q4k::<true>(g, g.add(nb * gb), nb, dst),
-                        QuantType::Q4K => unpack_q4k::<false>(g, g.add(nb * gb), nb, dst),
-                        _ => unpack_legacy(t, g, g.add(nb * gb), nb, dst),
-                    }
-                    if folded && t == QuantType::Q6K {
-                        fold::<16>(dst, nb, 32);
-                    } else if folded {
-                        fold::<8>(dst, nb, 0);
-                    }
-                }
-                let set = Set { lines: buf.as_ptr(), bands: set, band_lines, r0 };
-                let amx_rows = m >= super::amx::MIN_ROWS && amx;
-                match acts {
-                    Acts::Q8K(a) if t == QuantType::Q6K => {
-                        let i = if folded { super::amx::kquant::<16>(&set, a, m, nb, n, out) } else { 0 };
-                        tiles::<KQuant<16>>(&set, a, i, m, nb, n, out)
-                    }
-                    Acts::Q8K(a) => {
-                        let i = if folded { super::amx::kquant::<8>(&set, a, m, nb, n, out) } else { 0 };
-                        tiles::<KQuant<8>>(&set, a, i, m, nb, n, out)
-                    }
-                    Acts::Q8(a) => {
-                        let i = if amx_rows { super::amx::legacy(&set, a, m, nb, n, out) } else { 0 };
-                        tiles::<Legacy>(&set, a, i, m, nb, n, out)
-                    }
-                }
+    // Q4_K/Q5_K through AMX: each activation super-block's 32-value sums as `i16` pairs.
+    let pairs_len = if folded && t != QuantType::Q6K { m * nb } else { 0 };
+    with_scratch(&BSUM_PAIRS, pairs_len, [0; 4], |pairs| {
+        if let Acts::Q8K(a) = acts {
+            for (p, y) in pairs.iter_mut().zip(a) {
+                *p = std::array::from_fn(|q| {
+                    let s = |i: usize| i32::from(y.bsums[i]);
+                    (s(4 * q) + s(4 * q + 1)) & 0xFFFF | (s(4 * q + 2) + s(4 * q + 3)) << 16
+                });
             }
-            b0 += set;
         }
+        let pairs: &[[i32; 4]] = pairs;
+        with_scratch(&BAND_LINES, per_set * band_lines, Line([0; 64]), |buf| {
+            let mut b0 = 0;
+            while b0 < bands {
+                let set = per_set.min(bands - b0);
+                let r0 = rows.start + b0 * BAND;
+                // SAFETY: AVX512-VNNI checked above; the groups of bands `b0..b0 + set` are whole
+                // in `w` (`fits`), `buf` holds `set` unpacked bands of `nb` blocks, the
+                // activations `m` rows of `nb` blocks, and outputs stay below `m * n`, in this
+                // task's rows.
+                unsafe {
+                    for j in 0..set {
+                        let g = w.as_ptr().add((r0 / GROUP + 2 * j) * nb * gb);
+                        let dst = buf.as_mut_ptr().add(j * band_lines);
+                        match t {
+                            QuantType::Q6K => unpack_q6k(g, g.add(nb * gb), nb, dst),
+                            QuantType::Q5K => unpack_q4k::<true>(g, g.add(nb * gb), nb, dst),
+                            QuantType::Q4K => unpack_q4k::<false>(g, g.add(nb * gb), nb, dst),
+                            _ => unpack_legacy(t, g, g.add(nb * gb), nb, dst),
+                        }
+                        if folded && t == QuantType::Q6K {
+                            fold::<16>(dst, nb, 32);
+                        } else if folded {
+                            fold::<8>(dst, nb, 0);
+                        }
+                    }
+                    let set = Set { lines: buf.as_ptr(), bands: set, band_lines, r0 };
+                    let amx_rows = m >= super::amx::MIN_ROWS && amx;
+                    match acts {
+                        Acts::Q8K(a) if t == QuantType::Q6K => {
+                            let i = if folded { super::amx::kquant::<16>(&set, a, &[], m, nb, n, out) } else { 0 };
+                            tiles::<KQuant<16>>(&set, a, i, m, nb, n, out)
+                        }
+                        Acts::Q8K(a) => {
+                            let i = if folded { super::amx::kquant::<8>(&set, a, pairs, m, nb, n, out) } else { 0 };
+                            tiles::<KQuant<8>>(&set, a, i, m, nb, n, out)
+                        }
+                        Acts::Q8(a) => {
+                            let i = if amx_rows { super::amx::legacy(&set, a, m, nb, n, out) } else { 0 };
+                            tiles::<Legacy>(&set, a, i, m, nb, n, out)
+                        }
+                    }
+                }
+                b0 += set;
+            }
+        });
     });
     if (rows.end - rows.start) / GROUP % 2 == 1 {
         let last = rows.end - GROUP..rows.end;
@@ -371,7 +398,7 @@ unsafe fn k_tile<const NSUB: usize, const C: usize>(
 /// `p` points at an unpacked super-block of `NSUB` sub-blocks.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-pub(crate) unsafe fn block_sum_term<const NSUB: usize>(p: *const __m512i, y: &BlockQ8K) -> __m512i {
+unsafe fn block_sum_term<const NSUB: usize>(p: *const __m512i, y: &BlockQ8K) -> __m512i {
     let mut msum = _mm512_setzero_si512();
     for q in 0..8 {
         // SAFETY: line 64 + NSUB + q of the block (caller); block sums 2q and 2q + 1 of 16.
