@@ -27,8 +27,7 @@
 #                                TYPES="q4_0 q4_1 q5_0 q5_1 q8_0 q4_k_m q5_k_m q6_k f16 bf16 f32"
 #                                MATRIX=1 LOAD=1 QUANT_MEM=1 (0 skips a part)
 #   MODELS=smollm2 TYPES="q4_0 f16" REPS=1 LOAD=0 QUANT_MEM=0 bench/speed-matrix.sh      a quick try
-#   ZOO_LLAMA_CPP=~/.cache/zoo-llama.cpp-noamx bench/speed-matrix.sh   on an AMX Xeon, against the llama.cpp copy built
-#                                without its crashing AMX kernels (scripts/llama-cpp.sh, LLAMA_NO_AMX=1)
+#   (on AMX Xeons scripts/llama-cpp.sh builds llama.cpp without its AMX kernels, which crash there: LLAMA_NO_AMX)
 #
 # Everything lives in ${ZOO_BENCH_DIR:-/tmp/zoo-speed-matrix} ($W): the inputs (llama7b-L4/, smollm2-hf/), the made
 # files (MODEL/zoo-TYPE.gguf, MODEL/llama-TYPE.gguf; cached, remade when older than their input), each run's

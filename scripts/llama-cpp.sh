@@ -6,9 +6,8 @@
 # Usage: scripts/llama-cpp.sh            # build (or re-use) and print the binaries' paths
 #        ZOO_LLAMA_CPP=/some/dir JOBS=4 scripts/llama-cpp.sh
 #        LLAMA_TARGETS="llama-server" scripts/llama-cpp.sh   # only these (the eval tests need the server)
-#        ZOO_LLAMA_CPP=~/.cache/zoo-llama.cpp-noamx LLAMA_NO_AMX=1 LLAMA_TARGETS="llama-bench llama-quantize" \
-#          scripts/llama-cpp.sh   # a copy without AMX: the pinned llama.cpp's AMX kernels take SIGSEGV on
-#                                 # `ldtilecfg` on some AMX Xeons (docs/BENCHMARKS.md round 9)
+#        LLAMA_NO_AMX=0|1 scripts/llama-cpp.sh   # with or without llama.cpp's AMX kernels (default: without on
+#                                                 # AMX CPUs, where the pinned version's take SIGSEGV)
 # Layout under ${ZOO_LLAMA_CPP:-$REPO/.cache/llama.cpp}:
 #   sdist/     llama_cpp_python-<ver>.tar.gz      (pip download cache)
 #   src/       unpacked sdist; llama.cpp is src/llama_cpp_python-<ver>/vendor/llama.cpp
@@ -55,12 +54,19 @@ if [ -f "$BUILD/CMakeCache.txt" ] && ! grep -q "^CMAKE_HOME_DIRECTORY:INTERNAL=$
   rm -rf "$BUILD"   # a build of another source tree
 fi
 # (Re)configure when new, or when an older build of this script had the server off.
-# LLAMA_NO_AMX=1: -march=native less AMX (GCC keeps explicit -mno-* over -march), so no AMX buffer type exists.
-NO_AMX=()
-[ "${LLAMA_NO_AMX:-0}" = 1 ] && NO_AMX=("-DCMAKE_C_FLAGS=-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
-                                         "-DCMAKE_CXX_FLAGS=-mno-amx-tile -mno-amx-int8 -mno-amx-bf16")
-if [ ! -f "$BUILD/CMakeCache.txt" ] || ! grep -q "^LLAMA_BUILD_SERVER:BOOL=ON" "$BUILD/CMakeCache.txt"; then
-  cmake -S "$LLAMA_SRC" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON "${NO_AMX[@]}" \
+# LLAMA_NO_AMX=1: -march=native less AMX (GCC keeps explicit -mno-* over -march), so no AMX buffer type exists. The
+# default is 1 on CPUs with AMX-INT8: the pinned llama.cpp's AMX kernels take SIGSEGV there (on `ldtilecfg`, in
+# llama-bench and in llama-server's warm-up; docs/BENCHMARKS.md round 9), 0 elsewhere.
+if [ -z "${LLAMA_NO_AMX:-}" ]; then
+  if grep -qw amx_int8 /proc/cpuinfo 2>/dev/null; then LLAMA_NO_AMX=1; else LLAMA_NO_AMX=0; fi
+fi
+FLAGS=""
+[ "$LLAMA_NO_AMX" = 1 ] && FLAGS="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
+HAVE_FLAGS=$(sed -n 's/^CMAKE_C_FLAGS:STRING=//p' "$BUILD/CMakeCache.txt" 2>/dev/null || true)
+if [ ! -f "$BUILD/CMakeCache.txt" ] || ! grep -q "^LLAMA_BUILD_SERVER:BOOL=ON" "$BUILD/CMakeCache.txt" \
+   || [ "$HAVE_FLAGS" != "$FLAGS" ]; then
+  cmake -S "$LLAMA_SRC" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON \
+    "-DCMAKE_C_FLAGS=$FLAGS" "-DCMAKE_CXX_FLAGS=$FLAGS" \
     -DGGML_CUDA=OFF -DGGML_METAL=OFF -DGGML_VULKAN=OFF -DGGML_OPENMP=ON \
     -DBUILD_SHARED_LIBS=OFF -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=ON \
     -DLLAMA_BUILD_EXAMPLES=ON -DLLAMA_BUILD_TOOLS=ON >&2
