@@ -198,6 +198,24 @@ fn prefetch_lines(p: *const Line, count: usize) {
     }
 }
 
+/// Clears the four sum tiles `tmm0..tmm3`.
+///
+/// # Safety
+/// A tile configuration is loaded.
+#[inline(always)]
+unsafe fn zero_sums() {
+    // SAFETY: the caller's.
+    unsafe {
+        asm!(
+            "tilezero tmm0",
+            "tilezero tmm1",
+            "tilezero tmm2",
+            "tilezero tmm3",
+            options(nostack, nomem, preserves_flags)
+        );
+    }
+}
+
 /// Thread-local buffers for the stored sums: two steps of four tiles.
 #[repr(C, align(64))]
 struct Sums([[i32; 1024]; 2]);
@@ -422,14 +440,8 @@ fn k_folded<const NSUB: usize>(
             let f = band.add(nb * kl + b * FOLDED_LINES);
             let a0 = rows[0].as_ptr().add(b).cast::<u8>().add(qs);
             let a1 = rows[1].as_ptr().add(b).cast::<u8>().add(qs);
-            prefetch_lines(band.add(nb * kl + (b + 1) * FOLDED_LINES), FOLDED_LINES);
-            asm!(
-                "tilezero tmm0",
-                "tilezero tmm1",
-                "tilezero tmm2",
-                "tilezero tmm3",
-                options(nostack, nomem, preserves_flags)
-            );
+            prefetch_lines(band.wrapping_add(nb * kl + (b + 1) * FOLDED_LINES), FOLDED_LINES);
+            zero_sums();
             for g in 0..4 {
                 asm!(
                     "tileloadd tmm4, [{a0} + {sa}]",
@@ -503,13 +515,7 @@ pub(crate) unsafe fn bf16_tile(
                 );
             }
         } else {
-            asm!(
-                "tilezero tmm0",
-                "tilezero tmm1",
-                "tilezero tmm2",
-                "tilezero tmm3",
-                options(nostack, nomem, preserves_flags)
-            );
+            zero_sums();
         }
         for p in (0..kp).step_by(16) {
             let (ap, bp) = (a.add(p), panel.add(p * 32));
