@@ -203,7 +203,17 @@ impl Job<'_, '_> {
         #[cfg(target_arch = "x86_64")]
         {
             self.wide_applies()
-                && packed::wide::rows(self.w.qtype, self.w.data, acts, self.m, self.nb, rows, self.n, out)
+                && packed::wide::rows(
+                    packed::amx::available(),
+                    self.w.qtype,
+                    self.w.data,
+                    acts,
+                    self.m,
+                    self.nb,
+                    rows,
+                    self.n,
+                    out,
+                )
         }
         #[cfg(not(target_arch = "x86_64"))]
         {

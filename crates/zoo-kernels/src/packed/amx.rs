@@ -228,50 +228,11 @@ thread_local! {
 type Acc = [[__m512; ROWS]; 4];
 
 /// A pair of activation tiles and a pair of bands, with how many of each are real.
-struct Pair<'a, A> {
-    rows: [&'a [A]; 2],
+struct Pair<'a> {
+    rows: [&'a [BlockQ8]; 2],
     bands: [*const Line; 2],
     n_rows: usize,
     n_bands: usize,
-}
-
-/// Runs `tile` over the activation rows `0..m / 16 × 16` in pairs of 16-row tiles and the bands
-/// of `set` in pairs, storing each pair's results; returns the rows done.
-///
-/// # Safety
-/// [`available`], a configuration loaded; `set` and `acts` as in `super::wide::tiles`.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn pairs<A>(
-    set: &Set,
-    acts: &[A],
-    m: usize,
-    nb: usize,
-    n: usize,
-    out: &Disjoint<'_, f32>,
-    tile: impl Fn(&Pair<'_, A>, *mut i32) -> Acc,
-) -> usize {
-    let done = m / ROWS * ROWS;
-    SUMS.with(|sums| {
-        let sums = sums.get().cast::<i32>();
-        for i in (0..done).step_by(2 * ROWS) {
-            let n_rows = if i + 2 * ROWS <= done { 2 } else { 1 };
-            let r0 = &acts[i * nb..(i + ROWS) * nb];
-            let r1 = if n_rows == 2 { &acts[(i + ROWS) * nb..(i + 2 * ROWS) * nb] } else { r0 };
-            for j in (0..set.bands).step_by(2) {
-                let n_bands = if j + 1 < set.bands { 2 } else { 1 };
-                let pair = Pair { rows: [r0, r1], bands: [set.band(j), set.band(j + n_bands - 1)], n_rows, n_bands };
-                let acc = tile(&pair, sums);
-                for ta in 0..n_rows {
-                    for tb in 0..n_bands {
-                        // SAFETY: this task owns bands j, j + 1 (weight rows) of every output row.
-                        unsafe { store(out, &acc[2 * ta + tb], set.r0 + (j + tb) * BAND, i + ta * ROWS, n) };
-                    }
-                }
-            }
-        }
-    });
-    done
 }
 
 /// The legacy types (blocks of 32, `nb` per row): activation rows in tiles of 16 against every
@@ -289,16 +250,34 @@ pub(crate) unsafe fn legacy(
     out: &Disjoint<'_, f32>,
 ) -> usize {
     // SAFETY: the caller's.
-    unsafe {
-        let _tiles = Tiles::load(&legacy_config());
-        pairs(set, acts, m, nb, n, out, |pair, sums| legacy_pair(pair, nb, sums))
-    }
+    let _tiles = unsafe { Tiles::load(&legacy_config()) };
+    let done = m / ROWS * ROWS;
+    SUMS.with(|sums| {
+        let sums = sums.get().cast::<i32>();
+        for i in (0..done).step_by(2 * ROWS) {
+            let n_rows = if i + 2 * ROWS <= done { 2 } else { 1 };
+            let r0 = &acts[i * nb..(i + ROWS) * nb];
+            let r1 = if n_rows == 2 { &acts[(i + ROWS) * nb..(i + 2 * ROWS) * nb] } else { r0 };
+            for j in (0..set.bands).step_by(2) {
+                let n_bands = if j + 1 < set.bands { 2 } else { 1 };
+                let pair = Pair { rows: [r0, r1], bands: [set.band(j), set.band(j + n_bands - 1)], n_rows, n_bands };
+                let acc = legacy_pair(&pair, nb, sums);
+                for ta in 0..n_rows {
+                    for tb in 0..n_bands {
+                        // SAFETY: this task owns bands j, j + 1 (weight rows) of every output row.
+                        unsafe { store(out, &acc[2 * ta + tb], set.r0 + (j + tb) * BAND, i + ta * ROWS, n) };
+                    }
+                }
+            }
+        }
+    });
+    done
 }
 
 /// One pair of activation tiles × one pair of bands over all `nb` blocks (see the module docs).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-fn legacy_pair(pair: &Pair<'_, BlockQ8>, nb: usize, sums: *mut i32) -> Acc {
+fn legacy_pair(pair: &Pair<'_>, nb: usize, sums: *mut i32) -> Acc {
     let mut acc = [[_mm512_setzero_ps(); ROWS]; 4];
     let stride = nb * size_of::<BlockQ8>();
     let qs = offset_of!(BlockQ8, qs);

@@ -176,26 +176,13 @@ impl Kernel for Legacy {
 /// blocks for the k-quants, Q8 for the rest). Returns false, doing nothing, if the CPU lacks
 /// AVX512-VNNI, the activations do not suit `t` or the lengths do not fit; an odd last group
 /// goes through [`super::avx2::groups`].
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn rows(
-    t: QuantType,
-    w: &[u8],
-    acts: Acts<'_>,
-    m: usize,
-    nb: usize,
-    rows: Range<usize>,
-    n: usize,
-    out: &Disjoint<'_, f32>,
-) -> bool {
-    rows_with(super::amx::available(), t, w, acts, m, nb, rows, n, out)
-}
-
-/// [`rows`]; if `amx` (which the caller has checked is [`super::amx::available`]) and there are
-/// at least [`super::amx::MIN_ROWS`] activation rows, the rows in whole tiles of 16 go through
+///
+/// If `amx` (the caller passes [`super::amx::available`]; tests force either) and there are at
+/// least [`super::amx::MIN_ROWS`] activation rows, the rows in whole tiles of 16 go through
 /// [`super::amx`] (the k-quants' bands with their folded lines, `fold`), the rest through the
 /// tiles here.
 #[allow(clippy::too_many_arguments)]
-fn rows_with(
+pub(crate) fn rows(
     amx: bool,
     t: QuantType,
     w: &[u8],
@@ -690,7 +677,7 @@ mod tests {
                 let reference: Box<dyn Fn(usize, usize) -> f32> = if t.block_size() == 256 {
                     let mut acts = vec![BlockQ8K::ZERO; m * nb];
                     act::quantize_q8k(&x, &mut acts);
-                    assert!(rows_with(amx, t, &packed, Acts::Q8K(&acts), m, nb, 0..n, n, &d), "{t}: did not run");
+                    assert!(rows(amx, t, &packed, Acts::Q8K(&acts), m, nb, 0..n, n, &d), "{t}: did not run");
                     let plain = plain.clone();
                     Box::new(move |i, r| {
                         crate::scalar::dot_k(t, &plain[r * row_bytes..(r + 1) * row_bytes], &acts[i * nb..(i + 1) * nb])
@@ -698,7 +685,7 @@ mod tests {
                 } else {
                     let mut acts = vec![BlockQ8::ZERO; m * nb];
                     act::quantize_q8(&x, &mut acts);
-                    assert!(rows_with(amx, t, &packed, Acts::Q8(&acts), m, nb, 0..n, n, &d), "{t}: did not run");
+                    assert!(rows(amx, t, &packed, Acts::Q8(&acts), m, nb, 0..n, n, &d), "{t}: did not run");
                     let plain = plain.clone();
                     Box::new(move |i, r| {
                         crate::scalar::dot_legacy(
